@@ -1,0 +1,91 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using LlavaMech.Model;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Cli.Commands;
+
+/// <summary><c>forward</c>: one pass of a checkpoint on one prompt (and image); the next-token distribution.</summary>
+public static class ForwardCommand
+{
+    public static readonly CommandLine.OptionSpec[] Specs =
+    [
+        new("model", "DIR", "Hugging Face checkpoint folder (LlavaForConditionalGeneration or LlamaForCausalLM)", Required: true),
+        new("image", "FILE", "PNG, JPEG or WebP image (omit for a text-only prompt)"),
+        new("prompt", "TEXT", "prompt; a vision prompt contains one <image>, e.g. \"USER: <image>\\nWhat is the color of the dog?\\nASSISTANT:\"", Required: true),
+        new("top", "K", "how many next-token candidates to show", "5"),
+        new("json", null, "print one JSON object instead of a table"),
+        .. DeviceOptions.Specs,
+    ];
+
+    public const string Description = """
+        Runs one forward pass and reports the model's next token at the last position: the input
+        ids (with <image> expanded to the image sequence length), the argmax target and the most
+        probable next tokens. This is the pass every analysis starts from.
+
+        JSON fields: input_ids, seq_len, num_image_tokens, image_positions, target_id, target_token,
+        top [{id, token, prob}], model, device, dtype.
+        """;
+
+    public const string Examples = """
+          ./llavamech forward --model datasets/models/tiny-llava --image datasets/images/red_circle.png \
+              --prompt $'USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is'
+          ./llavamech forward --model ckpt/llava-1.5-7b-hf --device cuda --image dog.jpg --prompt "..." --json
+        """;
+
+    public static int Run(CommandLine cl)
+    {
+        var options = DeviceOptions.Apply(cl);
+        int k = cl.GetInt("top");
+        using var model = LoadedModel.Load(cl.Require("model"), options);
+        using var scope = NewDisposeScope();
+        var input = model.Prepare(cl.Require("prompt"), cl.Get("image"));
+        var logits = model.Forward(input);                                   // [V]
+        var probs = logits.to(ScalarType.Float64).softmax(-1);
+        var (values, indices) = probs.topk(Math.Min(k, (int)probs.shape[0]));
+        var ids = indices.data<long>().ToArray();
+        var ps = values.data<double>().ToArray();
+        var top = ids.Select((id, i) => new TopToken((int)id, model.TokenText((int)id), ps[i])).ToArray();
+
+        var result = new ForwardResult(input.InputIds, input.SeqLen, input.ImagePositions.Length, input.ImagePositions,
+            top[0].Id, top[0].Token, top, model.Directory, model.Device.ToString(), model.DType.ToString());
+        if (cl.Flag("json"))
+        {
+            Console.WriteLine(JsonSerializer.Serialize(result, Json.Options));
+            return 0;
+        }
+        Console.WriteLine($"model      {model.Directory} ({model.Config.Kind}, {model.Layers} layers, {model.Device}, {model.DType})");
+        Console.WriteLine($"tokens     {input.SeqLen} ({input.ImagePositions.Length} image tokens)");
+        Console.WriteLine($"target     {top[0].Id} '{top[0].Token}'");
+        Console.WriteLine();
+        Console.WriteLine("  rank      id  token                 prob");
+        for (int i = 0; i < top.Length; i++)
+            Console.WriteLine($"  {i + 1,4}  {top[i].Id,6}  {Trunc(top[i].Token, 20),-20}  {top[i].Prob,8:0.000000}");
+        return 0;
+    }
+
+    private static string Trunc(string s, int n) => s.Length <= n ? s : s[..(n - 1)] + "…";
+
+    public sealed record TopToken(
+        [property: JsonPropertyName("id")] int Id,
+        [property: JsonPropertyName("token")] string Token,
+        [property: JsonPropertyName("prob")] double Prob);
+
+    public sealed record ForwardResult(
+        [property: JsonPropertyName("input_ids")] long[] InputIds,
+        [property: JsonPropertyName("seq_len")] int SeqLen,
+        [property: JsonPropertyName("num_image_tokens")] int NumImageTokens,
+        [property: JsonPropertyName("image_positions")] int[] ImagePositions,
+        [property: JsonPropertyName("target_id")] int TargetId,
+        [property: JsonPropertyName("target_token")] string TargetToken,
+        [property: JsonPropertyName("top")] TopToken[] Top,
+        [property: JsonPropertyName("model")] string Model,
+        [property: JsonPropertyName("device")] string Device,
+        [property: JsonPropertyName("dtype")] string DType);
+}
+
+public static class Json
+{
+    public static readonly JsonSerializerOptions Options = new() { WriteIndented = false, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
+    public static readonly JsonSerializerOptions Indented = new(Options) { WriteIndented = true };
+}

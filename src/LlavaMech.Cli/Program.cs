@@ -1,0 +1,79 @@
+using LlavaMech.Checkpoints;
+using LlavaMech.Cli;
+using LlavaMech.Processing;
+
+return Cli.Run(args);
+
+namespace LlavaMech.Cli
+{
+    using LlavaMech.Cli.Commands;
+
+    /// <summary>One command: option specs (for parsing and --help), its help text and what it runs.</summary>
+    public sealed record CommandInfo(string Name, string Summary, CommandLine.OptionSpec[] Specs, string Description, string? Examples, Func<CommandLine, int> Handler);
+
+    public static class Cli
+    {
+        public static readonly CommandInfo[] Commands =
+        [
+            new("forward", "one forward pass: next-token distribution at the last position", ForwardCommand.Specs, ForwardCommand.Description, ForwardCommand.Examples, ForwardCommand.Run),
+            new("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)", InspectCommand.Specs, InspectCommand.Description, InspectCommand.Examples, InspectCommand.Run),
+            new("bench", "benchmark plain vs hooked forward passes and memory over many examples", BenchCommand.Specs, BenchCommand.Description, BenchCommand.Examples, BenchCommand.Run),
+        ];
+
+        public static int Run(string[] args)
+        {
+            if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+            {
+                if (args.Length > 1) return Run([args[1], "--help"]);
+                PrintOverview();
+                return 0;
+            }
+            var command = Commands.FirstOrDefault(c => c.Name == args[0]);
+            if (command is null)
+            {
+                Console.Error.WriteLine($"llavamech: unknown command '{args[0]}'. Run ./llavamech --help for the list.");
+                return 2;
+            }
+            try
+            {
+                var cl = new CommandLine(command.Name, args[1..], command.Specs);
+                if (cl.HelpRequested)
+                {
+                    Console.WriteLine(CommandLine.Help($"./llavamech {command.Name} [options]", command.Description, command.Specs, command.Examples));
+                    return 0;
+                }
+                return command.Handler(cl);
+            }
+            catch (UsageException e)
+            {
+                Console.Error.WriteLine($"llavamech {command.Name}: {e.Message}. See ./llavamech {command.Name} --help");
+                return 2;
+            }
+            catch (Exception e) when (e is CheckpointException or ProcessingException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidOperationException or NotSupportedException)
+            {
+                Console.Error.WriteLine($"llavamech {command.Name}: error: {e.Message}");
+                return 1;
+            }
+        }
+
+        private static void PrintOverview()
+        {
+            Console.WriteLine("""
+                llavamech: mechanistic interpretability of LLaVA-style models
+                (log-probability-increase attribution of layers, heads, positions and neurons; Yu & Ananiadou, arXiv 2411.10950)
+
+                usage: ./llavamech <command> [options]
+                       ./llavamech <command> --help     what a command does, its options and examples
+
+                commands:
+                """);
+            foreach (var c in Commands) Console.WriteLine($"  {c.Name,-10} {c.Summary}");
+            Console.WriteLine("""
+                  test       (the ./llavamech script) build and run the whole test suite
+
+                Commands that run a model take --device (cpu, cuda, cuda:N, auto), --dtype and
+                --libtorch DIR (CUDA through an installed PyTorch's libtorch; or set LLAVAMECH_LIBTORCH).
+                """);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Hooks;
+
+/// <summary>
+/// The tensors a hooked pass kept, by hook name, already reduced to the plan's positions along the
+/// sequence axis (axis 1 for [B, T, ...] hooks, the query axis 2 for patterns). The tensors are
+/// detached copies owned by the caller's dispose scope; <see cref="Dispose"/> frees them early.
+/// </summary>
+public sealed class ActivationCache : IDisposable
+{
+    private readonly Dictionary<string, Tensor> _tensors = new(StringComparer.Ordinal);
+    private readonly List<string> _order = new();
+
+    public ActivationCache(CapturePlan plan) { Plan = plan; }
+
+    public CapturePlan Plan { get; }
+
+    /// <summary>Hook names in the order the pass reached them.</summary>
+    public IReadOnlyList<string> Order => _order;
+
+    public bool Contains(string hook) => _tensors.ContainsKey(hook);
+
+    public Tensor this[string hook] => _tensors.TryGetValue(hook, out var t)
+        ? t
+        : throw new KeyNotFoundException($"hook '{hook}' was not captured; the plan holds: {string.Join(", ", Plan.Hooks.Keys.Take(8))}{(Plan.Hooks.Count > 8 ? ", ..." : "")}");
+
+    public bool Wants(string hook) => Plan.Wants(hook);
+
+    /// <summary>Query rows the plan asks of a pattern hook (null: all rows).</summary>
+    public long[]? QueryRows(string patternHook, int seqLen) => Plan.PositionsOf(patternHook)?.Resolve(seqLen);
+
+    /// <summary>Keeps <paramref name="value"/> if the plan wants it, selecting positions along <paramref name="seqAxis"/>.</summary>
+    public void Offer(string hook, Tensor value, int seqAxis = 1)
+    {
+        var sel = Plan.PositionsOf(hook);
+        if (sel is null) return;
+        var idx = sel.Resolve((int)value.shape[seqAxis]);
+        Tensor kept = idx is null
+            ? value.detach().clone()
+            : value.detach().index_select(seqAxis, tensor(idx, device: value.device));
+        Store(hook, kept);
+    }
+
+    /// <summary>Keeps a tensor whose positions were already selected by the producer (e.g. pattern rows).</summary>
+    public void Put(string hook, Tensor alreadySelected)
+    {
+        if (!Plan.Wants(hook)) return;
+        Store(hook, alreadySelected.detach());
+    }
+
+    private void Store(string hook, Tensor t)
+    {
+        if (_tensors.Remove(hook, out var old)) old.Dispose();
+        else _order.Add(hook);
+        // The cache owns what it keeps: per-layer dispose scopes inside the pass must not free it.
+        t.DetachFromDisposeScope();
+        _tensors[hook] = t;
+    }
+
+    public void Dispose()
+    {
+        foreach (var t in _tensors.Values) t.Dispose();
+        _tensors.Clear();
+        _order.Clear();
+    }
+}

@@ -1,0 +1,36 @@
+using LlavaMech.Hooks;
+using LlavaMech.Model.Layers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Model.Language;
+
+/// <summary>SwiGLU MLP: down(act(gate(x)) * up(x)).</summary>
+public sealed class LlamaMLP : nn.Module
+{
+    private readonly Linear gate_proj; // [I, D]
+    private readonly Linear up_proj;   // [I, D]
+    private readonly Linear down_proj; // [D, I]
+    private readonly Func<Tensor, Tensor> _act;
+    private readonly int _layer;
+
+    public LlamaMLP(int layer, long hidden, long intermediate, bool bias, string act, Device device, ScalarType dtype) : base(nameof(LlamaMLP))
+    {
+        _layer = layer;
+        gate_proj = new Linear(hidden, intermediate, bias, device, dtype);
+        up_proj = new Linear(hidden, intermediate, bias, device, dtype);
+        down_proj = new Linear(intermediate, hidden, bias, device, dtype);
+        _act = Activations.Get(act);
+        RegisterComponents();
+    }
+
+    public Linear DownProj => down_proj;
+
+    /// <param name="x">[B, T, D] post-attention-normed residual stream.</param>
+    public Tensor Forward(Tensor x, ActivationCache? cache)
+    {
+        var post = _act(gate_proj.call(x)) * up_proj.call(x); // [B, T, I]
+        cache?.Offer(HookNames.MlpPost(_layer), post);
+        return down_proj.call(post);
+    }
+}

@@ -1,0 +1,145 @@
+using LlavaMech.Checkpoints;
+using LlavaMech.Hooks;
+using LlavaMech.Model.Devices;
+using LlavaMech.Model.Language;
+using LlavaMech.Model.Loading;
+using LlavaMech.Processing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Model;
+
+/// <summary>Where and in which precision to run a model.</summary>
+/// <param name="Device">cpu, cuda, cuda:N or auto.</param>
+/// <param name="DType">auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16 or float16.</param>
+public sealed record ModelLoadOptions(string Device = "cpu", string DType = "auto");
+
+/// <summary>One prompt (and image) turned into model inputs.</summary>
+/// <param name="InputIds">[T] token ids, BOS first, image tokens expanded.</param>
+/// <param name="PixelValues">[3, S, S] normalized pixels, or null for a text-only prompt.</param>
+/// <param name="ImagePositions">positions of the image tokens in <paramref name="InputIds"/>.</param>
+public sealed record ModelInput(long[] InputIds, float[]? PixelValues, int[] ImagePositions, PreprocessedImage? Image, string Prompt, string? ImagePath)
+{
+    public int SeqLen => InputIds.Length;
+}
+
+/// <summary>
+/// A checkpoint folder made ready for hooked passes: configuration, the network on its device,
+/// the tokenizer and (for Llava) the image processor. Llava and plain Llama checkpoints both load
+/// here; a Llama model simply has no vision tower.
+/// </summary>
+public sealed class LoadedModel : IDisposable
+{
+    private LoadedModel(string dir, ModelConfig config, Device device, ScalarType dtype, nn.Module network,
+        LlavaForConditionalGeneration? llava, LlamaForCausalLM lm, ITextTokenizer tokenizer, ClipImageProcessor? images, PromptEncoder prompts)
+    {
+        Directory = dir; Config = config; Device = device; DType = dtype; Network = network;
+        Llava = llava; LanguageModel = lm; Tokenizer = tokenizer; ImageProcessor = images; Prompts = prompts;
+    }
+
+    public string Directory { get; }
+    public ModelConfig Config { get; }
+    public Device Device { get; }
+    public ScalarType DType { get; }
+    public nn.Module Network { get; }
+    public LlavaForConditionalGeneration? Llava { get; }
+    public LlamaForCausalLM LanguageModel { get; }
+    public ITextTokenizer Tokenizer { get; }
+    public ClipImageProcessor? ImageProcessor { get; }
+    public PromptEncoder Prompts { get; }
+    public bool HasVision => Llava is not null;
+    public int Layers => Config.Text.NumHiddenLayers;
+
+    /// <summary>Validates config, tokenizer and weights, then builds the network on the chosen device.</summary>
+    public static LoadedModel Load(string dir, ModelLoadOptions? options = null)
+    {
+        options ??= new ModelLoadOptions();
+        if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder '{dir}' does not exist");
+        var config = ModelConfig.Load(dir);
+        var device = TorchRuntime.ResolveDevice(options.Device);
+        var dtype = TorchRuntime.ResolveDType(options.DType, device);
+        // Cheap checks first, so a bad tokenizer or image config fails before gigabytes are read.
+        var tokenizer = TokenizerLoader.Load(dir);
+        var images = config.Kind == ModelKind.Llava ? ClipImageProcessor.FromDirectory(dir) : null;
+        var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId,
+            config.Kind == ModelKind.Llava ? config.ImageTokenId : null, config.ImageSeqLength, config.Text.MaxPositionEmbeddings, dir);
+
+        using var checkpoint = Checkpoint.Open(dir);
+        LlavaForConditionalGeneration? llava = null;
+        LlamaForCausalLM lm;
+        nn.Module network;
+        if (config.Kind == ModelKind.Llava)
+        {
+            llava = new LlavaForConditionalGeneration(config, device, dtype);
+            lm = llava.LanguageModel;
+            network = llava;
+        }
+        else
+        {
+            lm = new LlamaForCausalLM(config.Text, device, dtype);
+            network = lm;
+        }
+        network.eval();
+
+        string lmHead = config.Kind == ModelKind.Llava ? "language_model.lm_head.weight" : "lm_head.weight";
+        bool tied = config.Text.TieWordEmbeddings && !checkpoint.Tensors.ContainsKey(WeightNames.ToFile(lmHead, WeightNames.Detect(checkpoint.Tensors.Keys, config.Kind)));
+        WeightLoader.Load(network, checkpoint, config.Kind, tied ? new HashSet<string> { lmHead } : null);
+        if (tied)
+        {
+            using var noGrad = no_grad();
+            lm.LmHead.Weight.copy_(lm.Model.EmbedTokens.Weight);
+        }
+        return new LoadedModel(dir, config, device, dtype, network, llava, lm, tokenizer, images, prompts);
+    }
+
+    /// <summary>Tokenizes the prompt (expanding &lt;image&gt;) and preprocesses the image, if any.</summary>
+    public ModelInput Prepare(string prompt, string? imagePath)
+    {
+        if (imagePath is not null && !HasVision)
+            throw new ProcessingException($"model '{Directory}' is a text-only {Config.Kind} model; it cannot take an image ('{imagePath}')");
+        var image = imagePath is null ? null : ImageProcessor!.Preprocess(imagePath);
+        var encoding = Prompts.Encode(prompt, hasImage: image is not null);
+        return new ModelInput(encoding.InputIds, image?.PixelValues, encoding.ImagePositions, image, prompt, imagePath);
+    }
+
+    /// <summary>Input tensors of one example: ids [1, T] and pixels [1, 3, S, S] (or null).</summary>
+    public (Tensor Ids, Tensor? Pixels) ToTensors(ModelInput input)
+    {
+        var ids = tensor(input.InputIds, device: Device).unsqueeze(0);
+        Tensor? pixels = null;
+        if (input.PixelValues is not null)
+        {
+            var g = input.Image!.Geometry;
+            pixels = tensor(input.PixelValues, [1, 3, g.CropHeight, g.CropWidth], device: Device);
+        }
+        return (ids, pixels);
+    }
+
+    /// <summary>One forward pass; the cache (if any) keeps what its plan asks for.</summary>
+    /// <returns>logits [B, R, V], float32, at <paramref name="logitPositions"/> (null: last position).</returns>
+    public Tensor Forward(Tensor inputIds, Tensor? pixels, ActivationCache? cache = null, long[]? logitPositions = null)
+    {
+        using var mode = inference_mode();
+        if (Llava is not null) return Llava.Forward(inputIds, pixels, cache, logitPositions);
+        if (pixels is not null) throw new ArgumentException("a text-only model takes no pixels");
+        return LanguageModel.Forward(LanguageModel.Model.EmbedTokens.call(inputIds), cache, logitPositions);
+    }
+
+    /// <summary>Forward pass of one prepared example; logits [V] at the last position.</summary>
+    public Tensor Forward(ModelInput input, ActivationCache? cache = null)
+    {
+        var (ids, pixels) = ToTensors(input);
+        return Forward(ids, pixels, cache)[0, 0];
+    }
+
+    /// <summary>A token for display: the vocabulary piece, with SentencePiece's space marker shown as a space.</summary>
+    public string TokenText(int id) => Tokenizer.IdToToken(id).Replace('\u2581', ' ');
+
+    // Views of the weights the readouts need (no copies).
+    public Tensor FinalNormWeight => LanguageModel.Model.Norm.Weight;                                    // [D]
+    public Tensor LmHeadWeight => LanguageModel.LmHead.Weight;                                           // [V, D]
+    public IReadOnlyList<Tensor> OProj => LanguageModel.Model.Layers.Select(l => l.SelfAttn.OProj.Weight).ToList(); // [D, H*d] each
+    public IReadOnlyList<Tensor> DownProj => LanguageModel.Model.Layers.Select(l => l.Mlp.DownProj.Weight).ToList(); // [D, I] each
+
+    public void Dispose() => Network.Dispose();
+}
