@@ -44,8 +44,9 @@ public sealed class LlavaForConditionalGeneration : nn.Module
     /// <returns>[B, T, D]</returns>
     public Tensor Embed(Tensor inputIds, Tensor? pixels, ActivationCache? cache)
     {
-        var embeds = language_model.Model.EmbedTokens.call(inputIds);
         var isImage = inputIds.eq(Config.ImageTokenId);
+        // The image token may lie past the embedding table (transformers 5 checkpoints): look up a placeholder.
+        var embeds = language_model.Model.EmbedTokens.call(inputIds.masked_fill(isImage, 0));
         long imageTokens = isImage.sum().item<long>();
         if (pixels is null)
         {

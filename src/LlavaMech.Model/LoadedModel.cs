@@ -125,6 +125,22 @@ public sealed class LoadedModel : IDisposable
         return LanguageModel.Forward(LanguageModel.Model.EmbedTokens.call(inputIds), cache, logitPositions);
     }
 
+    /// <summary>Input embeddings [B, T, D]: token embeddings with the image features spliced in.</summary>
+    public Tensor Embed(Tensor inputIds, Tensor? pixels, ActivationCache? cache = null)
+    {
+        if (Llava is not null) return Llava.Embed(inputIds, pixels, cache);
+        if (pixels is not null) throw new ArgumentException("a text-only model takes no pixels");
+        return LanguageModel.Model.EmbedTokens.call(inputIds);
+    }
+
+    /// <summary>
+    /// The decoder from given input embeddings [B, T, D]: for interventions on the embeddings
+    /// (occlusion, deletion curves) and, with gradients enabled by the caller, gradient attributions.
+    /// </summary>
+    /// <returns>logits [B, R, V], float32.</returns>
+    public Tensor ForwardEmbeds(Tensor embeds, ActivationCache? cache = null, long[]? logitPositions = null) =>
+        LanguageModel.Forward(embeds, cache, logitPositions);
+
     /// <summary>Forward pass of one prepared example; logits [V] at the last position.</summary>
     public Tensor Forward(ModelInput input, ActivationCache? cache = null)
     {

@@ -1,0 +1,319 @@
+using System.Text.Json;
+
+namespace LlavaMech.Checkpoints;
+
+/// <summary>
+/// config.json -> <see cref="ModelConfig"/>. Hugging Face writes only the values that differ from its
+/// class defaults, so every absent key must be filled with the default of the named model_type, and
+/// both the transformers-4 and transformers-5 spellings must be read.
+/// </summary>
+internal static class ConfigReader
+{
+    public static ModelConfig Parse(string json, string sourcePath)
+    {
+        JsonDocument doc;
+        try
+        {
+            doc = JsonDocument.Parse(json);
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"config '{sourcePath}' is not valid JSON: {e.Message}", e);
+        }
+        using (doc)
+        {
+            var root = doc.RootElement;
+            var r = new Reader(sourcePath);
+            if (root.ValueKind != JsonValueKind.Object)
+                throw r.Fail($"expected a JSON object at the top level, found {root.ValueKind}");
+
+            return DetectKind(root, r) switch
+            {
+                ModelKind.Llama => ParseLlamaModel(root, r),
+                _ => ParseLlava(root, r),
+            };
+        }
+    }
+
+    private static ModelKind DetectKind(JsonElement root, Reader r)
+    {
+        var modelType = r.Str(root, "", "model_type", null);
+        switch (modelType)
+        {
+            case "llava": return ModelKind.Llava;
+            case "llama": return ModelKind.Llama;
+            case null:
+                // Very old configs carry only architectures.
+                var arch = Prop(root, "architectures");
+                if (arch is { ValueKind: JsonValueKind.Array })
+                    foreach (var a in arch.Value.EnumerateArray())
+                    {
+                        if (a.ValueKind != JsonValueKind.String) continue;
+                        if (a.GetString() == "LlavaForConditionalGeneration") return ModelKind.Llava;
+                        if (a.GetString() == "LlamaForCausalLM") return ModelKind.Llama;
+                    }
+                throw r.Fail("has no model_type (and no architectures entry LlavaForConditionalGeneration or " +
+                             "LlamaForCausalLM); supported model types are 'llava' and 'llama'");
+            default:
+                throw r.Fail($"unsupported model_type '{modelType}'; supported model types are 'llava' and 'llama'");
+        }
+    }
+
+    private static ModelConfig ParseLlamaModel(JsonElement root, Reader r)
+    {
+        var text = ParseLlama(root, "", null, r);
+        ValidateLlama(text, "", r);
+        return new ModelConfig(ModelKind.Llama, text, null, -1, 0, "default", "", false, 0, r.Source);
+    }
+
+    private static ModelConfig ParseLlava(JsonElement root, Reader r)
+    {
+        var textEl = Prop(root, "text_config");
+        LlamaConfig text;
+        if (textEl is { ValueKind: JsonValueKind.Object } t)
+        {
+            var tt = r.Str(t, "text_config.", "model_type", "llama");
+            if (tt != "llama")
+                throw r.Fail($"unsupported text_config.model_type '{tt}'; only 'llama' text models are supported");
+            text = ParseLlama(t, "text_config.", root, r);
+        }
+        else if (textEl is null)
+        {
+            // LlavaConfig builds a default LlamaConfig when text_config is absent.
+            using var empty = JsonDocument.Parse("{}");
+            text = ParseLlama(empty.RootElement, "text_config.", root, r);
+        }
+        else
+        {
+            throw r.Fail($"text_config must be an object, found {textEl.Value.ValueKind}");
+        }
+
+        ValidateLlama(text, "text_config.", r);
+
+        var visEl = Prop(root, "vision_config");
+        ClipVisionConfig vision;
+        if (visEl is { ValueKind: JsonValueKind.Object } v)
+        {
+            var vt = r.Str(v, "vision_config.", "model_type", "clip_vision_model");
+            if (vt != "clip_vision_model")
+                throw r.Fail($"unsupported vision_config.model_type '{vt}'; only 'clip_vision_model' vision towers are supported");
+            vision = ParseClip(v, "vision_config.", r);
+            ValidateClip(vision, r);
+        }
+        else if (visEl is null)
+        {
+            // LlavaConfig's own fallback when vision_config is absent: CLIP ViT-L/14 at 336 px.
+            vision = new ClipVisionConfig(1024, 4096, 24, 16, 3, 336, 14, 1e-5, "quick_gelu");
+        }
+        else
+        {
+            throw r.Fail($"vision_config must be an object, found {visEl.Value.ValueKind}");
+        }
+
+        // transformers 5 renamed image_token_index to image_token_id.
+        int imageToken = r.Has(root, "image_token_index")
+            ? r.Int(root, "", "image_token_index", 32000)
+            : r.Int(root, "", "image_token_id", 32000);
+
+        var layerEl = Prop(root, "vision_feature_layer");
+        if (layerEl is { ValueKind: JsonValueKind.Array })
+            throw r.Fail("vision_feature_layer is a list (multi-layer features); only a single layer is supported");
+        int featureLayer = r.Int(root, "", "vision_feature_layer", -2);
+        var strategy = r.Str(root, "", "vision_feature_select_strategy", "default")!;
+        var projAct = r.Str(root, "", "projector_hidden_act", "gelu")!;
+        bool projBias = r.Bool(root, "", "multimodal_projector_bias", true);
+        // "full" keeps the CLS token next to the patches.
+        int seqLen = r.Int(root, "", "image_seq_length", vision.NumPatches + (strategy == "full" ? 1 : 0));
+
+        if (strategy is not ("default" or "full"))
+            throw r.Fail($"unknown vision_feature_select_strategy '{strategy}'; expected 'default' or 'full'");
+        // hidden_states has the embeddings plus one entry per layer, indexable from either end.
+        int n = vision.NumHiddenLayers;
+        if (featureLayer < -(n + 1) || featureLayer > n)
+            throw r.Fail($"vision_feature_layer {featureLayer} is out of range for a vision tower of {n} layers " +
+                         $"(valid: {-(n + 1)}..{n})");
+        // An id at or past vocab_size is legal: transformers swaps image tokens out before the embedding lookup.
+        if (imageToken < 0)
+            throw r.Fail($"image token id {imageToken} is negative");
+        if (seqLen <= 0)
+            throw r.Fail($"image_seq_length must be positive, found {seqLen}");
+
+        return new ModelConfig(ModelKind.Llava, text, vision, imageToken, featureLayer, strategy, projAct, projBias,
+            seqLen, r.Source);
+    }
+
+    /// <param name="outer">The llava top level, whose vocab/token/tie values apply when text_config lacks them.</param>
+    private static LlamaConfig ParseLlama(JsonElement o, string p, JsonElement? outer, Reader r)
+    {
+        int Inherit(string key, int dflt) =>
+            r.Has(o, key) || outer is null ? r.Int(o, p, key, dflt) : r.Int(outer.Value, "", key, dflt);
+
+        int vocab = Inherit("vocab_size", 32000);
+        int hidden = r.Int(o, p, "hidden_size", 4096);
+        int inter = r.Int(o, p, "intermediate_size", 11008);
+        int layers = r.Int(o, p, "num_hidden_layers", 32);
+        int heads = r.Int(o, p, "num_attention_heads", 32);
+        int kvHeads = r.Int(o, p, "num_key_value_heads", heads);
+        if (heads <= 0)
+            throw r.Fail($"{p}num_attention_heads must be positive, found {heads}");
+        bool explicitHeadDim = r.Has(o, "head_dim");
+        if (!explicitHeadDim && hidden % heads != 0)
+            throw r.Fail($"{p}hidden_size {hidden} is not divisible by num_attention_heads {heads}");
+        int headDim = r.Int(o, p, "head_dim", hidden / heads);
+
+        double ropeTheta = 10000.0;
+        if (r.Has(o, "rope_theta"))
+            ropeTheta = r.Double(o, p, "rope_theta", ropeTheta);
+        var rp = Prop(o, "rope_parameters");
+        if (rp is { ValueKind: JsonValueKind.Object } rpo)
+        {
+            CheckRopeType(rpo, p + "rope_parameters.", r);
+            if (!r.Has(o, "rope_theta")) ropeTheta = r.Double(rpo, p + "rope_parameters.", "rope_theta", ropeTheta);
+        }
+        var rs = Prop(o, "rope_scaling");
+        if (rs is { ValueKind: JsonValueKind.Object } rso)
+            CheckRopeType(rso, p + "rope_scaling.", r);
+
+        bool tie = r.Has(o, "tie_word_embeddings") || outer is null
+            ? r.Bool(o, p, "tie_word_embeddings", false)
+            : r.Bool(outer.Value, "", "tie_word_embeddings", false);
+        int? pad = r.Has(o, "pad_token_id") || outer is null
+            ? r.OptInt(o, p, "pad_token_id")
+            : r.OptInt(outer.Value, "", "pad_token_id");
+
+        return new LlamaConfig(
+            VocabSize: vocab,
+            HiddenSize: hidden,
+            IntermediateSize: inter,
+            NumHiddenLayers: layers,
+            NumAttentionHeads: heads,
+            NumKeyValueHeads: kvHeads,
+            HeadDim: headDim,
+            RmsNormEps: r.Double(o, p, "rms_norm_eps", 1e-6),
+            RopeTheta: ropeTheta,
+            MaxPositionEmbeddings: r.Int(o, p, "max_position_embeddings", 2048),
+            AttentionBias: r.Bool(o, p, "attention_bias", false),
+            MlpBias: r.Bool(o, p, "mlp_bias", false),
+            TieWordEmbeddings: tie,
+            HiddenAct: r.Str(o, p, "hidden_act", "silu")!,
+            BosTokenId: Inherit("bos_token_id", 1),
+            EosTokenId: Inherit("eos_token_id", 2),
+            PadTokenId: pad);
+    }
+
+    // Scaled RoPE variants (linear, dynamic, llama3, yarn...) change the numerics; refuse rather than silently diverge.
+    private static void CheckRopeType(JsonElement o, string p, Reader r)
+    {
+        var type = r.Has(o, "rope_type") ? r.Str(o, p, "rope_type", "default") : r.Str(o, p, "type", "default");
+        if (type != "default")
+            throw r.Fail($"{p}rope_type '{type}' is not supported; only the default (unscaled) rotary embedding is");
+    }
+
+    private static ClipVisionConfig ParseClip(JsonElement o, string p, Reader r) => new(
+        HiddenSize: r.Int(o, p, "hidden_size", 768),
+        IntermediateSize: r.Int(o, p, "intermediate_size", 3072),
+        NumHiddenLayers: r.Int(o, p, "num_hidden_layers", 12),
+        NumAttentionHeads: r.Int(o, p, "num_attention_heads", 12),
+        NumChannels: r.Int(o, p, "num_channels", 3),
+        ImageSize: r.Int(o, p, "image_size", 224),
+        PatchSize: r.Int(o, p, "patch_size", 32),
+        LayerNormEps: r.Double(o, p, "layer_norm_eps", 1e-5),
+        HiddenAct: r.Str(o, p, "hidden_act", "quick_gelu")!);
+
+    private static void ValidateLlama(LlamaConfig t, string p, Reader r)
+    {
+        Positive(r, p + "vocab_size", t.VocabSize);
+        Positive(r, p + "hidden_size", t.HiddenSize);
+        Positive(r, p + "intermediate_size", t.IntermediateSize);
+        Positive(r, p + "num_hidden_layers", t.NumHiddenLayers);
+        Positive(r, p + "num_attention_heads", t.NumAttentionHeads);
+        Positive(r, p + "num_key_value_heads", t.NumKeyValueHeads);
+        Positive(r, p + "head_dim", t.HeadDim);
+        Positive(r, p + "max_position_embeddings", t.MaxPositionEmbeddings);
+        if (t.NumAttentionHeads % t.NumKeyValueHeads != 0)
+            throw r.Fail($"{p}num_attention_heads {t.NumAttentionHeads} is not divisible by num_key_value_heads {t.NumKeyValueHeads}");
+        if (!(t.RmsNormEps > 0))
+            throw r.Fail($"{p}rms_norm_eps must be positive, found {t.RmsNormEps}");
+        if (!(t.RopeTheta > 0))
+            throw r.Fail($"{p}rope_theta must be positive, found {t.RopeTheta}");
+    }
+
+    private static void ValidateClip(ClipVisionConfig v, Reader r)
+    {
+        const string p = "vision_config.";
+        Positive(r, p + "hidden_size", v.HiddenSize);
+        Positive(r, p + "intermediate_size", v.IntermediateSize);
+        Positive(r, p + "num_hidden_layers", v.NumHiddenLayers);
+        Positive(r, p + "num_attention_heads", v.NumAttentionHeads);
+        Positive(r, p + "num_channels", v.NumChannels);
+        Positive(r, p + "image_size", v.ImageSize);
+        Positive(r, p + "patch_size", v.PatchSize);
+        if (v.HiddenSize % v.NumAttentionHeads != 0)
+            throw r.Fail($"{p}hidden_size {v.HiddenSize} is not divisible by num_attention_heads {v.NumAttentionHeads}");
+        if (v.PatchSize > v.ImageSize)
+            throw r.Fail($"{p}patch_size {v.PatchSize} is larger than image_size {v.ImageSize}");
+        if (!(v.LayerNormEps > 0))
+            throw r.Fail($"{p}layer_norm_eps must be positive, found {v.LayerNormEps}");
+    }
+
+    private static void Positive(Reader r, string key, int value)
+    {
+        if (value <= 0) throw r.Fail($"{key} must be positive, found {value}");
+    }
+
+    private static JsonElement? Prop(JsonElement o, string key) =>
+        o.TryGetProperty(key, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
+
+    /// <summary>Typed lookups where JSON null means "absent" (Hugging Face writes null for unset ids).</summary>
+    private sealed class Reader(string source)
+    {
+        public string Source { get; } = source;
+
+        public CheckpointException Fail(string detail) => new($"config '{Source}': {detail}");
+
+        public bool Has(JsonElement o, string key) => Prop(o, key) is not null;
+
+        public int Int(JsonElement o, string p, string key, int dflt) => OptInt(o, p, key) ?? dflt;
+
+        public int? OptInt(JsonElement o, string p, string key)
+        {
+            if (Prop(o, key) is not { } v) return null;
+            // Newer configs may list several eos ids; the first is the one generation stops on by default.
+            if (v.ValueKind == JsonValueKind.Array && v.GetArrayLength() > 0 && key.EndsWith("_token_id", StringComparison.Ordinal))
+                v = v[0];
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i)) return i;
+            throw Fail($"{p}{key} must be an integer, found {Show(v)}");
+        }
+
+        public double Double(JsonElement o, string p, string key, double dflt)
+        {
+            if (Prop(o, key) is not { } v) return dflt;
+            if (v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d)) return d;
+            throw Fail($"{p}{key} must be a number, found {Show(v)}");
+        }
+
+        public bool Bool(JsonElement o, string p, string key, bool dflt)
+        {
+            if (Prop(o, key) is not { } v) return dflt;
+            return v.ValueKind switch
+            {
+                JsonValueKind.True => true,
+                JsonValueKind.False => false,
+                _ => throw Fail($"{p}{key} must be true or false, found {Show(v)}"),
+            };
+        }
+
+        public string? Str(JsonElement o, string p, string key, string? dflt)
+        {
+            if (Prop(o, key) is not { } v) return dflt;
+            if (v.ValueKind == JsonValueKind.String) return v.GetString();
+            throw Fail($"{p}{key} must be a string, found {Show(v)}");
+        }
+
+        private static string Show(JsonElement v)
+        {
+            var s = v.GetRawText();
+            return s.Length > 40 ? s[..40] + "..." : s;
+        }
+    }
+}
