@@ -1,6 +1,9 @@
 using LlavaMech.Checkpoints;
 using LlavaMech.Hooks;
 using LlavaMech.Model.Layers;
+using Embedding = LlavaMech.Model.Layers.Embedding;
+using LayerNorm = LlavaMech.Model.Layers.LayerNorm;
+using Linear = LlavaMech.Model.Layers.Linear;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -26,7 +29,7 @@ public sealed class LlamaModel : nn.Module
     }
 
     public Embedding EmbedTokens => embed_tokens;
-    public IReadOnlyList<LlamaDecoderLayer> Layers => layers;
+    public IList<LlamaDecoderLayer> Layers => layers;
     public LlamaRMSNorm Norm => norm;
 
     /// <param name="embeds">[B, T, D] input embeddings.</param>

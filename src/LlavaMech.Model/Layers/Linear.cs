@@ -67,7 +67,7 @@ public static class Activations
     {
         "silu" or "swish" => x => nn.functional.silu(x),
         "gelu" => x => nn.functional.gelu(x),                       // exact, erf
-        "gelu_pytorch_tanh" or "gelu_new" => x => nn.functional.gelu(x, nn.functional.Approximate.tanh),
+        "gelu_pytorch_tanh" or "gelu_new" => x => nn.functional.gelu(x, TorchSharp.Modules.GELU.Approximate.tanh),
         "quick_gelu" => x => x * torch.sigmoid(x * 1.702),
         "relu" => x => nn.functional.relu(x),
         _ => throw new NotSupportedException($"activation '{name}' is not supported (silu, gelu, gelu_pytorch_tanh, quick_gelu, relu)"),

@@ -1,5 +1,8 @@
 using LlavaMech.Checkpoints;
 using LlavaMech.Model.Layers;
+using Embedding = LlavaMech.Model.Layers.Embedding;
+using LayerNorm = LlavaMech.Model.Layers.LayerNorm;
+using Linear = LlavaMech.Model.Layers.Linear;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -125,7 +128,7 @@ public sealed class ClipEncoder : nn.Module
         RegisterComponents();
     }
 
-    public IReadOnlyList<ClipEncoderLayer> Layers => layers;
+    public IList<ClipEncoderLayer> Layers => layers;
 }
 
 /// <summary>
