@@ -1,0 +1,126 @@
+namespace LlavaMech.Processing;
+
+/// <summary>Token ids of one prompt, and where its image tokens are.</summary>
+/// <param name="InputIds">BOS first, then the prompt; the image placeholder expanded to its image tokens.</param>
+/// <param name="ImagePositions">Positions of the image tokens in <paramref name="InputIds"/>, ascending; empty without an image.</param>
+public sealed record PromptEncoding(long[] InputIds, int[] ImagePositions);
+
+/// <summary>
+/// Turns a prompt into input ids the way Hugging Face's LlavaProcessor does: the single <c>&lt;image&gt;</c>
+/// becomes <c>imageSeqLength</c> image tokens, the text around it is tokenized (the text after it as a piece
+/// that follows a special token), and BOS is prepended.
+/// </summary>
+public sealed class PromptEncoder
+{
+    /// <summary>The placeholder a prompt uses for the image.</summary>
+    public const string ImagePlaceholder = "<image>";
+
+    private readonly ITextTokenizer _tokenizer;
+    private readonly int _bosId;
+    private readonly int? _imageTokenId;
+    private readonly int _imageSeqLength;
+    private readonly int _maxPositions;
+    private readonly string _modelDir;
+
+    /// <param name="tokenizer">The model's tokenizer.</param>
+    /// <param name="bosId">Prepended to every prompt (<c>text_config.bos_token_id</c>).</param>
+    /// <param name="imageTokenId">The image token (<c>image_token_index</c>); null for a text-only model.</param>
+    /// <param name="imageSeqLength">Image tokens per image (<c>image_seq_length</c>: patches, +1 with strategy <c>full</c>).</param>
+    /// <param name="maxPositions">Longest sequence the model takes (<c>max_position_embeddings</c>).</param>
+    /// <param name="modelDir">The model folder, named in error messages.</param>
+    public PromptEncoder(ITextTokenizer tokenizer, int bosId, int? imageTokenId, int imageSeqLength, int maxPositions, string modelDir)
+    {
+        ArgumentNullException.ThrowIfNull(tokenizer);
+        if (imageTokenId != null && imageSeqLength <= 0)
+            throw new ArgumentOutOfRangeException(nameof(imageSeqLength), imageSeqLength, "a vision model needs at least one image token");
+        if (maxPositions <= 0)
+            throw new ArgumentOutOfRangeException(nameof(maxPositions), maxPositions, "must be positive");
+        _tokenizer = tokenizer;
+        _bosId = bosId;
+        _imageTokenId = imageTokenId;
+        _imageSeqLength = imageSeqLength;
+        _maxPositions = maxPositions;
+        _modelDir = modelDir ?? "";
+    }
+
+    /// <summary>Whether the model takes images (it has an image token).</summary>
+    public bool IsVisionModel => _imageTokenId != null;
+
+    /// <summary>
+    /// Encodes <paramref name="prompt"/>. With <paramref name="hasImage"/> the prompt must hold exactly one
+    /// <c>&lt;image&gt;</c>; without, none (a text-only prompt, also allowed through a vision model: the TQA setting).
+    /// </summary>
+    /// <exception cref="ProcessingException">The prompt does not fit the model or the image, or is too long.</exception>
+    public PromptEncoding Encode(string prompt, bool hasImage)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        int count = CountPlaceholders(prompt);
+
+        if (_imageTokenId == null)
+        {
+            if (count > 0)
+                throw new ProcessingException(
+                    $"prompt has an {ImagePlaceholder} placeholder, but the model in {_modelDir} is text-only (no image token): remove it and give no image");
+            if (hasImage)
+                throw new ProcessingException(
+                    $"an image was given, but the model in {_modelDir} is text-only (no image token): it cannot take an image");
+        }
+        else if (hasImage)
+        {
+            if (count == 0)
+                throw new ProcessingException(
+                    $"prompt has no {ImagePlaceholder} placeholder: with an image the prompt must contain exactly one, e.g. \"USER: <image>\\nWhat is shown?\\nASSISTANT:\"");
+            if (count > 1)
+                throw new ProcessingException(
+                    $"prompt has {count} {ImagePlaceholder} placeholders: exactly one is allowed (one image per prompt)");
+        }
+        else if (count > 0)
+        {
+            throw new ProcessingException(
+                $"prompt has {count} {ImagePlaceholder} placeholder{(count > 1 ? "s" : "")} but no image was given: remove {(count > 1 ? "them" : "it")} or give an image");
+        }
+
+        var ids = new List<long>(64 + (hasImage ? _imageSeqLength : 0)) { _bosId };
+        var positions = Array.Empty<int>();
+        if (hasImage)
+        {
+            int at = prompt.IndexOf(ImagePlaceholder, StringComparison.Ordinal);
+            var before = prompt[..at];
+            var after = prompt[(at + ImagePlaceholder.Length)..];
+            // LlavaProcessor writes imageSeqLength placeholders into the text; the empty text between them yields nothing.
+            foreach (var id in _tokenizer.Encode(before)) ids.Add(id);
+            int first = ids.Count;
+            for (int i = 0; i < _imageSeqLength; i++) ids.Add(_imageTokenId!.Value);
+            foreach (var id in _tokenizer.EncodeAfterSpecialToken(after)) ids.Add(id);
+            positions = Enumerable.Range(first, _imageSeqLength).ToArray();
+            // The text itself must not contribute image tokens (a tokenizer mapping some piece to the image id).
+            int total = 0;
+            foreach (var id in ids) if (id == _imageTokenId) total++;
+            if (total != _imageSeqLength)
+                throw new ProcessingException($"prompt text encodes to the image token id {_imageTokenId} outside the {ImagePlaceholder} placeholder (model {_modelDir})");
+        }
+        else
+        {
+            foreach (var id in _tokenizer.Encode(prompt)) ids.Add(id);
+            if (_imageTokenId != null && ids.Contains(_imageTokenId.Value))
+                throw new ProcessingException($"prompt text encodes to the image token id {_imageTokenId} but no image was given (model {_modelDir})");
+        }
+
+        if (ids.Count > _maxPositions)
+            throw new ProcessingException(
+                $"prompt is {ids.Count} tokens long{(hasImage ? $" ({_imageSeqLength} of them image tokens)" : "")}, more than the limit of {_maxPositions} positions (max_position_embeddings) of the model in {_modelDir}");
+
+        return new PromptEncoding(ids.ToArray(), positions);
+    }
+
+    private static int CountPlaceholders(string prompt)
+    {
+        int n = 0, i = 0;
+        while ((i = prompt.IndexOf(ImagePlaceholder, i, StringComparison.Ordinal)) >= 0)
+        {
+            n++;
+            i += ImagePlaceholder.Length;
+        }
+        return n;
+    }
+}
