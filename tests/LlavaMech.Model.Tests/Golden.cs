@@ -28,6 +28,8 @@ public sealed class Golden : IDisposable
     public int[] Top5 => Json.GetProperty("top5_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
     public double[] Top5Probs => Json.GetProperty("top5_probs").EnumerateArray().Select(e => e.GetDouble()).ToArray();
 
+    public int SeqLenPlus(int extra) => Json.GetProperty("seq_len").GetInt32() + extra;
+
     public bool Has(string name) => _file.Tensors.ContainsKey(name);
 
     /// <summary>A golden tensor as float32 (or int64 for ids).</summary>
