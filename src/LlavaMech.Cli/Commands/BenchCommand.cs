@@ -17,7 +17,7 @@ public static class BenchCommand
         new("config", "FILE", "a config.json to instantiate with random weights instead (e.g. the llava-1.5-7b-hf config)"),
         new("layers", "N", "with --config: keep only N decoder layers (0 = as configured)", "2"),
         new("vision-layers", "N", "with --config: keep only N CLIP layers (0 = as configured)", "0"),
-        new("iterations", "N", "timed passes per mode, after one warm-up pass", "5"),
+        new("iterations", "N", "timed passes per mode (interleaved, median reported), after a warm-up pass of each", "5"),
         new("examples", "N", "consecutive hooked examples for the memory run (0 = skip)", "500"),
         new("threads", "N", "torch intra-op threads (0 = library default)", "0"),
         new("json", null, "print figures as JSON"),
@@ -84,25 +84,22 @@ public static class BenchCommand
         using var pixels = randn(1, 3, side, side, device: dev);
         var plan = CapturePlan.ForLastPositionAnalysis(c.Text.NumHiddenLayers, hasVision: true);
 
-        double Time(bool hooked, int n)
+        double Pass(bool hooked)
         {
-            var sw = new Stopwatch();
-            for (int i = 0; i < n + 1; i++)
-            {
-                using var scope = NewDisposeScope();
-                using var mode = inference_mode();
-                using var cache = hooked ? new ActivationCache(plan) : null;
-                if (i == 1) sw.Start();   // the first pass warms caches and allocators
-                var logits = llava.Forward(ids, pixels, cache);
-                _ = logits.sum().item<float>(); // wait for the device
-            }
-            sw.Stop();
-            return sw.Elapsed.TotalMilliseconds / n;
+            using var scope = NewDisposeScope();
+            using var mode = inference_mode();
+            using var cache = hooked ? new ActivationCache(plan) : null;
+            var sw = Stopwatch.StartNew();
+            _ = llava.Forward(ids, pixels, cache).sum().item<float>(); // item() waits for the device
+            return sw.Elapsed.TotalMilliseconds;
         }
 
         Console.Error.WriteLine($"bench: {what}; {idsArr.Length} tokens ({imageTokens} image); {dev}, {llava.parameters().First().dtype}; {get_num_threads()} threads");
-        double plain = Time(false, iterations);
-        double hooked = Time(true, iterations);
+        Pass(false); Pass(true);   // warm-up: allocator, kernels, first-call paths
+        // Interleaved, so drift in machine load hits both modes alike; medians resist outliers.
+        var plainMs = new List<double>(); var hookedMs = new List<double>();
+        for (int i = 0; i < iterations; i++) { plainMs.Add(Pass(false)); hookedMs.Add(Pass(true)); }
+        double plain = Median(plainMs), hooked = Median(hookedMs);
         double overhead = hooked / plain - 1;
 
         long rss50 = 0, rssEnd = 0;
@@ -153,5 +150,11 @@ public static class BenchCommand
         llava.Dispose();
         loaded?.Dispose();
         return 0;
+    }
+
+    private static double Median(List<double> xs)
+    {
+        var s = xs.OrderBy(x => x).ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 }
