@@ -1,0 +1,345 @@
+using System.Text.Json.Nodes;
+using LlavaMech.Datasets.Manifest;
+using SkiaSharp;
+
+namespace LlavaMech.Datasets;
+
+/// <param name="ManifestPath">Absolute path of the manifest written.</param>
+/// <param name="Examples">The examples in manifest order (Line = line in that manifest).</param>
+public sealed record SynthResult(string ManifestPath, IReadOnlyList<ManifestExample> Examples);
+
+/// <summary>One drawn object: <paramref name="Box"/> is [x0, y0, x1, y1) in pixels.</summary>
+internal sealed record SynthObject(string Shape, string Color, int[] Box);
+
+/// <summary>
+/// Synthetic colour world: flat shapes in named colours on light or dark backgrounds, and a
+/// question about the colour of the one object whose shape is unique in the image. Labels are
+/// exact by construction, which is what the attribution statistics need for a toy model.
+/// Deterministic for a seed (own PRNG, no anti-aliasing), and example i does not depend on the count.
+/// </summary>
+public static class SynthColors
+{
+    public const string ManifestFileName = "manifest.jsonl";
+    public const string TextQaFileName = "tqa.jsonl";
+    public const string ImagesFolder = "images";
+
+    private const ulong StreamScene = 1, StreamColorRound = 2, StreamShapeRound = 3, StreamTqaColorRound = 4, StreamTqaObjects = 5;
+
+    public static string VqaPrompt(string shape) =>
+        $"USER: <image>\nWhat is the color of the {shape}?\nASSISTANT: The color of the {shape} is";
+
+    public static string TqaPrompt(string obj) =>
+        $"USER: What is the color of the {obj}?\nASSISTANT: The color of the {obj} is";
+
+    /// <summary>
+    /// Writes <paramref name="count"/> PNGs to outDir/images and outDir/manifest.jsonl holding the
+    /// <paramref name="count"/> VQA examples followed by the TQA examples
+    /// (<see cref="SynthOptions.TextQaCount"/>, by default as many; the same ones
+    /// <see cref="GenerateTextQa"/> writes for this seed). Other files in outDir are left alone.
+    /// </summary>
+    public static SynthResult Generate(string outDir, int count, int seed, SynthOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(outDir);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var o = options ?? new SynthOptions();
+        var cfg = Config.From(o);
+
+        string dir = Path.GetFullPath(outDir);
+        string imagesDir = Path.Combine(dir, ImagesFolder);
+        Directory.CreateDirectory(imagesDir);
+
+        var examples = new List<ManifestExample>();
+        for (int i = 0; i < count; i++)
+        {
+            var (scene, png) = Render(BuildScene(cfg, seed, i), o.ImageSize);
+            string id = $"{o.IdPrefix}-{i:D5}";
+            string rel = $"{ImagesFolder}/{id}.png";
+            string abs = Path.Combine(imagesDir, id + ".png");
+            File.WriteAllBytes(abs, png);
+
+            var target = scene.Objects[0];
+            var meta = new JsonObject
+            {
+                ["shape"] = target.Shape,
+                ["num_objects"] = scene.Objects.Count,
+                ["background"] = scene.BackgroundKind,
+                ["background_rgb"] = new JsonArray(scene.Background.R, scene.Background.G, scene.Background.B),
+                // objects[0] is the one asked about; the rest are distractors.
+                ["objects"] = new JsonArray(scene.Objects.Select(ob => (JsonNode)new JsonObject
+                {
+                    ["shape"] = ob.Shape,
+                    ["color"] = ob.Color,
+                    ["box"] = new JsonArray(ob.Box.Select(v => (JsonNode)v).ToArray()),
+                }).ToArray()),
+            };
+            examples.Add(new ManifestExample(id, ManifestTasks.Vqa, abs, rel, VqaPrompt(target.Shape), target.Color,
+                target.Box.Select(v => (double)v).ToArray(), meta.ToJsonString(), examples.Count + 1));
+        }
+
+        foreach (var t in TextQaExamples(o.TextQaCount ?? count, seed, o.TextQaIdPrefix))
+            examples.Add(t with { Line = examples.Count + 1 });
+
+        string manifest = Path.Combine(dir, ManifestFileName);
+        ManifestWriter.Write(manifest, examples);
+        return new SynthResult(manifest, examples);
+    }
+
+    /// <summary>
+    /// Writes outDir/tqa.jsonl: a text-only manifest of <paramref name="count"/> questions about
+    /// everyday objects (<see cref="SynthPalette.TextQaObjects"/>). These are the same examples
+    /// <see cref="Generate"/> appends to manifest.jsonl for the same seed.
+    /// </summary>
+    public static SynthResult GenerateTextQa(string outDir, int count, int seed)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(outDir);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        var examples = TextQaExamples(count, seed, new SynthOptions().TextQaIdPrefix);
+        string manifest = Path.Combine(Path.GetFullPath(outDir), TextQaFileName);
+        ManifestWriter.Write(manifest, examples);
+        return new SynthResult(manifest, examples);
+    }
+
+    /// <summary>
+    /// TQA examples without writing anything. Colours come in shuffled rounds (balanced labels);
+    /// within a colour the objects are dealt in shuffled rounds too.
+    /// </summary>
+    public static IReadOnlyList<ManifestExample> TextQaExamples(int count, int seed, string idPrefix = "tqa")
+    {
+        var colors = SynthPalette.TextQaObjects.Select(t => t.Color).Distinct().ToArray();
+        var used = new Dictionary<string, int>();
+        var result = new List<ManifestExample>(count);
+        for (int i = 0; i < count; i++)
+        {
+            string color = RoundRobin(colors, seed, StreamTqaColorRound, i);
+            var objects = SynthPalette.TextQaObjects.Where(t => t.Color == color).ToArray();
+            int k = used.GetValueOrDefault(color);
+            used[color] = k + 1;
+            // Deal per colour in shuffled rounds keyed by (colour index, round) so it is prefix-stable.
+            var rng = DeterministicRandom.For(seed, StreamTqaObjects, (Array.IndexOf(colors, color) << 20) + k / objects.Length);
+            var order = objects.ToList();
+            rng.Shuffle(order);
+            var obj = order[k % objects.Length];
+            var meta = new JsonObject { ["object"] = obj.Name };
+            result.Add(new ManifestExample($"{idPrefix}-{i:D5}", ManifestTasks.Tqa, null, null, TqaPrompt(obj.Name),
+                obj.Color, null, meta.ToJsonString(), i + 1));
+        }
+        return result;
+    }
+
+    /// <summary>Item i of a sequence made of shuffled rounds over <paramref name="items"/>.</summary>
+    private static T RoundRobin<T>(IReadOnlyList<T> items, int seed, ulong stream, int i)
+    {
+        var order = items.ToList();
+        DeterministicRandom.For(seed, stream, i / items.Count).Shuffle(order);
+        return order[i % items.Count];
+    }
+
+    /// <summary>Objects[0] is the one asked about; Slots[k] is the square Objects[k] was drawn in.</summary>
+    internal sealed record Scene(string BackgroundKind, NamedColor Background, IReadOnlyList<SynthObject> Objects, IReadOnlyList<int[]> Slots);
+
+    private sealed record Config(
+        SynthOptions O, NamedColor[] Colors, string[] Shapes, string[] QuestionShapes, int MinSize, int MaxSize)
+    {
+        public static Config From(SynthOptions o)
+        {
+            var colors = (o.Colors ?? SynthPalette.Colors.Select(c => c.Name).ToArray()).Select(SynthPalette.Color).ToArray();
+            var shapes = (o.Shapes ?? SynthPalette.Shapes).ToArray();
+            var questionShapes = (o.QuestionShapes ?? SynthPalette.SingleTokenShapes).ToArray();
+            foreach (var s in shapes.Concat(questionShapes))
+                if (!SynthPalette.Shapes.Contains(s))
+                    throw new ArgumentException($"Unknown shape '{s}'. Known: {string.Join(", ", SynthPalette.Shapes)}.");
+            if (colors.Length == 0 || questionShapes.Length == 0)
+                throw new ArgumentException("SynthOptions needs at least one colour and one question shape.");
+            if (colors.Select(c => c.Name).Distinct().Count() != colors.Length || questionShapes.Distinct().Count() != questionShapes.Length)
+                throw new ArgumentException("SynthOptions colours and question shapes must not repeat.");
+            int min = o.ResolvedMinSize, max = o.ResolvedMaxSize;
+            if (o.ImageSize < 8 || min < 4 || min > max || max > o.ImageSize)
+                throw new ArgumentException(
+                    $"SynthOptions: need 4 <= MinObjectSize ({min}) <= MaxObjectSize ({max}) <= ImageSize ({o.ImageSize}).");
+            if (o.MinObjects < 1 || o.MaxObjects < o.MinObjects)
+                throw new ArgumentException($"SynthOptions: need 1 <= MinObjects ({o.MinObjects}) <= MaxObjects ({o.MaxObjects}).");
+            if (o.MinGap < 0)
+                throw new ArgumentException("SynthOptions.MinGap must be >= 0.");
+            return new Config(o, colors, shapes, questionShapes, min, max);
+        }
+    }
+
+    private static Scene BuildScene(Config cfg, int seed, int index)
+    {
+        var o = cfg.O;
+        var rng = DeterministicRandom.For(seed, StreamScene, index);
+        // Balanced answers: the asked colour and shape come from shuffled rounds over all of them.
+        var targetColor = RoundRobin(cfg.Colors, seed, StreamColorRound, index);
+        var targetShape = RoundRobin(cfg.QuestionShapes, seed, StreamShapeRound, index);
+
+        var (kind, bg) = PickBackground(rng, targetColor, o.MinContrast);
+        int wanted = rng.NextInclusive(o.MinObjects, o.MaxObjects);
+
+        var objects = new List<SynthObject>();
+        var slots = new List<int[]>();
+        var distractorShapes = cfg.Shapes.Where(s => s != targetShape).ToArray();
+        var freeColors = cfg.Colors.Where(c => c.Name != targetColor.Name && c.DistanceTo(bg.R, bg.G, bg.B) >= o.MinContrast).ToList();
+
+        for (int k = 0; k < wanted; k++)
+        {
+            string shape;
+            NamedColor color;
+            if (k == 0)
+                (shape, color) = (targetShape, targetColor);
+            else
+            {
+                // Distractors: another shape (so the asked shape stays unique) and an unused colour.
+                if (distractorShapes.Length == 0 || freeColors.Count == 0)
+                    break;
+                shape = rng.Pick(distractorShapes);
+                color = freeColors[rng.Next(freeColors.Count)];
+            }
+            var slot = Place(rng, cfg, slots);
+            if (slot == null)
+            {
+                if (k == 0)
+                    throw new InvalidOperationException("Cannot place the first object; check the size options.");
+                continue; // crowded image: fewer distractors
+            }
+            slots.Add(slot);
+            freeColors.Remove(color);
+            objects.Add(new SynthObject(shape, color.Name, slot)); // Box is measured after drawing
+        }
+        return new Scene(kind, bg, objects, slots);
+    }
+
+    private static (string Kind, NamedColor Bg) PickBackground(DeterministicRandom rng, NamedColor target, double minContrast)
+    {
+        bool light = rng.NextBool();
+        for (int attempt = 0; attempt < 64; attempt++)
+        {
+            // Near-grey with a slight tint so the background varies without becoming a colour.
+            int baseLevel = light ? rng.NextInclusive(225, 245) : rng.NextInclusive(10, 35);
+            byte Ch() => (byte)Math.Clamp(baseLevel + rng.NextInclusive(-5, 5), 0, 255);
+            var bg = new NamedColor(light ? "light" : "dark", Ch(), Ch(), Ch());
+            if (target.DistanceTo(bg.R, bg.G, bg.B) >= minContrast)
+                return (bg.Name, bg);
+            light = !light; // e.g. white asked about: use a dark background
+        }
+        throw new InvalidOperationException($"No background contrasts with '{target.Name}' by {minContrast}; lower MinContrast.");
+    }
+
+    /// <summary>A free square slot [x0, y0, x1, y1) keeping MinGap to the others, or null.</summary>
+    private static int[]? Place(DeterministicRandom rng, Config cfg, List<int[]> taken)
+    {
+        int size = cfg.O.ImageSize, gap = cfg.O.MinGap;
+        for (int attempt = 0; attempt < 200; attempt++)
+        {
+            // Shrink towards the minimum as attempts fail, so crowded images still fit.
+            int max = Math.Max(cfg.MinSize, cfg.MaxSize - attempt / 25 * 4);
+            int s = rng.NextInclusive(cfg.MinSize, max);
+            int x = rng.NextInclusive(0, size - s), y = rng.NextInclusive(0, size - s);
+            var slot = new[] { x, y, x + s, y + s };
+            if (taken.All(t => slot[0] >= t[2] + gap || t[0] >= slot[2] + gap || slot[1] >= t[3] + gap || t[1] >= slot[3] + gap))
+                return slot;
+        }
+        return null;
+    }
+
+    internal static SKPath ShapePath(string shape, int[] slot)
+    {
+        float x0 = slot[0], y0 = slot[1], s = slot[2] - slot[0];
+        float cx = x0 + s / 2f, cy = y0 + s / 2f;
+        var path = new SKPath();
+        switch (shape)
+        {
+            case "circle":
+                path.AddOval(new SKRect(x0, y0, x0 + s, y0 + s));
+                break;
+            case "square":
+                path.AddRect(new SKRect(x0, y0, x0 + s, y0 + s));
+                break;
+            case "triangle":
+                path.AddPoly([new(cx, y0), new(x0 + s, y0 + s), new(x0, y0 + s)]);
+                break;
+            case "diamond":
+                path.AddPoly([new(cx, y0), new(x0 + s, cy), new(cx, y0 + s), new(x0, cy)]);
+                break;
+            case "star":
+            {
+                // Five points: width 2R cos 18deg fills the slot; centred vertically.
+                float r = s / (2f * MathF.Cos(MathF.PI / 10));
+                float top = y0 + (s - r * (1 + MathF.Cos(MathF.PI / 5))) / 2f;
+                float scy = top + r;
+                var pts = new SKPoint[10];
+                for (int k = 0; k < 10; k++)
+                {
+                    float rad = k % 2 == 0 ? r : r * 0.45f;
+                    float a = -MathF.PI / 2 + k * MathF.PI / 5;
+                    pts[k] = new SKPoint(cx + rad * MathF.Cos(a), scy + rad * MathF.Sin(a));
+                }
+                path.AddPoly(pts);
+                break;
+            }
+            case "hexagon":
+            {
+                float r = s / 2f, h = r * MathF.Sqrt(3) / 2f;
+                path.AddPoly([new(x0, cy), new(cx - r / 2, cy - h), new(cx + r / 2, cy - h),
+                              new(x0 + s, cy), new(cx + r / 2, cy + h), new(cx - r / 2, cy + h)]);
+                break;
+            }
+            case "cross":
+            {
+                float t = s / 3f;
+                path.AddPoly([new(x0 + t, y0), new(x0 + 2 * t, y0), new(x0 + 2 * t, y0 + t), new(x0 + s, y0 + t),
+                              new(x0 + s, y0 + 2 * t), new(x0 + 2 * t, y0 + 2 * t), new(x0 + 2 * t, y0 + s),
+                              new(x0 + t, y0 + s), new(x0 + t, y0 + 2 * t), new(x0, y0 + 2 * t), new(x0, y0 + t), new(x0 + t, y0 + t)]);
+                break;
+            }
+            default:
+                throw new ArgumentException($"Unknown shape '{shape}'.");
+        }
+        return path;
+    }
+
+    /// <summary>
+    /// Draws the scene and returns it with each object's box set to the exact pixel extent of its
+    /// colour inside its slot (slots keep apart and the background contrasts, so nothing else has it).
+    /// </summary>
+    internal static (Scene Scene, byte[] Png) Render(Scene scene, int size)
+    {
+        using var bitmap = new SKBitmap(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        using (var canvas = new SKCanvas(bitmap))
+        {
+            canvas.Clear(new SKColor(scene.Background.R, scene.Background.G, scene.Background.B));
+            // No anti-aliasing: every object pixel has exactly its named colour.
+            using var paint = new SKPaint { IsAntialias = false, Style = SKPaintStyle.Fill };
+            for (int k = 0; k < scene.Objects.Count; k++)
+            {
+                var c = SynthPalette.Color(scene.Objects[k].Color);
+                paint.Color = new SKColor(c.R, c.G, c.B);
+                using var path = ShapePath(scene.Objects[k].Shape, scene.Slots[k]);
+                canvas.DrawPath(path, paint);
+            }
+        }
+
+        var pixels = bitmap.GetPixelSpan();
+        var measured = new List<SynthObject>(scene.Objects.Count);
+        for (int k = 0; k < scene.Objects.Count; k++)
+        {
+            var c = SynthPalette.Color(scene.Objects[k].Color);
+            var slot = scene.Slots[k];
+            int x0 = int.MaxValue, y0 = int.MaxValue, x1 = -1, y1 = -1;
+            for (int y = slot[1]; y < slot[3]; y++)
+            for (int x = slot[0]; x < slot[2]; x++)
+            {
+                int at = (y * size + x) * 4;
+                if (pixels[at] != c.R || pixels[at + 1] != c.G || pixels[at + 2] != c.B)
+                    continue;
+                x0 = Math.Min(x0, x); y0 = Math.Min(y0, y);
+                x1 = Math.Max(x1, x); y1 = Math.Max(y1, y);
+            }
+            if (x1 < 0)
+                throw new InvalidOperationException($"{scene.Objects[k].Shape} in slot [{string.Join(", ", slot)}] drew no pixels.");
+            measured.Add(scene.Objects[k] with { Box = [x0, y0, x1 + 1, y1 + 1] });
+        }
+
+        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
+        return (scene with { Objects = measured }, data.ToArray());
+    }
+}
