@@ -16,6 +16,7 @@ namespace LlavaMech.Cli
         public static readonly CommandInfo[] Commands =
         [
             new("forward", "one forward pass: next-token distribution at the last position", ForwardCommand.Specs, ForwardCommand.Description, ForwardCommand.Examples, ForwardCommand.Run),
+            new("explain", "the paper's tool for one image: layers, heads, patches, neurons behind the answer; PNG figures", ExplainCommand.Specs, ExplainCommand.Description, ExplainCommand.Examples, ExplainCommand.Run),
             new("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)", InspectCommand.Specs, InspectCommand.Description, InspectCommand.Examples, InspectCommand.Run),
             new("bench", "benchmark plain vs hooked forward passes and memory over many examples", BenchCommand.Specs, BenchCommand.Description, BenchCommand.Examples, BenchCommand.Run),
         ];

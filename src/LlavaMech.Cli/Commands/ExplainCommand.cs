@@ -1,0 +1,185 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlavaMech.Analysis;
+using LlavaMech.Explanation;
+using LlavaMech.Model;
+using LlavaMech.Reports;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Cli.Commands;
+
+/// <summary><c>explain</c>: the paper's tool for one image: which layers, heads, image patches and neurons raise the answer's probability.</summary>
+public static class ExplainCommand
+{
+    public static readonly CommandLine.OptionSpec[] Specs =
+    [
+        new("model", "DIR", "Hugging Face LLaVA checkpoint folder", Required: true),
+        new("image", "FILE", "PNG, JPEG or WebP image", Required: true),
+        new("prompt", "TEXT", "prompt with one <image>, e.g. \"USER: <image>\\nWhat is the color of the dog?\\nASSISTANT: The color of the dog is\"", Required: true),
+        new("target", "TOKEN", "answer token to explain: an id, a vocabulary piece or a one-token word (default: the model's argmax)"),
+        new("heads", "K", "top heads whose position scores are computed and reported", "3"),
+        new("heatmap-heads", "N", "top heads whose position scores make the log-increase heatmap", "1"),
+        new("neurons", "ROUTE", "neuron scores: auto, exact, screened or none", "auto"),
+        new("screen-k", "K", "with the screened route: exact scores for the K best first-order candidates", "1024"),
+        new("lens-layers", "L,L,..", "also apply the logit lens (and its attention/FFN split) to the residual stream at image positions of these layers"),
+        new("out", "DIR", "output folder for explain.json and the PNG figures", Required: true),
+        new("json", null, "print explain.json to standard output instead of the summary"),
+        .. DeviceOptions.Specs,
+    ];
+
+    public const string Description = """
+        One hooked forward pass, then the log-probability-increase statistics of Yu & Ananiadou
+        (arXiv 2411.10950) for the target token at the last position: every layer's attention and
+        FFN increase, every head's increase, per-position scores of the top heads, every FFN
+        neuron's increase, the raw-attention baseline over the image and the logit lens of the
+        visual tokens. Writes into --out:
+          explain.png   input crop | raw attention | log-increase heatmap, overlaid on the image
+          layers.png    attention and FFN increase per layer
+          heads.png     head increase, layers x heads
+          explain.json  all numbers (field list in the README)
+        """;
+
+    public const string Examples = """
+          ./llavamech explain --model tests/fixtures/tiny-llava-mha --image tests/fixtures/tiny-llava-mha/red_circle.png \
+              --prompt $'USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is' --out out/explain
+          ./llavamech explain ... --target red --heads 5 --json > explain.json
+        """;
+
+    public static int Run(CommandLine cl)
+    {
+        var options = DeviceOptions.Apply(cl);
+        var outDir = cl.Require("out");
+        int heads = cl.GetInt("heads"), heatmapHeads = cl.GetInt("heatmap-heads");
+        if (heatmapHeads > heads) throw new UsageException("--heatmap-heads cannot exceed --heads");
+        var route = cl.Require("neurons") switch
+        {
+            "auto" => NeuronRoute.Auto, "exact" => NeuronRoute.Exact, "screened" => NeuronRoute.Screened, "none" => NeuronRoute.None,
+            var r => throw new UsageException($"--neurons {r}: use auto, exact, screened or none"),
+        };
+        var lensLayers = cl.Get("lens-layers")?.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+
+        using var model = LoadedModel.Load(cl.Require("model"), options);
+        if (!model.HasVision) throw new UsageException("explain needs a LLaVA model; for text-only models use compare-tasks");
+        int? target = TargetOption.Resolve(cl.Get("target"), model.Tokenizer, model.Config.Text.VocabSize);
+        using var analyzer = new ExampleAnalyzer(model);
+        using var scope = NewDisposeScope();
+        var input = model.Prepare(cl.Require("prompt"), cl.Require("image"));
+        var statsOptions = new StatisticsOptions
+        {
+            TargetId = target, TopKHeads = heads, HeatmapHeads = heatmapHeads,
+            Neurons = new NeuronOptions(route, cl.GetInt("screen-k")),
+        };
+        var a = analyzer.Analyze(input, statsOptions, lensLayers);
+        var s = a.Statistics;
+
+        Directory.CreateDirectory(outDir);
+        var json = ToJson(model, a);
+        File.WriteAllText(Path.Combine(outDir, "explain.json"), json.ToJsonString(Json.Indented));
+        WriteFigures(model, a, outDir, heatmapHeads);
+
+        if (cl.Flag("json")) { Console.WriteLine(json.ToJsonString(Json.Options)); return 0; }
+        PrintSummary(model, a, outDir, heatmapHeads);
+        return 0;
+    }
+
+    public static JsonObject ToJson(LoadedModel model, ExampleAnalysis a)
+    {
+        var s = a.Statistics;
+        var img = s.Image!;
+        var positions = new JsonObject();
+        foreach (var p in s.PositionIncrease) positions[$"{p.Layer}_{p.Head}"] = Arr(p.Scores);
+        var topNeurons = TopNeurons(s, 20);
+        return new JsonObject
+        {
+            ["model"] = model.Directory,
+            ["image"] = a.Input.ImagePath,
+            ["prompt"] = a.Input.Prompt,
+            ["seq_len"] = a.Input.SeqLen,
+            ["target_id"] = s.TargetId,
+            ["target_token"] = model.TokenText(s.TargetId),
+            ["target_prob"] = Math.Exp(s.TargetLogProb),
+            ["top5"] = new JsonArray(s.Top5Ids.Select((id, i) => (JsonNode)new JsonObject { ["id"] = id, ["token"] = model.TokenText(id), ["prob"] = s.Top5Probs[i] }).ToArray()),
+            ["layer_attn_increase"] = Arr(s.LayerAttnIncrease),
+            ["layer_ffn_increase"] = Arr(s.LayerFfnIncrease),
+            ["head_increase"] = new JsonArray(s.HeadIncrease.Select(r => (JsonNode)Arr(r)).ToArray()),
+            ["top_heads"] = new JsonArray(s.TopHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head, h.Score)).ToArray()),
+            ["position_increase"] = positions,
+            ["image_positions"] = new JsonArray(img.ImagePositions.Select(p => (JsonNode)p).ToArray()),
+            ["attention_baseline_image"] = Arr(img.AttentionBaseline),
+            ["log_increase_heatmap"] = new JsonArray(img.Heatmap.Select(r => (JsonNode)Arr(r)).ToArray()),
+            ["heatmap_heads"] = new JsonArray(img.HeatmapHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head)).ToArray()),
+            ["image_attention_share"] = new JsonArray(img.ImageAttentionShare.Select(r => (JsonNode)Arr(r)).ToArray()),
+            ["logit_lens_image_top5"] = img.VisualTokenLens is null ? null : new JsonArray(img.VisualTokenLens.TopIds.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray()),
+            ["logit_lens_image_target_rank"] = img.VisualTokenLens is null ? null : new JsonArray(img.VisualTokenLens.TargetRank.Select(i => (JsonNode)i).ToArray()),
+            ["top_neurons"] = new JsonArray(topNeurons.Select(n => (JsonNode)new JsonArray(n.Layer, n.Neuron, n.Score)).ToArray()),
+            ["neuron_route"] = s.Neurons?.Route.ToString().ToLowerInvariant(),
+            ["residual_lens"] = s.ResidualLens is null ? null : new JsonArray(s.ResidualLens.Select(r => (JsonNode)new JsonObject
+            {
+                ["layer"] = r.Layer,
+                ["resid_top5"] = Ids(r.Resid.TopIds),
+                ["attention_part_top5"] = Ids(r.AttentionPart.TopIds),
+                ["ffn_part_top5"] = Ids(r.FfnPart.TopIds),
+                ["resid_target_rank"] = new JsonArray(r.Resid.TargetRank.Select(i => (JsonNode)i).ToArray()),
+            }).ToArray()),
+            ["timings_ms"] = new JsonObject { ["forward"] = a.ForwardMs, ["statistics"] = a.StatisticsMs },
+        };
+    }
+
+    public static IReadOnlyList<(int Layer, int Neuron, double Score)> TopNeurons(ExampleStatistics s, int n)
+    {
+        if (s.Neurons is null) return [];
+        var scores = s.Neurons.Scores;
+        var all = new List<(int, int, double)>(scores.Length * s.Neurons.Width);
+        for (int l = 0; l < scores.Length; l++)
+            for (int i = 0; i < scores[l].Length; i++)
+                if (s.Neurons.IsExact(l, i)) all.Add((l, i, scores[l][i]));
+        return all.OrderByDescending(x => x.Item3).Take(n).ToList();
+    }
+
+    private static JsonArray Arr(IEnumerable<double> v) => new(v.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
+    private static JsonArray Ids(int[][] rows) => new(rows.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray());
+
+    private static void WriteFigures(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
+    {
+        var s = a.Statistics;
+        var image = a.Input.Image!;
+        var g = image.Geometry;
+        int side = (int)Math.Round(Math.Sqrt(s.Image!.ImagePositions.Length));
+        var raw = Heatmaps.RawAttention(s);
+        var tool = Heatmaps.LogIncrease(s, heatmapHeads);
+        if (side * side == raw.Length)
+        {
+            var heads = string.Join(", ", s.TopHeads.Take(heatmapHeads).Select(h => $"L{h.Layer}H{h.Head}"));
+            ExplanationFigure.Write(Path.Combine(outDir, "explain.png"), image.CroppedRgb, g.CropHeight, g.CropWidth, raw, tool, side,
+                $"target '{model.TokenText(s.TargetId)}' (p = {Math.Exp(s.TargetLogProb):0.000})", "raw attention (mean of all heads)", $"log-probability increase ({heads})");
+        }
+        LayerBars.Write(Path.Combine(outDir, "layers.png"), s.LayerAttnIncrease, s.LayerFfnIncrease, $"layer-level increase of log p('{model.TokenText(s.TargetId)}')");
+        var grid = new double[s.HeadIncrease.Length, s.HeadIncrease[0].Length];
+        for (int l = 0; l < grid.GetLength(0); l++) for (int h = 0; h < grid.GetLength(1); h++) grid[l, h] = s.HeadIncrease[l][h];
+        HeadHeatmap.Write(Path.Combine(outDir, "heads.png"), grid, $"head-level increase of log p('{model.TokenText(s.TargetId)}')");
+    }
+
+    private static void PrintSummary(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
+    {
+        var s = a.Statistics;
+        Console.WriteLine($"target        '{model.TokenText(s.TargetId)}' (id {s.TargetId}, p = {Math.Exp(s.TargetLogProb):0.0000})");
+        Console.WriteLine($"next tokens   {string.Join("  ", s.Top5Ids.Select((id, i) => $"'{model.TokenText(id)}' {s.Top5Probs[i]:0.000}"))}");
+        Console.WriteLine();
+        Console.WriteLine("layer   attention     FFN   (increase of log p(target))");
+        for (int l = 0; l < s.LayerAttnIncrease.Length; l++)
+            Console.WriteLine($"{l,5}  {s.LayerAttnIncrease[l],10:+0.0000;-0.0000}  {s.LayerFfnIncrease[l],10:+0.0000;-0.0000}");
+        Console.WriteLine();
+        Console.WriteLine("top heads     " + string.Join("   ", s.TopHeads.Select(h => $"L{h.Layer}H{h.Head} {h.Score:+0.0000;-0.0000}")));
+        var neurons = TopNeurons(s, 5);
+        if (neurons.Count > 0) Console.WriteLine("top neurons   " + string.Join("   ", neurons.Select(n => $"L{n.Layer}N{n.Neuron} {n.Score:+0.0000;-0.0000}")));
+        var tool = Heatmaps.LogIncrease(s, heatmapHeads);
+        int side = (int)Math.Round(Math.Sqrt(tool.Length));
+        if (side * side == tool.Length)
+        {
+            Console.WriteLine();
+            Console.WriteLine($"where on the image (log-increase of the top {heatmapHeads} head(s)): {AsciiGrid.Describe(tool, side)}");
+            if (side <= 24) Console.WriteLine(AsciiGrid.Render(tool, side));
+        }
+        Console.WriteLine($"wrote {Path.Combine(outDir, "explain.png")}, layers.png, heads.png, explain.json  (forward {a.ForwardMs:0} ms, statistics {a.StatisticsMs:0} ms)");
+    }
+}

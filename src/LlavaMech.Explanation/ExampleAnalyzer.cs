@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using LlavaMech.Analysis;
+using LlavaMech.Hooks;
+using LlavaMech.Model;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Explanation;
+
+/// <summary>One example's hooked pass and statistics, with wall times.</summary>
+public sealed record ExampleAnalysis(ModelInput Input, ExampleStatistics Statistics, double ForwardMs, double StatisticsMs);
+
+/// <summary>
+/// Runs the hooked pass that keeps what the statistics need at the last position, hands the
+/// captures to the analysis library, and returns managed results. One per model; call from the
+/// thread that owns the model (dispose scopes are per thread).
+/// </summary>
+public sealed class ExampleAnalyzer : IDisposable
+{
+    private readonly ReadoutWeights _weights;
+    private readonly bool _ownsWeights;
+
+    public ExampleAnalyzer(LoadedModel model)
+    {
+        Model = model;
+        var c = model.Config.Text;
+        var views = new ReadoutWeights(model.FinalNormWeight, model.LmHeadWeight, c.RmsNormEps, model.OProj, model.DownProj,
+            c.NumAttentionHeads, c.NumKeyValueHeads);
+        // Half-precision models read out in float32 (METHOD.md's precision warning); convert once, not per example.
+        _ownsWeights = model.DType != ScalarType.Float32;
+        _weights = _ownsWeights ? views.ConvertTo(ScalarType.Float32) : views;
+    }
+
+    public LoadedModel Model { get; }
+    public ReadoutWeights Weights => _weights;
+
+    /// <summary>Hooked pass + every default statistic for one prepared example.</summary>
+    /// <param name="residualLensLayers">layers whose residual stream at image positions gets the logit lens and its attention/FFN split (none by default).</param>
+    public ExampleAnalysis Analyze(ModelInput input, StatisticsOptions? options = null, IReadOnlyList<int>? residualLensLayers = null)
+    {
+        options ??= new StatisticsOptions();
+        using var scope = NewDisposeScope();
+        bool image = input.PixelValues is not null;
+        int layers = Model.Layers;
+        var plan = CapturePlan.ForLastPositionAnalysis(layers, image);
+        bool lens = image && residualLensLayers is { Count: > 0 };
+        if (lens)
+        {
+            var at = PositionSelector.At(input.ImagePositions);
+            plan.Add(HookNames.Embed, at);
+            for (int l = 0; l < layers; l++) { plan.Add(HookNames.AttnOut(l), PositionSelector.All); plan.Add(HookNames.MlpOut(l), PositionSelector.All); }
+        }
+        using var cache = new ActivationCache(plan);
+        var sw = Stopwatch.StartNew();
+        var (ids, pixels) = Model.ToTensors(input);
+        var logits = Model.Forward(ids, pixels, cache);
+        _ = logits.sum().item<float>();
+        double forwardMs = sw.Elapsed.TotalMilliseconds;
+
+        sw.Restart();
+        var acts = Captures.LastPosition(cache, layers, lastFromAll: lens);
+        var imagePositions = image ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: Model.Device) : null;
+        var o = options with
+        {
+            ImagePositions = imagePositions,
+            ImageFeatures = image ? cache[HookNames.ImageFeatures][0] : null,
+            ResidualLens = lens ? Captures.ImageResidual(cache, layers, imagePositions!, residualLensLayers!) : null,
+        };
+        var stats = Statistics.Compute(acts.To(ScalarType.Float32, Model.Device), _weights, o);
+        return new ExampleAnalysis(input, stats, forwardMs, sw.Elapsed.TotalMilliseconds);
+    }
+
+    public void Dispose()
+    {
+        if (_ownsWeights) _weights.DisposeAll();
+    }
+}
+
+/// <summary>Captured hooks reshaped into the analysis library's inputs.</summary>
+public static class Captures
+{
+    /// <summary>Stacks the last-position captures of batch row 0 into [L, ...] tensors.</summary>
+    /// <param name="lastFromAll">attention/MLP outputs were captured at all positions (for the residual lens): take the last row.</param>
+    public static LastPositionActivations LastPosition(ActivationCache cache, int layers, bool lastFromAll = false, int batchRow = 0)
+    {
+        Tensor Last(string hook) => lastFromAll ? cache[hook][batchRow].select(0, -1) : cache[hook][batchRow][0];
+        Tensor Stack(Func<int, Tensor> f) => stack(Enumerable.Range(0, layers).Select(f).ToArray());
+        return new LastPositionActivations(
+            ResidPre: Stack(l => cache[HookNames.ResidPre(l)][batchRow][0]),                 // [L, D]
+            AttnOut: Stack(l => Last(HookNames.AttnOut(l))),                                 // [L, D]
+            MlpOut: Stack(l => Last(HookNames.MlpOut(l))),                                   // [L, D]
+            ResidFinal: cache[HookNames.ResidFinal][batchRow][0],                            // [D]
+            PatternLastRow: Stack(l => cache[HookNames.AttnPattern(l)][batchRow].select(1, 0)), // [L, H, T]
+            Values: Stack(l => cache[HookNames.AttnV(l)][batchRow]),                         // [L, T, KV, d]
+            MlpPost: Stack(l => cache[HookNames.MlpPost(l)][batchRow][0]));                  // [L, I]
+    }
+
+    /// <summary>Embeddings and per-layer attention/MLP outputs at the image positions, for the residual lens.</summary>
+    public static ResidualLensInputs ImageResidual(ActivationCache cache, int layers, Tensor imagePositions, IReadOnlyList<int> lensLayers)
+    {
+        var attn = stack(Enumerable.Range(0, layers).Select(l => cache[HookNames.AttnOut(l)][0].index_select(0, imagePositions)).ToArray()); // [L, P, D]
+        var mlp = stack(Enumerable.Range(0, layers).Select(l => cache[HookNames.MlpOut(l)][0].index_select(0, imagePositions)).ToArray());   // [L, P, D]
+        return new ResidualLensInputs(cache[HookNames.Embed][0].to(ScalarType.Float32), attn.to(ScalarType.Float32), mlp.to(ScalarType.Float32), lensLayers);
+    }
+}
