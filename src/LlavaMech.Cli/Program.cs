@@ -17,6 +17,8 @@ namespace LlavaMech.Cli
         [
             new("forward", "one forward pass: next-token distribution at the last position", ForwardCommand.Specs, ForwardCommand.Description, ForwardCommand.Examples, ForwardCommand.Run),
             new("explain", "the paper's tool for one image: layers, heads, patches, neurons behind the answer; PNG figures", ExplainCommand.Specs, ExplainCommand.Description, ExplainCommand.Examples, ExplainCommand.Run),
+            new("compare-methods", "log-increase heatmap vs raw attention, gradients, occlusion: faithfulness and time on a dataset", MethodsCommand.Specs(false), MethodsCommand.Description(false), MethodsCommand.Examples(false), MethodsCommand.RunCompare),
+            new("score-methods", "attribution methods against known object boxes: pointing game, mass in object, deletion AUC", MethodsCommand.Specs(true), MethodsCommand.Description(true), MethodsCommand.Examples(true), MethodsCommand.RunScore),
             new("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)", InspectCommand.Specs, InspectCommand.Description, InspectCommand.Examples, InspectCommand.Run),
             new("bench", "benchmark plain vs hooked forward passes and memory over many examples", BenchCommand.Specs, BenchCommand.Description, BenchCommand.Examples, BenchCommand.Run),
         ];

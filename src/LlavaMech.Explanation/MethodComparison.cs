@@ -1,0 +1,114 @@
+using System.Diagnostics;
+using LlavaMech.Analysis;
+using LlavaMech.Model;
+using LlavaMech.Processing;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Explanation;
+
+/// <summary>Which attribution methods to run and how.</summary>
+public sealed record ComparisonOptions
+{
+    /// <summary>Top heads of the multi-head log-increase map (the single-head map is always included).</summary>
+    public int TopKHeads { get; init; } = 3;
+    public int IntegratedGradientSteps { get; init; } = 20;
+    public int OcclusionWindow { get; init; } = 1;
+    public int CurveSteps { get; init; } = 16;
+    public int BatchSize { get; init; } = 32;
+    /// <summary>Method names to run (null: all of <see cref="MethodComparison.AllMethods"/>).</summary>
+    public IReadOnlySet<string>? Methods { get; init; }
+}
+
+/// <summary>One method on one example.</summary>
+/// <param name="Scores">[P] patch importance, row-major over the patch grid.</param>
+/// <param name="TimeMs">wall time the method needs on its own (see <see cref="MethodComparison"/>).</param>
+/// <param name="PointingHit">the top patch lies in the object (null without an object box).</param>
+/// <param name="MassInBox">share of the positive heatmap mass inside the object (null without a box).</param>
+public sealed record MethodResult(string Method, float[] Scores, double TimeMs, FaithfulnessCurve Deletion, FaithfulnessCurve Insertion,
+    bool? PointingHit, double? MassInBox);
+
+/// <summary>All methods on one example, plus what the example was.</summary>
+public sealed record ExampleComparison(string ExampleId, int TargetId, double TargetProb, int Patches, int GridSide,
+    IReadOnlyList<(int Row, int Col)>? ObjectPatches, IReadOnlyList<MethodResult> Methods);
+
+/// <summary>
+/// The paper's claim, measured: the log-increase heatmap against raw attention, gradient x input,
+/// integrated gradients and occlusion, on the same model and input, by faithfulness (deletion and
+/// insertion AUC), by ground truth where an object box is known (pointing game, mass in box), and
+/// by wall time. Times: the log-increase methods are charged the hooked forward pass plus the
+/// statistics they need (layers, heads, top heads' positions; no neurons); raw attention is
+/// charged the hooked forward pass (it needs the last row of every pattern); gradients and
+/// occlusion their own passes.
+/// </summary>
+public static class MethodComparison
+{
+    public const string LogIncreaseTop1 = "log_increase_top1";
+    public const string LogIncreaseTopK = "log_increase_topk";
+    public const string RawAttention = "raw_attention";
+    public const string GradientXInput = "gradient_x_input";
+    public const string IntegratedGradients = "integrated_gradients";
+    public const string Occlusion = "occlusion";
+
+    public static readonly string[] AllMethods = [LogIncreaseTop1, LogIncreaseTopK, RawAttention, GradientXInput, IntegratedGradients, Occlusion];
+
+    public static ExampleComparison Run(ExampleAnalyzer analyzer, string exampleId, ModelInput input, double[]? objectBox, ComparisonOptions? options = null, int? targetId = null)
+    {
+        options ??= new ComparisonOptions();
+        var model = analyzer.Model;
+        if (input.Image is null) throw new ArgumentException($"example '{exampleId}' has no image: method comparison needs one");
+        bool Wants(string m) => options.Methods is null || options.Methods.Contains(m);
+        using var scope = NewDisposeScope();
+
+        var analysis = analyzer.Analyze(input, new StatisticsOptions
+        {
+            TargetId = targetId, TopKHeads = Math.Max(1, options.TopKHeads), Neurons = new NeuronOptions(NeuronRoute.None),
+        });
+        var s = analysis.Statistics;
+        int patches = input.ImagePositions.Length;
+        int side = (int)Math.Round(Math.Sqrt(patches));
+        IReadOnlyList<(int Row, int Col)>? objectPatches = objectBox is null ? null
+            : ClipImageProcessor.BoxToPatches(input.Image.Geometry, objectBox[0], objectBox[1], objectBox[2], objectBox[3], model.Config.Vision!.PatchSize);
+
+        var ctx = new ImageTokenAttribution(model, input, s.TargetId, options.BatchSize);
+        var results = new List<MethodResult>();
+        void Add(string method, float[] scores, double ms)
+        {
+            var (del, ins) = Faithfulness.Curves(ctx, scores, options.CurveSteps);
+            results.Add(new MethodResult(method, scores, ms, del, ins,
+                objectPatches is null ? null : PointingHit(scores, side, objectPatches),
+                objectPatches is null ? null : MassInBox(scores, side, objectPatches)));
+        }
+
+        double toolMs = analysis.ForwardMs + analysis.StatisticsMs;
+        if (Wants(LogIncreaseTop1)) Add(LogIncreaseTop1, Heatmaps.LogIncrease(s, 1), toolMs);
+        if (Wants(LogIncreaseTopK)) Add(LogIncreaseTopK, Heatmaps.LogIncrease(s, options.TopKHeads), toolMs);
+        if (Wants(RawAttention)) Add(RawAttention, Heatmaps.RawAttention(s), analysis.ForwardMs);
+        var sw = new Stopwatch();
+        if (Wants(GradientXInput)) { sw.Restart(); var g = ctx.GradientTimesInput(); Add(GradientXInput, g, sw.Elapsed.TotalMilliseconds); }
+        if (Wants(IntegratedGradients)) { sw.Restart(); var ig = ctx.IntegratedGradients(options.IntegratedGradientSteps); Add(IntegratedGradients, ig, sw.Elapsed.TotalMilliseconds); }
+        if (Wants(Occlusion)) { sw.Restart(); var oc = ctx.Occlusion(options.OcclusionWindow); Add(Occlusion, oc, sw.Elapsed.TotalMilliseconds); }
+        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, side, objectPatches, results);
+    }
+
+    /// <summary>The highest-scoring patch (first on ties) lies in the object.</summary>
+    public static bool PointingHit(float[] scores, int side, IReadOnlyList<(int Row, int Col)> objectPatches)
+    {
+        int best = 0;
+        for (int i = 1; i < scores.Length; i++) if (scores[i] > scores[best]) best = i;
+        return objectPatches.Contains((best / side, best % side));
+    }
+
+    /// <summary>Share of the positive mass of the map inside the object's patches (0 when there is no positive mass).</summary>
+    public static double MassInBox(float[] scores, int side, IReadOnlyList<(int Row, int Col)> objectPatches)
+    {
+        double inside = 0, total = 0;
+        var set = objectPatches.ToHashSet();
+        for (int i = 0; i < scores.Length; i++)
+        {
+            double v = Math.Max(0, scores[i]);
+            total += v;
+            if (set.Contains((i / side, i % side))) inside += v;
+        }
+        return total > 0 ? inside / total : 0;
+    }
+}
