@@ -19,6 +19,10 @@ namespace LlavaMech.Cli
             new("explain", "the paper's tool for one image: layers, heads, patches, neurons behind the answer; PNG figures", ExplainCommand.Specs, ExplainCommand.Description, ExplainCommand.Examples, ExplainCommand.Run),
             new("compare-methods", "log-increase heatmap vs raw attention, gradients, occlusion: faithfulness and time on a dataset", MethodsCommand.Specs(false), MethodsCommand.Description(false), MethodsCommand.Examples(false), MethodsCommand.RunCompare),
             new("score-methods", "attribution methods against known object boxes: pointing game, mass in object, deletion AUC", MethodsCommand.Specs(true), MethodsCommand.Description(true), MethodsCommand.Examples(true), MethodsCommand.RunScore),
+            new("compare-tasks", "VQA vs TQA (or Llava vs Vicuna): head-map correlation, top-k overlap, layer profiles", CompareTasksCommand.Specs, CompareTasksCommand.Description, CompareTasksCommand.Examples, CompareTasksCommand.Run),
+            new("dataset validate", "check a manifest: every bad line with its number and reason", DatasetCommands.ValidateSpecs, DatasetCommands.ValidateDescription, "  ./llavamech dataset validate datasets/shapes-colors-mini/manifest.jsonl", DatasetCommands.Validate),
+            new("dataset synth-colors", "generate the synthetic colour world (VQA with object boxes + TQA)", DatasetCommands.SynthSpecs, DatasetCommands.SynthDescription, "  ./llavamech dataset synth-colors --count 64 --seed 17 --out datasets/shapes-colors-mini", DatasetCommands.Synth),
+            new("dataset import-coco", "colour questions from COCO annotations, with object boxes", DatasetCommands.CocoSpecs, DatasetCommands.CocoDescription, "  ./llavamech dataset import-coco --instances instances_val2017.json --images val2017 --out datasets/coco-colors", DatasetCommands.Coco),
             new("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)", InspectCommand.Specs, InspectCommand.Description, InspectCommand.Examples, InspectCommand.Run),
             new("bench", "benchmark plain vs hooked forward passes and memory over many examples", BenchCommand.Specs, BenchCommand.Description, BenchCommand.Examples, BenchCommand.Run),
         ];
@@ -30,6 +34,13 @@ namespace LlavaMech.Cli
                 if (args.Length > 1) return Run([args[1], "--help"]);
                 PrintOverview();
                 return 0;
+            }
+            // Two-word commands ("dataset validate"); a bare manifest after "validate" is its --manifest.
+            if (args.Length > 1 && Commands.Any(c => c.Name == $"{args[0]} {args[1]}"))
+            {
+                var rest = args[2..];
+                if (args[1] == "validate" && rest.Length > 0 && !rest[0].StartsWith("-", StringComparison.Ordinal)) rest = ["--manifest", .. rest];
+                args = [$"{args[0]} {args[1]}", .. rest];
             }
             var command = Commands.FirstOrDefault(c => c.Name == args[0]);
             if (command is null)
@@ -52,7 +63,7 @@ namespace LlavaMech.Cli
                 Console.Error.WriteLine($"llavamech {command.Name}: {e.Message}. See ./llavamech {command.Name} --help");
                 return 2;
             }
-            catch (Exception e) when (e is CheckpointException or ProcessingException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidOperationException or NotSupportedException)
+            catch (Exception e) when (e is CheckpointException or ProcessingException or IOException or ArgumentException or InvalidOperationException or NotSupportedException)
             {
                 Console.Error.WriteLine($"llavamech {command.Name}: error: {e.Message}");
                 return 1;
@@ -70,9 +81,9 @@ namespace LlavaMech.Cli
 
                 commands:
                 """);
-            foreach (var c in Commands) Console.WriteLine($"  {c.Name,-10} {c.Summary}");
+            foreach (var c in Commands) Console.WriteLine($"  {c.Name,-22} {c.Summary}");
             Console.WriteLine("""
-                  test       (the ./llavamech script) build and run the whole test suite
+                  test                   (the ./llavamech script) build and run the whole test suite
 
                 Commands that run a model take --device (cpu, cuda, cuda:N, auto), --dtype and
                 --libtorch DIR (CUDA through an installed PyTorch's libtorch; or set LLAVAMECH_LIBTORCH).
