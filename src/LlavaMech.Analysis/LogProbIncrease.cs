@@ -49,12 +49,36 @@ public static class LogProbIncrease
         using var noGrad = no_grad();
         long T = acts.Positions;
         if (heads.Count == 0) return zeros(new long[] { 0, T }, readout.ComputeType, readout.Device).MoveToOuterDisposeScope();
-        var layerIdx = tensor(heads.Select(h => (long)h.Layer).ToArray(), device: readout.Device);
-        var x = acts.ResidPre.to(readout.Device).to(readout.ComputeType).index_select(0, layerIdx);   // [K, D]
-        var c = HeadContributions.PerPosition(acts, weights, heads, readout.ComputeType).to(readout.Device); // [K, T, D]
-        var lp = readout.LogProb((x.unsqueeze(1) + c).reshape(heads.Count * T, -1)).reshape(heads.Count, T);
-        var lpx = logProbPre is null ? readout.LogProb(x) : logProbPre.to(readout.Device).to(readout.ComputeType).index_select(0, layerIdx);
-        return (lp - lpx.unsqueeze(1)).MoveToOuterDisposeScope();
+        int H = weights.NumHeads, G = H / weights.NumKeyValueHeads;
+        long d = acts.HeadDim;
+        var dev = readout.Device;
+        var rows = new Tensor[heads.Count];
+        for (int k = 0; k < heads.Count; k++)
+        {
+            var (l, h) = heads[k];
+            if (l < 0 || l >= acts.Layers || h < 0 || h >= H) throw new ArgumentOutOfRangeException(nameof(heads), $"head {l}_{h} outside [0, {acts.Layers}) x [0, {H})");
+            // logits(x + c_p) = logits(x) + A[t,p] M V_p with M = W_U diag(g s) W_O[:, head]: one [V, d]
+            // matrix per head instead of a [V, D] product per position (D/d times less work).
+            var x = acts.ResidPre[l].to(dev).to(readout.ComputeType);                                       // [D]
+            var baseLogits = readout.Logits(x.unsqueeze(0));                                                 // [1, V]
+            var block = weights.OProj[l].narrow(1, h * d, d).to(dev).to(readout.ComputeType);              // [D, d]
+            var mT = nn.functional.linear((block * readout.ScaledNorm.unsqueeze(1)).t(), readout.Unembedding); // [d, V]
+            var a = acts.PatternLastRow[l, h].to(dev).to(readout.ComputeType);                              // [T]
+            var v = acts.Values[l].select(1, h / G).to(dev).to(readout.ComputeType);                       // [T, d]
+            var weighted = a.unsqueeze(1) * v;                                                               // [T, d]
+            var parts = new List<Tensor>();
+            for (long i = 0; i < T; i += readout.RowsPerChunk)
+            {
+                var logits = baseLogits + weighted.narrow(0, i, Math.Min(readout.RowsPerChunk, T - i)).matmul(mT); // [n, V]
+                parts.Add(logits.index_select(1, readout.TargetTensor).squeeze(1) - logits.logsumexp(1));
+            }
+            rows[k] = parts.Count == 1 ? parts[0] : cat(parts, 0);
+        }
+        var layerIdx = tensor(heads.Select(hh => (long)hh.Layer).ToArray(), device: dev);
+        var lpx = logProbPre is null
+            ? readout.LogProb(acts.ResidPre.to(dev).to(readout.ComputeType).index_select(0, layerIdx))
+            : logProbPre.to(dev).to(readout.ComputeType).index_select(0, layerIdx);
+        return (stack(rows, 0) - lpx.unsqueeze(1)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
