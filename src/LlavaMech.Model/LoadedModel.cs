@@ -92,6 +92,40 @@ public sealed class LoadedModel : IDisposable
         return new LoadedModel(dir, config, device, dtype, network, llava, lm, tokenizer, images, prompts);
     }
 
+    /// <summary>
+    /// A model at a configuration's shapes with random weights (N(0, std), norms 1), for benchmarks
+    /// at real sizes without a checkpoint. It has no tokenizer: feed it token ids, not prompts.
+    /// </summary>
+    public static LoadedModel CreateRandom(ModelConfig config, ModelLoadOptions? options = null, long seed = 1, double std = 0.02)
+    {
+        options ??= new ModelLoadOptions();
+        var device = TorchRuntime.ResolveDevice(options.Device);
+        var dtype = TorchRuntime.ResolveDType(options.DType, device);
+        LlavaForConditionalGeneration? llava = null;
+        LlamaForCausalLM lm;
+        nn.Module network;
+        if (config.Kind == ModelKind.Llava) { llava = new LlavaForConditionalGeneration(config, device, dtype); lm = llava.LanguageModel; network = llava; }
+        else { lm = new LlamaForCausalLM(config.Text, device, dtype); network = lm; }
+        network.eval();
+        RandomWeights.Fill(network, seed, std);
+        var tokenizer = new NoTokenizer(config.SourcePath);
+        var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId, config.Kind == ModelKind.Llava ? config.ImageTokenId : null,
+            config.ImageSeqLength, config.Text.MaxPositionEmbeddings, config.SourcePath);
+        return new LoadedModel(config.SourcePath, config, device, dtype, network, llava, lm, tokenizer, null, prompts);
+    }
+
+    /// <summary>Stands in for the tokenizer of a model built from a config alone.</summary>
+    private sealed class NoTokenizer(string source) : ITextTokenizer
+    {
+        private ProcessingException Missing() => new($"model built from '{source}' with random weights has no tokenizer: give token ids, not text");
+        public int[] Encode(string text) => throw Missing();
+        public string IdToToken(int id) => $"<id:{id}>";
+        public string Decode(IReadOnlyList<int> ids) => string.Join(" ", ids.Select(IdToToken));
+        public int? TokenToId(string token) => null;
+        public int VocabSize => 0;
+        public int? BosId => null;
+    }
+
     /// <summary>Tokenizes the prompt (expanding &lt;image&gt;) and preprocesses the image, if any.</summary>
     public ModelInput Prepare(string prompt, string? imagePath)
     {

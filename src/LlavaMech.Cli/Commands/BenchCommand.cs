@@ -3,7 +3,8 @@ using System.Text.Json;
 using LlavaMech.Checkpoints;
 using LlavaMech.Hooks;
 using LlavaMech.Model;
-using LlavaMech.Model.Loading;
+using LlavaMech.Analysis;
+using LlavaMech.Explanation;
 using static TorchSharp.torch;
 
 namespace LlavaMech.Cli.Commands;
@@ -20,6 +21,11 @@ public static class BenchCommand
         new("iterations", "N", "timed passes per mode (interleaved, median reported), after a warm-up pass of each", "5"),
         new("examples", "N", "consecutive hooked examples for the memory run (0 = skip)", "500"),
         new("threads", "N", "torch intra-op threads (0 = library default)", "0"),
+        new("analysis", null, "also time the statistics and every attribution method on the same input"),
+        new("screen-k", "K", "with --analysis: exact neuron scores for the K best first-order candidates (screened route)", "1024"),
+        new("ig-steps", "N", "with --analysis: integrated-gradients steps", "20"),
+        new("occlusion-patches", "N", "with --analysis: time occlusion on N patches and extrapolate to all (0 = all)", "0"),
+        new("batch-size", "B", "with --analysis: batch of the intervention passes (IG steps, occluded copies)", "16"),
         new("json", null, "print figures as JSON"),
         .. DeviceOptions.Specs,
     ];
@@ -46,29 +52,25 @@ public static class BenchCommand
         if (threads > 0) set_num_threads(threads);
         int iterations = cl.GetInt("iterations"), examples = cl.GetInt("examples");
 
-        LoadedModel? loaded = null;
-        LlavaForConditionalGeneration llava;
+        LoadedModel loaded;
         string what;
         if (cl.Get("model") is { } dir)
         {
             loaded = LoadedModel.Load(dir, options);
-            llava = loaded.Llava ?? throw new UsageException("bench needs a Llava model (with a vision tower)");
             what = dir;
         }
         else if (cl.Get("config") is { } configPath)
         {
-            var config = ModelConfig.Parse(File.ReadAllText(configPath), configPath);
+            var config = ModelConfig.Load(configPath);
             int layers = cl.GetInt("layers"), visionLayers = cl.GetInt("vision-layers");
             if (layers > 0) config = config with { Text = config.Text with { NumHiddenLayers = layers } };
             if (visionLayers > 0) config = config with { Vision = config.Vision! with { NumHiddenLayers = visionLayers } };
-            var device = Model.Devices.TorchRuntime.ResolveDevice(options.Device);
-            var dtype = Model.Devices.TorchRuntime.ResolveDType(options.DType, device);
-            llava = new LlavaForConditionalGeneration(config, device, dtype);
-            llava.eval();
-            RandomWeights.Fill(llava, seed: 1);
+            loaded = LoadedModel.CreateRandom(config, options, seed: 1);
             what = $"{configPath} with random weights, {config.Text.NumHiddenLayers} decoder layers, {config.Vision!.NumHiddenLayers} CLIP layers";
         }
         else throw new UsageException("give --model DIR or --config FILE");
+        using var model = loaded;
+        var llava = model.Llava ?? throw new UsageException("bench needs a Llava model (with a vision tower)");
 
         var c = llava.Config;
         var dev = llava.parameters().First().device;
@@ -123,35 +125,100 @@ public static class BenchCommand
         long peak = ResourceUsage.PeakResidentBytes();
         double growth = rss50 > 0 ? (double)(rssEnd - rss50) / rss50 : 0;
 
-        var figures = new
+        var figures = new Dictionary<string, object?>
         {
-            model = what,
-            tokens = idsArr.Length,
-            image_tokens = imageTokens,
-            device = dev.ToString(),
-            threads = get_num_threads(),
-            plain_ms = Math.Round(plain, 2),
-            hooked_ms = Math.Round(hooked, 2),
-            hooked_overhead = Math.Round(overhead, 4),
-            memory_examples = examples,
-            rss_at_50_mib = Math.Round(rss50 / 1048576.0, 1),
-            rss_at_end_mib = Math.Round(rssEnd / 1048576.0, 1),
-            rss_growth_50_to_end = Math.Round(growth, 4),
-            peak_rss_mib = Math.Round(peak / 1048576.0, 1),
+            ["model"] = what,
+            ["tokens"] = idsArr.Length,
+            ["image_tokens"] = imageTokens,
+            ["device"] = dev.ToString(),
+            ["dtype"] = model.DType.ToString(),
+            ["threads"] = get_num_threads(),
+            ["plain_ms"] = Math.Round(plain, 2),
+            ["hooked_ms"] = Math.Round(hooked, 2),
+            ["hooked_overhead"] = Math.Round(overhead, 4),
+            ["memory_examples"] = examples,
+            ["rss_at_50_mib"] = Math.Round(rss50 / 1048576.0, 1),
+            ["rss_at_end_mib"] = Math.Round(rssEnd / 1048576.0, 1),
+            ["rss_growth_50_to_end"] = Math.Round(growth, 4),
+            ["peak_rss_mib"] = Math.Round(peak / 1048576.0, 1),
         };
+        Console.WriteLine($"plain forward     {plain,10:0.00} ms/example");
+        Console.WriteLine($"hooked forward    {hooked,10:0.00} ms/example  ({overhead:+0.0%;-0.0%} over plain)");
+        if (examples > 0)
+            Console.WriteLine($"resident memory   {ResourceUsage.Mib(rss50)} at example {Math.Min(50, examples)}, {ResourceUsage.Mib(rssEnd)} at {examples} ({growth:+0.0%;-0.0%}); peak {ResourceUsage.Mib(peak)}");
+        if (cl.Flag("analysis")) AnalysisBench(cl, model, idsArr, imageTokens, plain, figures);
         if (cl.Flag("json")) Console.WriteLine(JsonSerializer.Serialize(figures, Json.Indented));
-        else
-        {
-            Console.WriteLine($"plain forward     {plain,10:0.00} ms/example");
-            Console.WriteLine($"hooked forward    {hooked,10:0.00} ms/example  ({overhead:+0.0%;-0.0%} over plain)");
-            if (examples > 0)
-                Console.WriteLine($"resident memory   {ResourceUsage.Mib(rss50)} at example {Math.Min(50, examples)}, {ResourceUsage.Mib(rssEnd)} at {examples} ({growth:+0.0%;-0.0%}); peak {ResourceUsage.Mib(peak)}");
-        }
-        llava.Dispose();
-        loaded?.Dispose();
         return 0;
     }
 
+    /// <summary>
+    /// Times, on the same input: the default statistics (layers, all heads, top-3 heads' positions,
+    /// all neurons, logit lens of the visual tokens), the log-increase heatmap alone, and each
+    /// attribution baseline; medians over --iterations.
+    /// </summary>
+    private static void AnalysisBench(CommandLine cl, LoadedModel model, long[] ids, int imageTokens, double plainMs, Dictionary<string, object?> figures)
+    {
+        int iterations = Math.Max(1, cl.GetInt("iterations"));
+        var c = model.Config;
+        int side = c.Vision!.ImageSize;
+        var pixels = new float[3 * side * side];
+        var rng = new Random(3);
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = (float)(rng.NextDouble() * 2 - 1);
+        var positions = Enumerable.Range(5, imageTokens).ToArray();
+        var geometry = new Processing.ImageGeometry(side, side, side, side, 0, 0, side, side);
+        var input = new ModelInput(ids, pixels, positions, new Processing.PreprocessedImage(pixels, geometry, new byte[side * side * 3]), "(random ids)", null);
+        using var analyzer = new ExampleAnalyzer(model);
+        var neurons = new NeuronOptions(NeuronRoute.Auto, cl.GetInt("screen-k"));
+
+        double Median(Func<double> f)
+        {
+            f();   // warm-up
+            var xs = Enumerable.Range(0, iterations).Select(_ => f()).OrderBy(x => x).ToList();
+            return xs[xs.Count / 2];
+        }
+        ExampleAnalysis? last = null;
+        double full = Median(() => { using var s = NewDisposeScope(); last = analyzer.Analyze(input, new StatisticsOptions { Neurons = neurons }); return last.StatisticsMs; });
+        string route = last!.Statistics.Neurons?.Route.ToString() ?? "none";
+        var timings = last.Statistics.TimingsMs;
+        double heatmap = Median(() => { using var s = NewDisposeScope(); var a = analyzer.Analyze(input, new StatisticsOptions { Neurons = new NeuronOptions(NeuronRoute.None) }); return a.StatisticsMs; });
+        double hookedForward = last.ForwardMs;
+
+        using var scope = NewDisposeScope();
+        var ctx = new ImageTokenAttribution(model, input, last.Statistics.TargetId, batchSize: cl.GetInt("batch-size"));
+        var sw = new Stopwatch();
+        double Time(Action a) => Median(() => { sw.Restart(); a(); return sw.Elapsed.TotalMilliseconds; });
+        double gxi = Time(() => ctx.GradientTimesInput());
+        int igSteps = cl.GetInt("ig-steps");
+        double ig = Median(() => { sw.Restart(); ctx.IntegratedGradients(igSteps); return sw.Elapsed.TotalMilliseconds; });
+        int occN = cl.GetInt("occlusion-patches");
+        double occlusion;
+        if (occN <= 0 || occN >= imageTokens) { sw.Restart(); ctx.Occlusion(); occlusion = sw.Elapsed.TotalMilliseconds; occN = imageTokens; }
+        else
+        {
+            // Occlusion costs one pass per patch: time a sample of patches and scale.
+            var mask = zeros(occN, imageTokens, dtype: ScalarType.Bool, device: model.Device);
+            for (int i = 0; i < occN; i++) mask[i, i] = true;
+            sw.Restart(); ctx.TargetLogProbs(ctx.WithPatchesRemoved(mask)); occlusion = sw.Elapsed.TotalMilliseconds * imageTokens / occN;
+        }
+        double tool = hookedForward + heatmap;
+        figures["statistics_ms"] = Math.Round(full, 2);
+        figures["statistics_neuron_route"] = route;
+        figures["statistics_part_ms"] = timings;
+        figures["statistics_over_forward"] = Math.Round(full / plainMs, 3);
+        figures["heatmap_statistics_ms"] = Math.Round(heatmap, 2);
+        figures["log_increase_heatmap_total_ms"] = Math.Round(tool, 2);
+        figures["gradient_x_input_ms"] = Math.Round(gxi, 2);
+        figures["integrated_gradients_ms"] = Math.Round(ig, 2);
+        figures["integrated_gradients_steps"] = igSteps;
+        figures["occlusion_ms"] = Math.Round(occlusion, 1);
+        figures["occlusion_patches_timed"] = occN;
+        figures["occlusion_over_heatmap"] = Math.Round(occlusion / tool, 2);
+        Console.WriteLine($"statistics        {full,10:0.00} ms/example  ({full / plainMs:0.00}x the plain forward; neurons: {route}; {string.Join(", ", timings.Select(t => $"{t.Key} {t.Value:0}"))})");
+        Console.WriteLine($"heatmap stats     {heatmap,10:0.00} ms/example  (layers, heads, top-3 positions; + hooked forward = {tool:0.0} ms for the log-increase heatmap)");
+        Console.WriteLine($"gradient x input  {gxi,10:0.00} ms/example");
+        Console.WriteLine($"integrated grads  {ig,10:0.00} ms/example  ({igSteps} steps)");
+        Console.WriteLine($"occlusion         {occlusion,10:0.0} ms/example  ({imageTokens} patches{(occN < imageTokens ? $", extrapolated from {occN}" : "")}; {occlusion / tool:0.0}x the log-increase heatmap)");
+    }
     private static double Median(List<double> xs)
     {
         var s = xs.OrderBy(x => x).ToList();

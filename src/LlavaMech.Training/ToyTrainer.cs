@@ -1,0 +1,342 @@
+using System.Diagnostics;
+using System.Text.Json;
+using LlavaMech.Checkpoints;
+using LlavaMech.Datasets;
+using LlavaMech.Datasets.Manifest;
+using LlavaMech.Model;
+using LlavaMech.Model.Loading;
+using LlavaMech.Processing;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Training;
+
+/// <summary>
+/// Trains a small LLaVA from random weights on the synthetic colour world, on CPU: the answer
+/// colour's token as the next token after the prompt, cross-entropy on that one position, for the
+/// VQA questions about images and the TQA questions about everyday objects alike. The result is a
+/// Hugging Face-layout folder that <see cref="LoadedModel.Load"/> reads, and its accuracy is measured
+/// by loading that folder back, so the numbers are about the shipped files.
+/// </summary>
+public static class ToyTrainer
+{
+    /// <summary>Name of the file, next to the weights, recording the options and results of the run.</summary>
+    public const string TrainingRecordFile = "training_record.json";
+
+    public static TrainingResult Train(ToyTrainingOptions options, IProgress<TrainingProgress>? progress = null)
+    {
+        using var run = TrainCore(options, progress);
+        return run.Result;
+    }
+
+    /// <summary>A finished run that keeps the in-memory model (for tests comparing it with the saved one).</summary>
+    internal sealed class Run(TrainingResult result, LlavaForConditionalGeneration model) : IDisposable
+    {
+        public TrainingResult Result { get; } = result;
+        public LlavaForConditionalGeneration Model { get; } = model;
+        public void Dispose() => Model.Dispose();
+    }
+
+    internal static Run TrainCore(ToyTrainingOptions o, IProgress<TrainingProgress>? progress)
+    {
+        Validate(o);
+        var clock = Stopwatch.StartNew();
+        if (o.Threads > 0) set_num_threads(o.Threads);
+        else set_num_threads(Environment.ProcessorCount);
+        random.manual_seed(o.Seed);
+
+        string outDir = Path.GetFullPath(o.OutputDir);
+        var template = ToyTemplate.Load(o.TemplateDir);
+        // Tokenizer and image processor come from the output folder itself, so training sees the
+        // inputs exactly as LoadedModel.Prepare will build them from the saved model.
+        template.WriteTo(outDir, o);
+        var config = ModelConfig.Load(outDir);
+        var tokenizer = TokenizerLoader.Load(outDir);
+        var images = ClipImageProcessor.FromDirectory(outDir);
+        var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId, config.ImageTokenId, config.ImageSeqLength,
+            config.Text.MaxPositionEmbeddings, outDir);
+
+        bool tempWork = o.WorkDir is null;
+        string work = Path.GetFullPath(o.WorkDir ?? Path.Combine(Path.GetTempPath(), "llavamech-toy-" + Guid.NewGuid().ToString("N")[..12]));
+        try
+        {
+            // ---- data ----
+            void DataProgress(int done, int total) =>
+                progress?.Report(new TrainingProgress(TrainingPhase.PreparingData, done, total, double.NaN, double.NaN, double.NaN, 0, clock.Elapsed));
+            IReadOnlyList<ManifestExample> trainExamples;
+            if (o.TrainManifest is not null) trainExamples = ReadManifest(o.TrainManifest);
+            else
+            {
+                var dir = Path.Combine(work, "train");
+                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+                trainExamples = SynthColors.Generate(dir, o.TrainCount, o.TrainSeed, new SynthOptions { TextQaCount = o.TrainTextQaCount }).Examples;
+            }
+            var data = TrainingData.Encode(trainExamples, tokenizer, prompts, images, DataProgress);
+            if (data.VqaCount == 0 && data.TqaCount == 0) throw new ArgumentException("no training examples");
+
+            // ---- model ----
+            var model = new LlavaForConditionalGeneration(config, CPU, ScalarType.Float32);
+            RandomWeights.Fill(model, o.Seed, o.InitStd);
+            var parameters = model.parameters().ToList();
+            foreach (var p in parameters) p.requires_grad_(true);
+            long parameterCount = parameters.Sum(p => p.numel());
+
+            int totalSteps = o.Epochs is double ep
+                ? Math.Max(1, (int)Math.Ceiling(ep * Math.Max(data.VqaCount, data.TqaCount) / (double)o.BatchSize))
+                : o.Steps;
+            var trainClock = Stopwatch.StartNew();
+            var (steps, losses) = Optimize(model, parameters, data, o, totalSteps, clock, progress);
+            var trainingTime = trainClock.Elapsed;
+
+            // ---- save ----
+            progress?.Report(new TrainingProgress(TrainingPhase.Saving, steps, totalSteps, double.NaN, double.NaN, double.NaN, 0, clock.Elapsed));
+            model.eval();
+            foreach (var p in parameters) p.requires_grad_(false);
+            string weights = Path.Combine(outDir, Checkpoint.SingleFileName);
+            SafetensorsWriter.Write(weights, model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)),
+                o.SaveFloat16 ? SafetensorsDType.F16 : null);
+
+            // ---- evaluate the saved folder ----
+            EvaluationResult? vqa = null, tqa = null;
+            IReadOnlyList<ManifestExample>? heldOut = null;
+            if (o.HeldOutManifest is not null) heldOut = ReadManifest(o.HeldOutManifest);
+            else if (o.HeldOutCount > 0)
+            {
+                var dir = Path.Combine(work, "heldout");
+                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+                heldOut = SynthColors.Generate(dir, o.HeldOutCount, o.HeldOutSeed).Examples;
+            }
+            if (heldOut is not null)
+            {
+                var scored = heldOut.Where(e => e.Expected is not null).ToList();
+                int n = 0;
+                using var loaded = LoadedModel.Load(outDir);
+                var all = Evaluate(loaded, scored, () =>
+                {
+                    if (++n % 50 == 0 || n == scored.Count)
+                        progress?.Report(new TrainingProgress(TrainingPhase.Evaluating, n, scored.Count, double.NaN, double.NaN, double.NaN, 0, clock.Elapsed));
+                });
+                vqa = new EvaluationResult(all.Predictions.Where(p => p.Task == ManifestTasks.Vqa).ToList());
+                tqa = new EvaluationResult(all.Predictions.Where(p => p.Task == ManifestTasks.Tqa).ToList());
+            }
+
+            var result = new TrainingResult(outDir, vqa?.Accuracy ?? double.NaN, tqa?.Accuracy ?? double.NaN, steps, clock.Elapsed)
+            {
+                TrainingTime = trainingTime,
+                HeldOutCount = vqa?.Total ?? 0,
+                TextQaCount = tqa?.Total ?? 0,
+                TrainVqaExamples = data.VqaCount,
+                TrainTextQaExamples = data.TqaCount,
+                LossHistory = losses,
+                ParameterCount = parameterCount,
+                CheckpointBytes = new FileInfo(weights).Length,
+            };
+            WriteRecord(Path.Combine(outDir, TrainingRecordFile), o, result, template.Source);
+            progress?.Report(new TrainingProgress(TrainingPhase.Done, steps, totalSteps, losses.Count > 0 ? losses[^1] : double.NaN,
+                result.HeldOutAccuracy, result.TextQaAccuracy, 0, clock.Elapsed));
+            return new Run(result, model);
+        }
+        finally
+        {
+            if (tempWork && Directory.Exists(work))
+            {
+                try { Directory.Delete(work, recursive: true); }
+                catch (IOException) { /* a temp folder left behind is harmless */ }
+            }
+        }
+    }
+
+    private static (int Steps, List<double> Losses) Optimize(LlavaForConditionalGeneration model, List<TorchSharp.Modules.Parameter> parameters,
+        TrainingData data, ToyTrainingOptions o, int totalSteps, Stopwatch clock, IProgress<TrainingProgress>? progress)
+    {
+        var rng = new Random(o.Seed);
+        using var rgb = data.VqaCount > 0 ? data.RgbTensor() : null;
+        bool usePatches = o.PatchLossWeight > 0 && data.PatchShape is not null;
+        long dim = model.Config.Text.HiddenSize;
+        // Probes of the auxiliary patch loss: trained alongside, never saved.
+        using var shapeProbe = nn.Linear(dim, TrainingData.PatchShapes.Count + 1);
+        using var colorProbe = nn.Linear(dim, TrainingData.PatchColors.Count + 1);
+        var trained = new List<TorchSharp.Modules.Parameter>(parameters);
+        if (usePatches) trained.AddRange(shapeProbe.parameters().Concat(colorProbe.parameters()));
+
+        var optimizer = optim.AdamW(trained, lr: o.LearningRate, beta1: 0.9, beta2: o.Beta2, weight_decay: o.WeightDecay);
+        var losses = new List<double>(totalSteps);
+        double windowLoss = 0;
+        long vqaRight = 0, vqaSeen = 0, tqaRight = 0, tqaSeen = 0;
+        int windowSteps = 0, step = 0;
+        bool useTqa = o.TextQaBatchSize > 0 && data.TqaCount > 0;
+        bool useVqa = data.VqaCount > 0;
+        model.train();
+        while (step < totalSteps)
+        {
+            if (o.TimeBudget is TimeSpan budget && clock.Elapsed >= budget) break;
+            double lr = LearningRateAt(step, totalSteps, o);
+            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
+
+            using (var scope = NewDisposeScope())
+            {
+                optimizer.zero_grad();
+                Tensor? loss = null;
+                if (useVqa)
+                {
+                    var bucket = TrainingData.PickBucket(data.Vqa, rng);
+                    var batch = data.MakeBatch(bucket, bucket.Take(o.BatchSize, rng), rgb, o.FlipAugment, rng, CPU);
+                    var features = model.ImageFeatures(batch.Pixels!);                               // [B, P, D]
+                    var logits = model.LanguageModel.Forward(Splice(model, batch.Ids, features), null).select(1, 0); // [B, V]
+                    loss = nn.functional.cross_entropy(logits, batch.Targets);
+                    if (usePatches)
+                    {
+                        var flat = features.reshape(-1, dim);
+                        var patchLoss = nn.functional.cross_entropy(shapeProbe.call(flat), batch.PatchShape!.reshape(-1))
+                                      + nn.functional.cross_entropy(colorProbe.call(flat), batch.PatchColor!.reshape(-1));
+                        loss = loss + o.PatchLossWeight * patchLoss;
+                    }
+                    vqaRight += logits.argmax(-1).eq(batch.Targets).sum().item<long>();
+                    vqaSeen += batch.Targets.shape[0];
+                }
+                if (useTqa)
+                {
+                    var bucket = TrainingData.PickBucket(data.Tqa, rng);
+                    var batch = data.MakeBatch(bucket, bucket.Take(Math.Min(o.TextQaBatchSize, bucket.Count), rng), null, false, rng, CPU);
+                    var logits = model.Forward(batch.Ids, null, null).select(1, 0);
+                    var lossT = nn.functional.cross_entropy(logits, batch.Targets);
+                    loss = loss is null ? lossT : loss + o.TextQaLossWeight * lossT;
+                    tqaRight += logits.argmax(-1).eq(batch.Targets).sum().item<long>();
+                    tqaSeen += batch.Targets.shape[0];
+                }
+                loss!.backward();
+                if (o.GradClip > 0) nn.utils.clip_grad_norm_(trained, o.GradClip);
+                optimizer.step();
+                double l = loss.item<float>();
+                losses.Add(l);
+                windowLoss += l;
+            }
+            step++;
+            windowSteps++;
+            if (step % Math.Max(1, o.ReportEvery) == 0 || step == totalSteps)
+            {
+                progress?.Report(new TrainingProgress(TrainingPhase.Training, step, totalSteps, windowLoss / windowSteps,
+                    vqaSeen > 0 ? (double)vqaRight / vqaSeen : double.NaN, tqaSeen > 0 ? (double)tqaRight / tqaSeen : double.NaN,
+                    lr, clock.Elapsed));
+                windowLoss = 0; windowSteps = 0; vqaRight = vqaSeen = tqaRight = tqaSeen = 0;
+            }
+        }
+        optimizer.Dispose();
+        return (step, losses);
+    }
+
+    /// <summary>
+    /// What <see cref="LlavaForConditionalGeneration.Embed"/> does, given the image features already
+    /// computed: token embeddings with the image tokens' rows replaced, in order, by the features.
+    /// </summary>
+    private static Tensor Splice(LlavaForConditionalGeneration model, Tensor ids, Tensor features)
+    {
+        var isImage = ids.eq(model.Config.ImageTokenId);
+        var embeds = model.LanguageModel.Model.EmbedTokens.call(ids.masked_fill(isImage, 0));
+        return embeds.masked_scatter(isImage.unsqueeze(-1), features.to(embeds.dtype));
+    }
+
+    /// <summary>Linear warm-up to the peak, then cosine decay to MinLearningRateFraction of it.</summary>
+    internal static double LearningRateAt(int step, int totalSteps, ToyTrainingOptions o)
+    {
+        double peak = o.LearningRate, floor = peak * o.MinLearningRateFraction;
+        if (step < o.WarmupSteps) return peak * (step + 1) / o.WarmupSteps;
+        double t = totalSteps <= o.WarmupSteps ? 1 : (double)(step - o.WarmupSteps) / (totalSteps - o.WarmupSteps);
+        return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, t)));
+    }
+
+    // ---------------------------------------------------------------- evaluation
+
+    /// <summary>
+    /// Loads <paramref name="modelDir"/> and scores every example with an expected answer: the
+    /// argmax of the logits at the last prompt position, as a token with its space marker trimmed,
+    /// against <c>expected</c>. Examples without expected answers are skipped.
+    /// </summary>
+    public static EvaluationResult Evaluate(string modelDir, IEnumerable<ManifestExample> examples)
+    {
+        using var model = LoadedModel.Load(modelDir);
+        return Evaluate(model, examples.Where(e => e.Expected is not null).ToList());
+    }
+
+    /// <summary>Scores a manifest's VQA and TQA examples separately with the model in <paramref name="modelDir"/>.</summary>
+    public static (EvaluationResult Vqa, EvaluationResult Tqa) EvaluateManifest(string modelDir, string manifestPath)
+    {
+        var all = Evaluate(modelDir, ReadManifest(manifestPath));
+        return (new EvaluationResult(all.Predictions.Where(p => p.Task == ManifestTasks.Vqa).ToList()),
+                new EvaluationResult(all.Predictions.Where(p => p.Task == ManifestTasks.Tqa).ToList()));
+    }
+
+    public static EvaluationResult Evaluate(LoadedModel model, IReadOnlyList<ManifestExample> examples, Action? onExample = null)
+    {
+        var predictions = new List<Prediction>(examples.Count);
+        foreach (var e in examples)
+        {
+            if (e.Expected is null) continue;
+            using var scope = NewDisposeScope();
+            var input = model.Prepare(e.Prompt, e.ImagePath);
+            int id = (int)model.Forward(input).argmax().item<long>();
+            string predicted = model.TokenText(id).Trim();
+            predictions.Add(new Prediction(e.Id, e.Task, e.Expected, predicted, predicted == e.Expected));
+            onExample?.Invoke();
+        }
+        return new EvaluationResult(predictions);
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private static IReadOnlyList<ManifestExample> ReadManifest(string path)
+    {
+        var r = ManifestReader.Read(path);
+        if (!r.IsClean)
+            throw new InvalidDataException($"manifest '{path}' has {r.Rejects.Count} bad lines; first: {r.Rejects[0].Message}");
+        return r.Examples;
+    }
+
+    private static void Validate(ToyTrainingOptions o)
+    {
+        if (string.IsNullOrWhiteSpace(o.OutputDir)) throw new ArgumentException("OutputDir is required");
+        if (o.BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(o.BatchSize), o.BatchSize, "must be at least 1");
+        if (o.TextQaBatchSize < 0) throw new ArgumentOutOfRangeException(nameof(o.TextQaBatchSize), o.TextQaBatchSize, "must not be negative");
+        if (o.Epochs is null && o.Steps < 0) throw new ArgumentOutOfRangeException(nameof(o.Steps), o.Steps, "must not be negative");
+        if (o.Epochs is <= 0) throw new ArgumentOutOfRangeException(nameof(o.Epochs), o.Epochs, "must be positive");
+        if (o.LearningRate <= 0) throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "must be positive");
+        if (o.WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(o.WarmupSteps), o.WarmupSteps, "must not be negative");
+        if (o.TrainManifest is null && (o.TrainCount < 0 || o.TrainTextQaCount < 0))
+            throw new ArgumentOutOfRangeException(nameof(o.TrainCount), "example counts must not be negative");
+        if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.TrainSeed == o.HeldOutSeed)
+            throw new ArgumentException($"HeldOutSeed must differ from TrainSeed ({o.TrainSeed}): the held-out images would be the training images");
+    }
+
+    private static void WriteRecord(string path, ToyTrainingOptions o, TrainingResult r, string template)
+    {
+        var record = new
+        {
+            options = o,
+            template,
+            result = new
+            {
+                held_out_vqa_accuracy = r.HeldOutAccuracy,
+                held_out_vqa_examples = r.HeldOutCount,
+                text_qa_accuracy = r.TextQaAccuracy,
+                text_qa_examples = r.TextQaCount,
+                steps = r.Steps,
+                train_vqa_examples = r.TrainVqaExamples,
+                train_tqa_examples = r.TrainTextQaExamples,
+                training_seconds = Math.Round(r.TrainingTime.TotalSeconds, 1),
+                total_seconds = Math.Round(r.Elapsed.TotalSeconds, 1),
+                first_loss = r.LossHistory.Count > 0 ? r.LossHistory[0] : double.NaN,
+                final_loss_mean_last_50 = r.LossHistory.Count > 0 ? r.LossHistory.TakeLast(50).Average() : double.NaN,
+                parameters = r.ParameterCount,
+                checkpoint_bytes = r.CheckpointBytes,
+                threads = get_num_threads(),
+                machine = $"{Environment.ProcessorCount} cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}",
+            },
+        };
+        var json = JsonSerializer.Serialize(record, new JsonSerializerOptions
+        {
+            WriteIndented = true,
+            NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        });
+        File.WriteAllText(path, json + "\n");
+    }
+}

@@ -1,0 +1,129 @@
+namespace LlavaMech.Training;
+
+/// <summary>
+/// Everything <see cref="ToyTrainer.Train"/> needs. The defaults are the settings that made
+/// datasets/shapes-colors-mini/toy-llava (see its dataset card).
+/// </summary>
+public sealed record ToyTrainingOptions
+{
+    // ---- where things go ----
+
+    /// <summary>Folder the trained model is written to (Hugging Face layout); created, files in it overwritten.</summary>
+    public string OutputDir { get; init; } = "toy-llava";
+
+    /// <summary>
+    /// Folder for the generated training and held-out data. Null: a fresh temporary folder, deleted
+    /// when training ends. A given folder is kept (its train/ and heldout/ subfolders are rewritten).
+    /// </summary>
+    public string? WorkDir { get; init; }
+
+    /// <summary>
+    /// Folder holding the tokenizer (tokenizer.json, tokenizer.model, tokenizer_config.json),
+    /// preprocessor_config.json and a llava config.json whose vocabulary and special-token ids the
+    /// toy model takes. Null: the tiny fixture's (tests/fixtures/tiny-llava-mha), built into this assembly.
+    /// </summary>
+    public string? TemplateDir { get; init; }
+
+    // ---- data ----
+
+    /// <summary>
+    /// Train on this manifest (vqa and tqa lines with <c>expected</c>) instead of generating data.
+    /// Null: <see cref="TrainCount"/> VQA and <see cref="TrainTextQaCount"/> TQA examples from
+    /// <c>SynthColors.Generate</c> with <see cref="TrainSeed"/>.
+    /// </summary>
+    public string? TrainManifest { get; init; }
+
+    /// <summary>Generated VQA training examples (images).</summary>
+    public int TrainCount { get; init; } = 8000;
+
+    /// <summary>Generated TQA training examples (they cycle over the 43 objects of <c>SynthPalette.TextQaObjects</c>).</summary>
+    public int TrainTextQaCount { get; init; } = 2000;
+
+    public int TrainSeed { get; init; } = 1001;
+
+    /// <summary>
+    /// Evaluate on this manifest instead of generated held-out data. Null: <see cref="HeldOutCount"/>
+    /// VQA and as many TQA examples from <c>SynthColors.Generate</c> with <see cref="HeldOutSeed"/>.
+    /// </summary>
+    public string? HeldOutManifest { get; init; }
+
+    /// <summary>Generated held-out VQA examples (and as many TQA ones); 0 skips the evaluation.</summary>
+    public int HeldOutCount { get; init; } = 500;
+
+    /// <summary>Must differ from <see cref="TrainSeed"/> (and from 17, the seed of the bundled mini set).</summary>
+    public int HeldOutSeed { get; init; } = 2002;
+
+    // ---- model (CLIP tower at 84 px / patch 14 = 36 image tokens, projector, Llama decoder) ----
+
+    public int TextHiddenSize { get; init; } = 64;
+    public int TextIntermediateSize { get; init; } = 176;
+    public int TextLayers { get; init; } = 4;
+    public int TextHeads { get; init; } = 4;
+
+    public int VisionHiddenSize { get; init; } = 64;
+    public int VisionIntermediateSize { get; init; } = 256;
+
+    /// <summary>Encoder layers of the tower; LLaVA reads layer -2, so the last one is carried but never run.</summary>
+    public int VisionLayers { get; init; } = 3;
+    public int VisionHeads { get; init; } = 4;
+
+    /// <summary>Standard deviation of the random initialisation (<c>RandomWeights.Fill</c>).</summary>
+    public double InitStd { get; init; } = 0.02;
+
+    // ---- optimisation ----
+
+    /// <summary>Optimizer steps (each: one VQA batch and one TQA batch). Ignored when <see cref="Epochs"/> is set.</summary>
+    public int Steps { get; init; } = 3000;
+
+    /// <summary>Passes over the VQA training examples; overrides <see cref="Steps"/> when set.</summary>
+    public double? Epochs { get; init; }
+
+    /// <summary>VQA examples per step.</summary>
+    public int BatchSize { get; init; } = 32;
+
+    /// <summary>TQA examples per step (0: no TQA training).</summary>
+    public int TextQaBatchSize { get; init; } = 16;
+
+    /// <summary>Weight of the TQA loss against the VQA loss.</summary>
+    public double TextQaLossWeight { get; init; } = 0.5;
+
+    /// <summary>Peak AdamW learning rate: linear warm-up, then cosine decay to <see cref="MinLearningRateFraction"/> of it.</summary>
+    public double LearningRate { get; init; } = 2e-3;
+
+    public int WarmupSteps { get; init; } = 100;
+    public double MinLearningRateFraction { get; init; } = 0.05;
+    public double WeightDecay { get; init; } = 0.01;
+    public double Beta2 { get; init; } = 0.98;
+
+    /// <summary>Gradient norm clip (0: none).</summary>
+    public double GradClip { get; init; } = 1.0;
+
+    /// <summary>
+    /// Weight of an auxiliary loss on the image features (the projector outputs the decoder reads):
+    /// two linear probes, used only during training and not saved, classify each patch's object
+    /// shape and colour (background included), labelled from the generator's object list. It teaches
+    /// the tower to see shapes far sooner than the single answer token does. 0: answer loss only.
+    /// </summary>
+    public double PatchLossWeight { get; init; }
+
+    /// <summary>Mirror each training image left-right with probability 1/2 (every shape drawn is left-right symmetric).</summary>
+    public bool FlipAugment { get; init; } = true;
+
+    /// <summary>Seed of the weights, the batch order and the augmentation.</summary>
+    public int Seed { get; init; } = 0;
+
+    /// <summary>CPU threads for TorchSharp (0: all cores).</summary>
+    public int Threads { get; init; }
+
+    /// <summary>
+    /// Stop training (then save and evaluate as usual) once this much time has passed since
+    /// <see cref="ToyTrainer.Train"/> began. Null: no limit.
+    /// </summary>
+    public TimeSpan? TimeBudget { get; init; }
+
+    /// <summary>Store the weights as float16 (half the size); float32 otherwise.</summary>
+    public bool SaveFloat16 { get; init; }
+
+    /// <summary>Progress reports during training come every this many steps (and at the last one).</summary>
+    public int ReportEvery { get; init; } = 10;
+}
