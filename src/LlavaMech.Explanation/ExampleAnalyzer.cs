@@ -7,7 +7,9 @@ using static TorchSharp.torch;
 namespace LlavaMech.Explanation;
 
 /// <summary>One example's hooked pass and statistics, with wall times.</summary>
-public sealed record ExampleAnalysis(ModelInput Input, ExampleStatistics Statistics, double ForwardMs, double StatisticsMs);
+/// <param name="TopHeadAttention">for each of the statistics' top heads, its attention from the last position to every position [T].</param>
+public sealed record ExampleAnalysis(ModelInput Input, ExampleStatistics Statistics, double ForwardMs, double StatisticsMs,
+    IReadOnlyList<(int Layer, int Head, double[] Attention)> TopHeadAttention);
 
 /// <summary>
 /// Runs the hooked pass that keeps what the statistics need at the last position, hands the
@@ -66,7 +68,10 @@ public sealed class ExampleAnalyzer : IDisposable
             ResidualLens = lens ? Captures.ImageResidual(cache, layers, imagePositions!, residualLensLayers!) : null,
         };
         var stats = Statistics.Compute(acts.To(ScalarType.Float32, Model.Device), _weights, o);
-        return new ExampleAnalysis(input, stats, forwardMs, sw.Elapsed.TotalMilliseconds);
+        double statsMs = sw.Elapsed.TotalMilliseconds;
+        var attention = stats.TopHeads.Select(h => (h.Layer, h.Head,
+            acts.PatternLastRow[h.Layer, h.Head].to(ScalarType.Float64).cpu().data<double>().ToArray())).ToList();
+        return new ExampleAnalysis(input, stats, forwardMs, statsMs, attention);
     }
 
     public void Dispose()

@@ -1,0 +1,47 @@
+using LlavaMech.Analysis;
+using LlavaMech.Model;
+using LlavaMech.Processing;
+
+namespace LlavaMech.Explanation;
+
+/// <summary>
+/// What one example says about the paper's findings, where the object's location is known:
+/// where the answer is built (layers, heads), whether the visual tokens at the object already
+/// read as the answer under the logit lens, and whether the answer-carrying head looks at the object.
+/// </summary>
+/// <param name="LensRankObject">mean rank (0 = top) of the target under the logit lens of the projector outputs at the object's patches.</param>
+/// <param name="LensTop5Object">share of the object's patches whose lens top-5 contains the target.</param>
+/// <param name="TopHeadObjectShare">the top head's attention on the object's patches as a share of its attention on the image.</param>
+/// <param name="ObjectAreaShare">the object's patches as a share of all patches (what a head looking nowhere in particular would give).</param>
+public sealed record ExampleFindings(string Id, int TargetId, string? Expected, bool? Correct, double TargetProb,
+    double[] LayerAttn, double[] LayerFfn, double[][] HeadIncrease, HeadScore TopHead,
+    double LensRankObject, double LensRankBackground, double LensTop5Object, double LensTop5Background,
+    double TopHeadObjectShare, double ObjectAreaShare);
+
+public static class MechanismFindings
+{
+    /// <param name="targetId">the token to explain (the expected answer); null: the argmax.</param>
+    public static ExampleFindings Analyze(ExampleAnalyzer analyzer, string id, ModelInput input, double[] objectBox, string? expected, int? targetId, int? expectedId)
+    {
+        var model = analyzer.Model;
+        var a = analyzer.Analyze(input, new StatisticsOptions { TargetId = targetId, TopKHeads = 1, Neurons = new NeuronOptions(NeuronRoute.None) });
+        var s = a.Statistics;
+        var image = s.Image ?? throw new ArgumentException($"example '{id}' has no image");
+        int p = image.ImagePositions.Length, side = (int)Math.Round(Math.Sqrt(p));
+        var box = ClipImageProcessor.BoxToPatches(input.Image!.Geometry, objectBox[0], objectBox[1], objectBox[2], objectBox[3], model.Config.Vision!.PatchSize)
+            .Select(rc => rc.Row * side + rc.Col).ToHashSet();
+        var lens = image.VisualTokenLens!;
+        double Mean(IEnumerable<double> xs) { var v = xs.ToList(); return v.Count == 0 ? double.NaN : v.Average(); }
+        var inside = Enumerable.Range(0, p).Where(box.Contains).ToList();
+        var outside = Enumerable.Range(0, p).Where(i => !box.Contains(i)).ToList();
+        var attention = a.TopHeadAttention[0].Attention;
+        double onImage = image.ImagePositions.Sum(pos => attention[pos]);
+        double onObject = inside.Sum(i => attention[image.ImagePositions[i]]);
+        int argmax = s.Top5Ids[0];
+        return new ExampleFindings(id, s.TargetId, expected, expectedId is null ? null : argmax == expectedId, Math.Exp(s.TargetLogProb),
+            s.LayerAttnIncrease, s.LayerFfnIncrease, s.HeadIncrease, s.TopHeads[0],
+            Mean(inside.Select(i => (double)lens.TargetRank[i])), Mean(outside.Select(i => (double)lens.TargetRank[i])),
+            Mean(inside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)), Mean(outside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)),
+            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / p);
+    }
+}
