@@ -21,6 +21,12 @@ public sealed record BlobStoreOptions
     /// <summary>Timeout of one network operation of one try (a try that times out is retried).</summary>
     public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Moves use a server-side copy (no data through this machine). When the service refuses it (e.g. a credential
+    /// that cannot authorize the copy source), or when this is false, the move downloads and re-uploads instead.
+    /// </summary>
+    public bool ServerSideCopy { get; init; } = true;
+
     /// <summary>Create the container on the first write when it does not exist.</summary>
     public bool CreateContainer { get; init; } = true;
 
@@ -42,7 +48,8 @@ public sealed record BlobStoreOptions
 /// (connection refused, timeouts, 408/429/5xx) are retried with exponential backoff by the client's retry policy, and
 /// by this class for the errors that policy did not retry; when they persist a <see cref="StorageException"/> names the
 /// container URL (never the key, SAS or connection string). Put-if-absent is an upload with If-None-Match: *; a move is
-/// a server-side copy (same account) followed by a delete of the source.
+/// a server-side copy (or, where the credential cannot authorize that, a download and re-upload) followed by a delete
+/// of the source.
 /// </summary>
 public sealed class BlobObjectStore : IObjectStore
 {
@@ -123,7 +130,15 @@ public sealed class BlobObjectStore : IObjectStore
     private async Task EnsureContainerAsync(CancellationToken ct)
     {
         if (_containerReady || !_options.CreateContainer) return;
-        await _container.CreateIfNotExistsAsync(cancellationToken: ct).ConfigureAwait(false);
+        try
+        {
+            await _container.CreateIfNotExistsAsync(cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (RequestFailedException e) when (e.Status == 403)
+        {
+            // A container-scoped SAS or role may write blobs without the right to create containers: go on, the
+            // write itself reports a real authorization failure.
+        }
         _containerReady = true;
     }
 
@@ -209,35 +224,71 @@ public sealed class BlobObjectStore : IObjectStore
         {
             var src = Blob(sourceKey);
             var dst = Blob(destinationKey);
-            bool moved = false;
-            for (int round = 0; ; round++)
+            bool? copied = null;
+            for (int round = 0; copied is null; round++)
             {
                 try
                 {
-                    var options = new BlobCopyFromUriOptions { DestinationConditions = new BlobRequestConditions { IfNoneMatch = ETag.All } };
-                    var op = await dst.StartCopyFromUriAsync(src.Uri, options, ct).ConfigureAwait(false);
-                    await op.WaitForCompletionAsync(TimeSpan.FromMilliseconds(200), ct).ConfigureAwait(false);
-                    moved = true;
-                    break;
+                    copied = _options.ServerSideCopy && !_serverCopyRefused
+                        ? await ServerCopyAsync(src, dst, ct).ConfigureAwait(false)
+                        : await ReuploadAsync(src, dst, ct).ConfigureAwait(false);
+                }
+                catch (RequestFailedException e) when (e.Status is 401 or 403 && _options.ServerSideCopy && !_serverCopyRefused)
+                {
+                    _serverCopyRefused = true;   // this credential cannot authorize copy sources: re-upload from now on
                 }
                 catch (RequestFailedException e) when (e.Status == 404 && !IsContainerMissing(e))
                 {
-                    // The source is gone: done by someone else when the destination is there and complete.
+                    // The source is gone (moved by someone else when the destination is there and complete), or the
+                    // service could not verify the copy source.
                     if (await CopyCompleteAsync(dst, ct).ConfigureAwait(false)) return false;
+                    if (await src.ExistsAsync(ct).ConfigureAwait(false) && !_serverCopyRefused && _options.ServerSideCopy)
+                    {
+                        _serverCopyRefused = true;
+                        continue;
+                    }
                     throw new FileNotFoundException($"neither '{sourceKey}' nor '{destinationKey}' exists in {Location}");
                 }
                 catch (RequestFailedException e) when (e.Status is 409 or 412)
                 {
                     // The destination exists: an earlier (interrupted) move of this same source, or a concurrent one.
-                    if (await CopyCompleteAsync(dst, ct).ConfigureAwait(false)) break;
-                    if (round >= 3) throw;
-                    await dst.DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false);   // failed or aborted copy
+                    if (await CopyCompleteAsync(dst, ct).ConfigureAwait(false)) copied = false;
+                    else if (round >= 3) throw;
+                    else await dst.DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false);   // failed or aborted copy
                 }
             }
             try { await src.DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false); }
             catch (RequestFailedException e) when (e.Status == 404) { }
-            return moved;
+            return copied.Value;
         }, null, ct);
+
+    private volatile bool _serverCopyRefused;
+
+    private static async Task<bool> ServerCopyAsync(BlobClient src, BlobClient dst, CancellationToken ct)
+    {
+        var options = new BlobCopyFromUriOptions { DestinationConditions = new BlobRequestConditions { IfNoneMatch = ETag.All } };
+        var op = await dst.StartCopyFromUriAsync(src.Uri, options, ct).ConfigureAwait(false);
+        await op.WaitForCompletionAsync(TimeSpan.FromMilliseconds(200), ct).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Copies through a local temp file (seekable, so the upload can be retried), uploading with If-None-Match: *.</summary>
+    private static async Task<bool> ReuploadAsync(BlobClient src, BlobClient dst, CancellationToken ct)
+    {
+        string tmp = Path.Combine(Path.GetTempPath(), "llavamech-move-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await src.DownloadToAsync(tmp, ct).ConfigureAwait(false);
+            await using var fs = new FileStream(tmp, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
+            var options = new BlobUploadOptions { Conditions = new BlobRequestConditions { IfNoneMatch = ETag.All } };
+            await dst.UploadAsync(fs, options, ct).ConfigureAwait(false);
+            return true;
+        }
+        finally
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+        }
+    }
 
     private static bool IsContainerMissing(RequestFailedException e) => e.ErrorCode == "ContainerNotFound";
 

@@ -25,19 +25,12 @@ public sealed record CommitManifest(
 {
     public const string CurrentFormat = "llavamech-shard-commit/1";
 
-    internal static readonly JsonSerializerOptions Json = new()
-    {
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        WriteIndented = true,
-        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
-    };
-
-    public byte[] ToJson() => JsonSerializer.SerializeToUtf8Bytes(this, Json);
+    public byte[] ToJson() => JsonSerializer.SerializeToUtf8Bytes(this, ManifestJson.Default.CommitManifest);
 
     public static CommitManifest Parse(ReadOnlySpan<byte> json, string where)
     {
         CommitManifest? m;
-        try { m = JsonSerializer.Deserialize<CommitManifest>(json, Json); }
+        try { m = JsonSerializer.Deserialize(json, ManifestJson.Default.CommitManifest); }
         catch (JsonException e) { throw new InvalidDataException($"commit manifest {where} is not valid JSON: {e.Message}", e); }
         if (m is null || m.Parts is null || string.IsNullOrEmpty(m.AttemptId))
             throw new InvalidDataException($"commit manifest {where} lacks attempt_id or parts");
@@ -48,6 +41,11 @@ public sealed record CommitManifest(
 
     public long RowsOf(string table) => Parts.Where(p => p.Table == table).Sum(p => p.Rows);
 }
+
+/// <summary>Source-generated (trimming- and AOT-safe) JSON for manifests: snake_case names, indented.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]
+[JsonSerializable(typeof(CommitManifest))]
+internal sealed partial class ManifestJson : JsonSerializerContext;
 
 public enum CommitOutcome
 {

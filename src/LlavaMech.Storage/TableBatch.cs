@@ -168,7 +168,35 @@ public sealed class ExamplesBatch(string runId, string modelFingerprint) : Table
     }
 
     /// <summary>Serializes <paramref name="metadata"/> to a JSON object string for <see cref="ExampleRow.Metadata"/>.</summary>
-    public static string Json(IReadOnlyDictionary<string, object?> metadata) => JsonSerializer.Serialize(metadata);
+    /// <remarks>Values: null, string, bool, integer and floating-point numbers; anything else is written as its invariant string.</remarks>
+    public static string Json(IReadOnlyDictionary<string, object?> metadata)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            foreach (var (k, v) in metadata)
+            {
+                w.WritePropertyName(k);
+                switch (v)
+                {
+                    case null: w.WriteNullValue(); break;
+                    case string s: w.WriteStringValue(s); break;
+                    case bool b: w.WriteBooleanValue(b); break;
+                    case int or long or short or sbyte or byte or ushort or uint:
+                        w.WriteNumberValue(Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture)); break;
+                    case ulong u: w.WriteNumberValue(u); break;
+                    case float f when float.IsFinite(f): w.WriteNumberValue(f); break;
+                    case double d when double.IsFinite(d): w.WriteNumberValue(d); break;
+                    case decimal m: w.WriteNumberValue(m); break;
+                    case IFormattable fmt: w.WriteStringValue(fmt.ToString(null, System.Globalization.CultureInfo.InvariantCulture)); break;
+                    default: w.WriteStringValue(v.ToString()); break;
+                }
+            }
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
 
     private static void ValidateJsonObject(string json, string exampleId)
     {
