@@ -1,5 +1,5 @@
 using LlavaMech.Analysis;
-using LlavaMech.Cli.Output;
+using LlavaMech.Storage;
 using LlavaMech.Datasets.Manifest;
 using LlavaMech.Explanation;
 using LlavaMech.Model;

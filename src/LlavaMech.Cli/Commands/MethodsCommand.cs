@@ -1,4 +1,4 @@
-using LlavaMech.Cli.Output;
+using LlavaMech.Storage;
 using LlavaMech.Datasets.Manifest;
 using LlavaMech.Explanation;
 using LlavaMech.Model;

@@ -2,7 +2,7 @@ using Parquet;
 using Parquet.Data;
 using Parquet.Schema;
 
-namespace LlavaMech.Cli.Output;
+namespace LlavaMech.Storage;
 
 /// <summary>
 /// A small column-oriented table written as one Parquet file with plain types (string, int,
