@@ -26,6 +26,11 @@ namespace LlavaMech.Cli
             new("dataset import-coco", "colour questions from COCO annotations, with object boxes", DatasetCommands.CocoSpecs, DatasetCommands.CocoDescription, "  ./llavamech dataset import-coco --instances instances_val2017.json --images val2017 --out datasets/coco-colors", DatasetCommands.Coco),
             new("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)", InspectCommand.Specs, InspectCommand.Description, InspectCommand.Examples, InspectCommand.Run),
             new("bench", "benchmark plain vs hooked forward passes and memory over many examples", BenchCommand.Specs, BenchCommand.Description, BenchCommand.Examples, BenchCommand.Run),
+            new("run", "the whole dataset through the distributed pipeline on this machine: sharded, committed Parquet tables, summaries", PipelineCommands.RunSpecs, PipelineCommands.RunDescription, PipelineCommands.RunExamples, PipelineCommands.Run),
+            new("silo", "run one silo of a pipeline cluster (devices, clustering, ports from config, env or options)", PipelineCommands.SiloSpecs, PipelineCommands.SiloDescription, PipelineCommands.SiloExamples, PipelineCommands.Silo),
+            new("submit", "submit a pipeline job to a running cluster (--wait to follow it)", PipelineCommands.SubmitSpecs, PipelineCommands.SubmitDescription, PipelineCommands.SubmitExamples, PipelineCommands.Submit),
+            new("status", "where a pipeline job stands (or the cluster's jobs)", PipelineCommands.StatusSpecs, PipelineCommands.StatusDescription, PipelineCommands.StatusExamples, PipelineCommands.Status),
+            new("cancel", "cancel a pipeline job (committed shards stay; resubmit to resume)", PipelineCommands.CancelSpecs, PipelineCommands.CancelDescription, PipelineCommands.CancelExamples, PipelineCommands.Cancel),
         ];
 
         public static int Run(string[] args)

@@ -1,0 +1,479 @@
+using System.Diagnostics;
+using System.Globalization;
+using LlavaMech.Model.Devices;
+using LlavaMech.Pipeline;
+using LlavaMech.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace LlavaMech.Cli.Commands;
+
+/// <summary>
+/// The distributed batch pipeline: <c>run</c> (an in-process silo + worker, one job, live progress, summary),
+/// <c>silo</c> (a long-running silo of a cluster), and <c>submit</c> / <c>status</c> / <c>cancel</c> against a cluster.
+/// </summary>
+public static class PipelineCommands
+{
+    // ---------------------------------------------------------------- job options shared by run and submit
+
+    private static readonly CommandLine.OptionSpec[] JobSpecs =
+    [
+        new("model", "DIR", "checkpoint folder (Hugging Face LLaVA or Llama layout)", Required: true),
+        new("dataset", "MANIFEST", "manifest.jsonl (datasets/README.md); bad lines go to the rejects table", Required: true),
+        new("out", "LOCATION", "output: a folder, az://container/prefix or an https blob URL (credentials: LLAVAMECH_STORAGE_CONNECTION)", Required: true),
+        new("run-id", "ID", "the run's name in every row (default: derived from --out, so the same command resumes)"),
+        new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32"),
+        new("target", "MODE", "argmax, or expected (the manifest's answer as one token; lines without one use the argmax)", "argmax"),
+        new("top-heads", "K", "heads per example whose position scores go to position_stats", "3"),
+        new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20"),
+        new("neurons", "ROUTE", "neuron route: auto, exact or screened", "auto"),
+        new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024"),
+        new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
+        new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60"),
+        new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
+    ];
+
+    private static JobSpec ReadJob(CommandLine cl)
+    {
+        string output = cl.Require("out");
+        try { _ = OutputLocation.Parse(output); }
+        catch (ArgumentException e) { throw new UsageException($"--out: {e.Message}"); }
+        if (!OutputLocation.Parse(output).IsAzure) output = Path.GetFullPath(output);
+        string model = Path.GetFullPath(cl.Require("model"));
+        string manifest = Path.GetFullPath(cl.Require("dataset"));
+        if (!File.Exists(manifest)) throw new UsageException($"--dataset: '{manifest}' does not exist");
+        var options = new JobOptions(
+            ShardSize: cl.GetInt("shard-size"),
+            Target: cl.Require("target"),
+            TopHeads: cl.GetInt("top-heads"),
+            TopNeurons: cl.GetInt("top-neurons"),
+            NeuronRoute: cl.Require("neurons"),
+            ScreenK: cl.GetInt("screen-k"),
+            DType: cl.Require("dtype"),
+            LeaseSeconds: GetDouble(cl, "lease-seconds"),
+            MaxAttempts: cl.GetInt("max-attempts"));
+        var spec = new JobSpec(cl.Get("run-id") ?? PipelineClient.DefaultRunId(output), model, manifest, output, options);
+        try { spec.Validate(); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        return spec;
+    }
+
+    private static double GetDouble(CommandLine cl, string name)
+    {
+        var v = cl.Require(name);
+        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name} expects a number, got '{v}'");
+    }
+
+    // ---------------------------------------------------------------- run
+
+    public static readonly CommandLine.OptionSpec[] RunSpecs =
+    [
+        .. JobSpecs,
+        new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list (cuda:0,cuda:1)", "cpu"),
+        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1"),
+        new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0"),
+        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder (CUDA without TorchSharp-cuda-linux); also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("verbose", null, "log the silo's and the workers' progress to standard error"),
+    ];
+
+    public const string RunDescription = """
+        Runs the whole dataset through the hooked model on this machine, as one job of the
+        distributed pipeline: starts an in-process Orleans silo (localhost clustering on free ports)
+        with a worker per device, splits the manifest into shards, runs each shard's examples,
+        writes the shard's Parquet part files and commits them (exactly once per shard), then
+        aggregates head_summary/layer_summary and draws figures. A live progress line shows shards,
+        examples/s and ETA from the job grain; a summary follows: examples, rejects, accuracy where
+        the manifest gives the expected answer, the top heads, and where the tables are.
+
+        Tables in --out (one folder of part files each; read with DuckDB, pandas or Spark, see
+        src/LlavaMech.Storage/TABLES.md): examples, layer_stats, head_stats, position_stats (top
+        heads: every position, is_image, patch_row/col, attention weight), neuron_stats (top
+        neurons with their MLP coefficient), logit_lens (visual tokens' top-5), rejects (bad
+        manifest lines and examples the model could not take, with the reason), head_summary,
+        layer_summary; figures/heads_<task>.png, figures/layers_<task>.png; summary.json.
+
+        Interrupted or failed runs resume: run the same command again (same --out, or the same
+        --run-id) and the committed shards are skipped. One output location holds one run.
+        """;
+
+    public const string RunExamples = """
+          ./llavamech run --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/run1
+          ./llavamech run --model llava-1.5-7b-hf --dataset coco/manifest.jsonl --out out/coco --device cuda:0,cuda:1 --shard-size 64 --target expected
+          ./llavamech run ... --out az://results/coco-run1        (LLAVAMECH_STORAGE_CONNECTION or AZURE_STORAGE_ACCOUNT set)
+          duckdb -c "SELECT layer, head, mean FROM 'out/run1/head_summary/*.parquet' WHERE outcome = 'all' ORDER BY mean DESC LIMIT 5"
+        """;
+
+    public static int Run(CommandLine cl)
+    {
+        TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
+        var spec = ReadJob(cl);
+        IReadOnlyList<string> devices;
+        try { devices = PipelineSiloOptions.ParseDevices(cl.Require("device")); }
+        catch (ArgumentException e) { throw new UsageException($"--device: {e.Message}"); }
+        if (devices.Count == 0) throw new UsageException("--device none leaves the in-process silo without a worker; name a device");
+        int workers = cl.GetInt("workers-per-device");
+        if (workers < 1) throw new UsageException("--workers-per-device must be at least 1");
+        int torchThreads = cl.GetInt("torch-threads");
+        if (torchThreads < 0) throw new UsageException("--torch-threads must be >= 0");
+
+        var pipeline = new PipelineSiloOptions { Devices = devices, WorkersPerDevice = workers, TorchThreads = torchThreads };
+        int siloPort = PipelineHost.FreePort(), gatewayPort = PipelineHost.FreePort();
+        var cluster = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, ClusterId = "llavamech-run-" + Environment.ProcessId, ResponseTimeout = TimeSpan.FromSeconds(30) };
+        var clock = Stopwatch.StartNew();
+        using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning);
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            host.StartAsync().GetAwaiter().GetResult();
+            Console.Error.WriteLine($"llavamech run {spec.RunId}: {spec.ModelDir} over {spec.ManifestPath} -> {spec.Output} ({string.Join(",", devices)} x {workers})");
+            var client = new PipelineClient(host.Services.GetRequiredService<IGrainFactory>());
+            var progress = new StatusLine();
+            JobStatus final;
+            try
+            {
+                final = client.RunAsync(spec, progress.Report, interrupt.Token).GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+            {
+                progress.Done();
+                var st = client.CancelAsync(spec.JobId, "interrupted (Ctrl+C)").GetAwaiter().GetResult();
+                Console.Error.WriteLine($"llavamech run: interrupted; {st.ShardsDone} of {st.ShardsTotal} shards are committed in {spec.Output}. Run the same command again to resume.");
+                return 130;
+            }
+            progress.Done();
+            PrintSummary(final, clock.Elapsed);
+            return final.State == JobState.Completed ? 0 : 1;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            try { host.StopAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult(); } catch (OperationCanceledException) { }
+        }
+    }
+
+    /// <summary>The live progress line: shards, examples, examples/s and ETA as the job grain reports them.</summary>
+    private sealed class StatusLine
+    {
+        private readonly bool _tty = !Console.IsErrorRedirected;
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private long _lastMs = -100_000;
+        private JobState _lastState = JobState.Unknown;
+        private bool _drawn;
+
+        public void Report(JobStatus s)
+        {
+            long now = _clock.ElapsedMilliseconds;
+            bool changed = s.State != _lastState;
+            if (!changed && !s.IsTerminal && now - _lastMs < (_tty ? 200 : 10_000)) return;
+            _lastMs = now;
+            _lastState = s.State;
+            string line;
+            if (s.State == JobState.Preparing) line = "preparing: validating the checkpoint, reading the manifest, checking the output...";
+            else if (s.ShardsTotal == 0) line = s.State.ToString().ToLowerInvariant();
+            else
+            {
+                const int width = 30;
+                int filled = (int)((double)s.ShardsDone / s.ShardsTotal * width);
+                string eta = s.EtaSeconds is { } e ? TimeSpan.FromSeconds(Math.Round(e)).ToString(e >= 3600 ? @"h\:mm\:ss" : @"mm\:ss") : "--:--";
+                line = $"[{new string('#', filled)}{new string('-', width - filled)}] {s.ShardsDone}/{s.ShardsTotal} shards" +
+                       $"  {s.ExamplesDone}/{s.ExamplesTotal} examples  {s.ExamplesPerSecond:0.0}/s  ETA {eta}" +
+                       (s.ShardsRunning > 0 ? $"  running {s.ShardsRunning}" : "") +
+                       (s.ShardsFailed > 0 ? $"  failed {s.ShardsFailed}" : "") +
+                       (s.ShardsSkipped > 0 ? $"  (resumed: {s.ShardsSkipped} committed before)" : "") +
+                       (s.State == JobState.Finalizing ? "  finalizing: aggregates and figures" : "");
+            }
+            if (_tty) Console.Error.Write("\r" + line.PadRight(Math.Max(line.Length, 110)));
+            else Console.Error.WriteLine(line);
+            _drawn = true;
+        }
+
+        public void Done()
+        {
+            if (_tty && _drawn) Console.Error.WriteLine();
+            _drawn = false;
+        }
+    }
+
+    private static void PrintSummary(JobStatus s, TimeSpan elapsed)
+    {
+        var spec = s.Spec;
+        string state = s.State.ToString().ToLowerInvariant();
+        Console.WriteLine($"run {s.JobId}: {state} in {elapsed.TotalSeconds:0.0} s" +
+                          (s.ShardsTotal > 0 ? $" ({s.ShardsDone}/{s.ShardsTotal} shards{(s.ShardsSkipped > 0 ? $", {s.ShardsSkipped} committed before" : "")})" : ""));
+        if (s.Error is not null) Console.WriteLine($"error         {s.Error}");
+        if (s.Summary is not { } sum)
+        {
+            if (s.ModelFingerprint is not null) Console.WriteLine($"model         {s.ModelFingerprint[..16]}");
+            return;
+        }
+        string tasks = string.Join(", ", sum.Tasks.Select(t => $"{t.Task} {t.Examples}"));
+        Console.WriteLine($"examples      {sum.Examples}{(tasks.Length > 0 ? $" ({tasks})" : "")}");
+        Console.WriteLine($"rejects       {sum.Rejects}{(sum.Rejects > 0 ? $" (reasons: {Table(sum.Output, TableNames.Rejects)})" : "")}");
+        if (sum.Accuracy is { } acc)
+        {
+            var per = sum.Tasks.Where(t => t.Accuracy is not null).Select(t => $"{t.Task} {t.Correct}/{t.WithExpected} = {t.Accuracy:P1}");
+            Console.WriteLine($"accuracy      {sum.Correct}/{sum.WithExpected} = {acc:P1} (argmax vs the expected answer's first token; {string.Join(", ", per)})");
+        }
+        else Console.WriteLine("accuracy      n/a (no expected answers in the manifest)");
+        foreach (var g in sum.TopHeads.GroupBy(h => h.Task))
+            Console.WriteLine($"top heads {g.Key,-4}" + string.Join("  ", g.Select(h =>
+                $"L{h.Layer}H{h.Head} {h.Mean:+0.0000;-0.0000} (top-{spec?.Options.SummaryTopK ?? 10} in {h.TopKShare:P0}{(h.MeanAttnToImage is { } a ? $", {a:P0} on image" : "")})")));
+        Console.WriteLine($"model         {s.ModelFingerprint?[..16]}  (model_fingerprint, sha256)");
+        Console.WriteLine($"tables        {sum.Output}/<table>/*.parquet:");
+        foreach (var (table, rows) in sum.Tables)
+            Console.WriteLine($"                {table,-15} {rows,10:N0} rows");
+        Console.WriteLine($"summaries     {string.Join(", ", sum.Files)}");
+    }
+
+    private static string Table(string output, string table) => $"{output}/{table}/*.parquet";
+
+    // ---------------------------------------------------------------- silo
+
+    public static readonly CommandLine.OptionSpec[] SiloSpecs =
+    [
+        new("config", "FILE", "JSON configuration (sections Cluster and Pipeline; keys below); LLAVAMECH_ environment variables override it, options override both"),
+        new("clustering", "KIND", "Cluster:Clustering: localhost (one machine) or azuretable (membership table in Azure Storage)"),
+        new("connection", "TEXT", $"Cluster:ConnectionString of azuretable clustering (prefer ${ClusterSettings.ConnectionVariable})"),
+        new("cluster-id", "ID", "Cluster:ClusterId (default llavamech)"),
+        new("silo-port", "PORT", "Cluster:SiloPort (default 11111)"),
+        new("gateway-port", "PORT", "Cluster:GatewayPort for clients (default 30000)"),
+        new("primary-port", "PORT", "Cluster:PrimarySiloPort, localhost clustering: the first silo's port (default: this silo is the primary)"),
+        new("advertise", "IP", "Cluster:AdvertisedAddress, azuretable: the address other silos reach this one at"),
+        new("devices", "DEVS", "Pipeline:Devices: cpu, cuda:0,cuda:1, or none (hosts grains only; default cpu)"),
+        new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)"),
+        new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)"),
+        new("state-store", "LOCATION", "Pipeline:StateStore: memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)"),
+        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("verbose", null, "log at information level"),
+    ];
+
+    public const string SiloDescription = """
+        Runs one silo of a pipeline cluster until Ctrl+C or SIGTERM. Silos with devices pull shard
+        leases of active jobs and run them; a silo with --devices none only hosts grains. Submit
+        jobs with ./llavamech submit. Model folders, manifests and images must be readable at the
+        same paths on every silo (shared storage); outputs may be local to a shared folder or in
+        Azure Blob Storage.
+
+        Configuration, lowest to highest precedence: --config FILE (JSON), environment variables
+        LLAVAMECH_<Section>__<Key> (e.g. LLAVAMECH_Pipeline__Devices=cuda:0,cuda:1,
+        LLAVAMECH_Cluster__Clustering=azuretable, LLAVAMECH_CLUSTERING_CONNECTION=<connection string>),
+        then the options. Keys: Cluster:Clustering, ConnectionString, ClusterId, ServiceId,
+        SiloPort, GatewayPort, PrimarySiloPort, AdvertisedAddress, ResponseTimeoutSeconds;
+        Pipeline:Devices, WorkersPerDevice, TorchThreads, StateStore, PollMs, RunnerCapacity,
+        PreloadModel, PreloadDType.
+        """;
+
+    public const string SiloExamples = """
+          ./llavamech silo                                           (primary, localhost, cpu)
+          ./llavamech silo --silo-port 11112 --gateway-port 30001 --primary-port 11111 --devices cpu
+          LLAVAMECH_CLUSTERING_CONNECTION='DefaultEndpointsProtocol=...' ./llavamech silo --clustering azuretable \
+              --advertise 10.0.0.5 --devices cuda:0,cuda:1 --state-store az://llavamech/state
+        """;
+
+    public static int Silo(CommandLine cl)
+    {
+        TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
+        var config = Configuration(cl, new Dictionary<string, string?>
+        {
+            ["Cluster:Clustering"] = cl.Get("clustering"),
+            ["Cluster:ConnectionString"] = cl.Get("connection"),
+            ["Cluster:ClusterId"] = cl.Get("cluster-id"),
+            ["Cluster:SiloPort"] = cl.Get("silo-port"),
+            ["Cluster:GatewayPort"] = cl.Get("gateway-port"),
+            ["Cluster:PrimarySiloPort"] = cl.Get("primary-port"),
+            ["Cluster:AdvertisedAddress"] = cl.Get("advertise"),
+            ["Pipeline:Devices"] = cl.Get("devices"),
+            ["Pipeline:WorkersPerDevice"] = cl.Get("workers-per-device"),
+            ["Pipeline:TorchThreads"] = cl.Get("torch-threads"),
+            ["Pipeline:StateStore"] = cl.Get("state-store"),
+        });
+        ClusterSettings cluster;
+        PipelineSiloOptions pipeline;
+        try
+        {
+            cluster = ClusterSettings.FromConfiguration(config);
+            pipeline = PipelineSiloOptions.FromConfiguration(config);
+            cluster.Validate();
+            pipeline.Validate();
+        }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+
+        using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning);
+        Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
+                                $"devices {(pipeline.Devices.Count == 0 ? "none" : string.Join(",", pipeline.Devices))} x {pipeline.WorkersPerDevice}, state {pipeline.StateStore}. Ctrl+C stops it.");
+        host.Run();   // returns on Ctrl+C / SIGTERM after a graceful shutdown
+        return 0;
+    }
+
+    private static IConfiguration Configuration(CommandLine cl, Dictionary<string, string?> overrides)
+    {
+        var b = new ConfigurationBuilder();
+        if (cl.Get("config") is { } file)
+        {
+            if (!File.Exists(file)) throw new UsageException($"--config: '{file}' does not exist");
+            b.AddJsonFile(Path.GetFullPath(file), optional: false);
+        }
+        b.AddEnvironmentVariables("LLAVAMECH_");
+        b.AddInMemoryCollection(overrides.Where(kv => kv.Value is not null));
+        return b.Build();
+    }
+
+    // ---------------------------------------------------------------- submit, status, cancel
+
+    private static readonly CommandLine.OptionSpec[] ClientSpecs =
+    [
+        new("config", "FILE", "JSON configuration (section Cluster), as for silo"),
+        new("clustering", "KIND", "localhost or azuretable (default localhost)"),
+        new("connection", "TEXT", $"azuretable connection string (prefer ${ClusterSettings.ConnectionVariable})"),
+        new("cluster-id", "ID", "cluster id (default llavamech)"),
+        new("gateway-port", "PORT", "localhost clustering: a silo's gateway port (default 30000)"),
+    ];
+
+    public static readonly CommandLine.OptionSpec[] SubmitSpecs =
+    [
+        .. JobSpecs,
+        new("wait", null, "watch the job with a progress line until it ends, then print the summary"),
+        .. ClientSpecs,
+    ];
+
+    public const string SubmitDescription = """
+        Submits a job to a running cluster (./llavamech silo) and prints its id (the run id).
+        Paths are made absolute here and must be valid on the silos. Submitting the same run again
+        resumes it; a run that is still active with the same inputs is left as it is.
+        """;
+
+    public const string SubmitExamples = """
+          ./llavamech submit --model /shared/llava-1.5-7b-hf --dataset /shared/coco/manifest.jsonl --out az://results/coco --shard-size 64
+          ./llavamech submit ... --wait
+        """;
+
+    public static int Submit(CommandLine cl)
+    {
+        var spec = ReadJob(cl);
+        return WithClient(cl, client =>
+        {
+            var status = client.SubmitAsync(spec).GetAwaiter().GetResult();
+            Console.WriteLine(spec.JobId);
+            if (!cl.Flag("wait"))
+            {
+                PrintStatus(status);
+                return status.State == JobState.Failed ? 1 : 0;
+            }
+            var clock = Stopwatch.StartNew();
+            var progress = new StatusLine();
+            var final = client.WatchAsync(spec.JobId, spec, progress.Report).GetAwaiter().GetResult();
+            progress.Done();
+            PrintSummary(final, clock.Elapsed);
+            return final.State == JobState.Completed ? 0 : 1;
+        });
+    }
+
+    public static readonly CommandLine.OptionSpec[] StatusSpecs =
+    [
+        new("job", "ID", "the job (run id); without it, the cluster's jobs are listed"),
+        .. ClientSpecs,
+    ];
+
+    public const string StatusDescription = "Where a job stands: state, shards done/running/failed/pending, examples, examples/s, ETA, and its summary once it is done.";
+    public const string StatusExamples = "  ./llavamech status\n  ./llavamech status --job run-3f2a9c1d0b7e";
+
+    public static int Status(CommandLine cl) => WithClient(cl, client =>
+    {
+        if (cl.Get("job") is not { } job)
+        {
+            var jobs = client.ListAsync().GetAwaiter().GetResult();
+            if (jobs.Length == 0) Console.WriteLine("no jobs");
+            foreach (var j in jobs)
+                Console.WriteLine($"{j.JobId,-40} {(j.Active ? "active" : "finished"),-9} submitted {j.SubmittedAt:yyyy-MM-dd HH:mm:ss}Z");
+            return 0;
+        }
+        var status = client.StatusAsync(job).GetAwaiter().GetResult();
+        if (status.State == JobState.Unknown)
+        {
+            Console.Error.WriteLine($"llavamech status: no job '{job}' in this cluster");
+            return 1;
+        }
+        PrintStatus(status);
+        return 0;
+    });
+
+    public static readonly CommandLine.OptionSpec[] CancelSpecs =
+    [
+        new("job", "ID", "the job (run id)", Required: true),
+        .. ClientSpecs,
+    ];
+
+    public const string CancelDescription = "Cancels a job: no more shards are leased and running ones stop at their next lease renewal. Committed shards stay; submitting the job again resumes it.";
+    public const string CancelExamples = "  ./llavamech cancel --job run-3f2a9c1d0b7e";
+
+    public static int Cancel(CommandLine cl) => WithClient(cl, client =>
+    {
+        string job = cl.Require("job");
+        var before = client.StatusAsync(job).GetAwaiter().GetResult();
+        if (before.State == JobState.Unknown)
+        {
+            Console.Error.WriteLine($"llavamech cancel: no job '{job}' in this cluster");
+            return 1;
+        }
+        var status = client.CancelAsync(job, "cancelled from the command line").GetAwaiter().GetResult();
+        PrintStatus(status);
+        return 0;
+    });
+
+    private static int WithClient(CommandLine cl, Func<PipelineClient, int> body)
+    {
+        var config = Configuration(cl, new Dictionary<string, string?>
+        {
+            ["Cluster:Clustering"] = cl.Get("clustering"),
+            ["Cluster:ConnectionString"] = cl.Get("connection"),
+            ["Cluster:ClusterId"] = cl.Get("cluster-id"),
+            ["Cluster:GatewayPort"] = cl.Get("gateway-port"),
+        });
+        ClusterSettings cluster;
+        try
+        {
+            cluster = ClusterSettings.FromConfiguration(config);
+            cluster.Validate();
+        }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+        using var host = PipelineHost.BuildClient(cluster);
+        try
+        {
+            host.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is not UsageException)
+        {
+            throw new InvalidOperationException($"cannot connect to cluster '{cluster.ClusterId}' ({cluster.Clustering}" +
+                                                (cluster.Clustering == "localhost" ? $", gateway port {cluster.GatewayPort}" : "") + $"): {e.Message}. Is a silo running (./llavamech silo)?", e);
+        }
+        try
+        {
+            return body(new PipelineClient(host.Services.GetRequiredService<IClusterClient>()));
+        }
+        finally
+        {
+            try { host.StopAsync(TimeSpan.FromSeconds(10)).GetAwaiter().GetResult(); } catch (OperationCanceledException) { }
+        }
+    }
+
+    private static void PrintStatus(JobStatus s)
+    {
+        Console.WriteLine($"job           {s.JobId}: {s.State.ToString().ToLowerInvariant()}");
+        if (s.Error is not null) Console.WriteLine($"error         {s.Error}");
+        if (s.Spec is { } spec) Console.WriteLine($"inputs        {spec.ModelDir} over {spec.ManifestPath} -> {spec.Output}");
+        if (s.ShardsTotal > 0)
+        {
+            Console.WriteLine($"shards        {s.ShardsDone} done, {s.ShardsRunning} running, {s.ShardsFailed} failed, {s.ShardsPending} pending of {s.ShardsTotal}" +
+                              (s.ShardsSkipped > 0 ? $" ({s.ShardsSkipped} committed before this job)" : ""));
+            Console.WriteLine($"examples      {s.ExamplesDone}/{s.ExamplesTotal}, {s.Rejects} rejects, {s.ExamplesPerSecond:0.0}/s" +
+                              (s.EtaSeconds is { } e ? $", ETA {TimeSpan.FromSeconds(Math.Round(e))}" : "") + $", {s.Workers} workers");
+        }
+        if (s.SubmittedAt is { } at) Console.WriteLine($"submitted     {at:yyyy-MM-dd HH:mm:ss}Z{(s.FinishedAt is { } f ? $", finished {f:yyyy-MM-dd HH:mm:ss}Z" : "")}");
+        if (s.Summary is { } sum)
+            Console.WriteLine($"summary       {sum.Examples} examples, {sum.Rejects} rejects{(sum.Accuracy is { } a ? $", accuracy {a:P1}" : "")}; {sum.Output}/summary.json");
+    }
+}

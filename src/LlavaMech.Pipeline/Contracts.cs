@@ -1,0 +1,295 @@
+using LlavaMech.Analysis;
+using LlavaMech.Runtime;
+
+namespace LlavaMech.Pipeline;
+
+/// <summary>Options of a job: what is computed per example, how the manifest is cut, how leases behave.</summary>
+/// <param name="ShardSize">examples per shard (the unit of leasing, commit and resume).</param>
+/// <param name="Target">argmax or expected (the manifest's answer as one token; examples without one use the argmax).</param>
+/// <param name="TopHeads">heads per example whose per-position scores go to position_stats.</param>
+/// <param name="TopNeurons">neurons per example in neuron_stats (0: skip the neuron statistics).</param>
+/// <param name="NeuronRoute">auto, exact or screened.</param>
+/// <param name="ScreenK">screened route: exact scores for this many candidates.</param>
+/// <param name="DType">auto, float32, bfloat16 or float16 (the same on every worker; the device is the worker's).</param>
+/// <param name="LeaseSeconds">a shard lease lasts this long unless renewed (workers renew at a third of it).</param>
+/// <param name="MaxAttempts">failed attempts (errors or expired leases) after which a shard counts as failed.</param>
+/// <param name="SummaryTopK">k of head_summary/layer_summary's top-k share.</param>
+[GenerateSerializer, Immutable]
+public sealed record JobOptions(
+    [property: Id(0)] int ShardSize = 32,
+    [property: Id(1)] string Target = "argmax",
+    [property: Id(2)] int TopHeads = 3,
+    [property: Id(3)] int TopNeurons = 20,
+    [property: Id(4)] string NeuronRoute = "auto",
+    [property: Id(5)] int ScreenK = 1024,
+    [property: Id(6)] string DType = "auto",
+    [property: Id(7)] double LeaseSeconds = 60,
+    [property: Id(8)] int MaxAttempts = 3,
+    [property: Id(9)] int SummaryTopK = 10)
+{
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
+    public void Validate()
+    {
+        if (ShardSize < 1) throw new ArgumentException($"shard size must be at least 1, got {ShardSize}");
+        if (Target is not ("argmax" or "expected")) throw new ArgumentException($"target '{Target}': use argmax or expected");
+        if (NeuronRoute is not ("auto" or "exact" or "screened")) throw new ArgumentException($"neuron route '{NeuronRoute}': use auto, exact or screened");
+        if (DType is not ("auto" or "float32" or "fp32" or "f32" or "bfloat16" or "bf16" or "float16" or "fp16" or "f16" or "half"))
+            throw new ArgumentException($"dtype '{DType}': use auto, float32, bfloat16 or float16");
+        if (!(LeaseSeconds >= 1)) throw new ArgumentException($"lease must be at least 1 s, got {LeaseSeconds}");
+        if (MaxAttempts < 1) throw new ArgumentException($"max attempts must be at least 1, got {MaxAttempts}");
+        if (SummaryTopK < 1) throw new ArgumentException($"summary top-k must be at least 1, got {SummaryTopK}");
+        ToSettings().Validate();
+    }
+
+    /// <summary>The per-example settings of the device runners.</summary>
+    public AnalysisSettings ToSettings() => new()
+    {
+        Target = Target == "expected" ? TargetMode.Expected : TargetMode.Argmax,
+        TopHeads = TopHeads,
+        TopNeurons = TopNeurons,
+        NeuronRoute = NeuronRoute switch { "exact" => Analysis.NeuronRoute.Exact, "screened" => Analysis.NeuronRoute.Screened, _ => Analysis.NeuronRoute.Auto },
+        ScreenK = ScreenK,
+    };
+}
+
+/// <summary>A job: one model over one manifest into one output location, as run <see cref="RunId"/>.</summary>
+/// <param name="ModelDir">checkpoint folder, readable by every silo (absolute).</param>
+/// <param name="ManifestPath">JSON Lines manifest, readable by the silo of the job grain; its images by every worker.</param>
+/// <param name="Output">local folder, az://container/prefix or https blob URL (see OutputLocation).</param>
+/// <param name="RunId">the run's name in every row; an output location holds one run, and a job with the same run id
+/// and output resumes it (committed shards are skipped).</param>
+[GenerateSerializer, Immutable]
+public sealed record JobSpec(
+    [property: Id(0)] string RunId,
+    [property: Id(1)] string ModelDir,
+    [property: Id(2)] string ManifestPath,
+    [property: Id(3)] string Output,
+    [property: Id(4)] JobOptions Options)
+{
+    /// <summary>The job's grain key: the run id.</summary>
+    public string JobId => RunId;
+
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(RunId)) throw new ArgumentException("run id is empty");
+        if (RunId.Length > 128 || RunId.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+            throw new ArgumentException($"run id '{RunId}' must be 1-128 letters, digits, '-', '_' or '.'");
+        if (string.IsNullOrWhiteSpace(ModelDir)) throw new ArgumentException("model folder is empty");
+        if (string.IsNullOrWhiteSpace(ManifestPath)) throw new ArgumentException("manifest path is empty");
+        if (string.IsNullOrWhiteSpace(Output)) throw new ArgumentException("output location is empty");
+        (Options ?? throw new ArgumentException("job options are missing")).Validate();
+    }
+}
+
+public enum JobState
+{
+    /// <summary>No job under this id.</summary>
+    Unknown,
+
+    /// <summary>Validating the checkpoint, reading the manifest, finding committed shards.</summary>
+    Preparing,
+
+    /// <summary>Shards are being leased and run.</summary>
+    Running,
+
+    /// <summary>Every shard is done; aggregates and figures are being written.</summary>
+    Finalizing,
+
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+public enum WorkKind
+{
+    Shard,
+    Finalize,
+}
+
+/// <summary>One manifest example inside a shard lease.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ShardExample(
+    [property: Id(0)] string Id,
+    [property: Id(1)] string Task,
+    [property: Id(2)] string? ImagePath,
+    [property: Id(3)] string? ImageRelative,
+    [property: Id(4)] string Prompt,
+    [property: Id(5)] string? Expected,
+    [property: Id(6)] double[]? ObjectBox,
+    [property: Id(7)] string MetadataJson,
+    [property: Id(8)] int Line,
+    [property: Id(9)] string Raw)
+{
+    public ExampleWork ToWork() => new(Id, Task, ImagePath, ImageRelative, Prompt, Expected, ObjectBox, MetadataJson, Line, Raw);
+}
+
+/// <summary>A manifest line the reader rejected; written to the rejects table by the shard it falls in.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ShardReject([property: Id(0)] int Line, [property: Id(1)] string Reason, [property: Id(2)] string Raw);
+
+/// <summary>
+/// The right to work on one shard (or on the job's finalization) until <see cref="ExpiresAt"/>; renew it before then.
+/// An expired lease goes back to the queue, and a worker that loses its lease stops and discards its output.
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record WorkLease(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] string LeaseId,
+    [property: Id(2)] WorkKind Kind,
+    [property: Id(3)] int Shard,
+    [property: Id(4)] int Attempt,
+    [property: Id(5)] DateTimeOffset ExpiresAt,
+    [property: Id(6)] JobSpec Spec,
+    [property: Id(7)] string ModelFingerprint,
+    [property: Id(8)] ShardExample[] Examples,
+    [property: Id(9)] ShardReject[] Rejects);
+
+/// <summary>Answer to a renewal: <see cref="Held"/> false when the lease was lost (expired and re-leased, job cancelled or gone).</summary>
+[GenerateSerializer, Immutable]
+public sealed record LeaseRenewal([property: Id(0)] bool Held, [property: Id(1)] DateTimeOffset ExpiresAt, [property: Id(2)] string? Reason);
+
+public enum ShardOutcome
+{
+    /// <summary>This attempt's commit won.</summary>
+    Committed,
+
+    /// <summary>The shard was already committed (an earlier run, or a concurrent attempt that won); this attempt's output was discarded.</summary>
+    AlreadyCommitted,
+}
+
+/// <summary>What a worker reports for a finished shard.</summary>
+[GenerateSerializer, Immutable]
+public sealed record ShardReport(
+    [property: Id(0)] int Shard,
+    [property: Id(1)] ShardOutcome Outcome,
+    [property: Id(2)] int Examples,
+    [property: Id(3)] int ExamplesRejected,
+    [property: Id(4)] string Worker,
+    [property: Id(5)] double Seconds);
+
+/// <summary>Accuracy and counts of one task (vqa or tqa).</summary>
+[GenerateSerializer, Immutable]
+public sealed record TaskSummary(
+    [property: Id(0)] string Task,
+    [property: Id(1)] long Examples,
+    [property: Id(2)] long WithExpected,
+    [property: Id(3)] long Correct)
+{
+    public double? Accuracy => WithExpected > 0 ? (double)Correct / WithExpected : null;
+}
+
+/// <summary>A head of head_summary (outcome "all").</summary>
+[GenerateSerializer, Immutable]
+public sealed record SummaryHead(
+    [property: Id(0)] string Task,
+    [property: Id(1)] int Layer,
+    [property: Id(2)] int Head,
+    [property: Id(3)] double Mean,
+    [property: Id(4)] double TopKShare,
+    [property: Id(5)] double? MeanAttnToImage);
+
+/// <summary>What a finished run holds, read back from the committed tables.</summary>
+/// <param name="Tables">table name -> rows, for every table with a committed part.</param>
+/// <param name="Files">keys of the summary files and figures written into the output.</param>
+[GenerateSerializer, Immutable]
+public sealed record RunSummary(
+    [property: Id(0)] long Examples,
+    [property: Id(1)] long Rejects,
+    [property: Id(2)] TaskSummary[] Tasks,
+    [property: Id(3)] SummaryHead[] TopHeads,
+    [property: Id(4)] Dictionary<string, long> Tables,
+    [property: Id(5)] string[] Files,
+    [property: Id(6)] int CommittedShards,
+    [property: Id(7)] string Output)
+{
+    public long WithExpected => Tasks.Sum(t => t.WithExpected);
+    public long Correct => Tasks.Sum(t => t.Correct);
+    public double? Accuracy => WithExpected > 0 ? (double)Correct / WithExpected : null;
+}
+
+/// <summary>Where a job stands.</summary>
+/// <param name="ShardsSkipped">shards found committed when the job started (a resumed run): done, but not counted in the rate.</param>
+/// <param name="ExamplesDone">manifest examples in done shards (those rejected while running included).</param>
+/// <param name="Rejects">manifest lines rejected by the reader, plus examples rejected while running (reported so far).</param>
+/// <param name="ExamplesPerSecond">over the last minute of completions in this job's current activation.</param>
+/// <param name="Workers">workers holding a lease now.</param>
+[GenerateSerializer, Immutable]
+public sealed record JobStatus(
+    [property: Id(0)] string JobId,
+    [property: Id(1)] JobState State,
+    [property: Id(2)] string? Error,
+    [property: Id(3)] int ShardsTotal,
+    [property: Id(4)] int ShardsDone,
+    [property: Id(5)] int ShardsRunning,
+    [property: Id(6)] int ShardsFailed,
+    [property: Id(7)] int ShardsPending,
+    [property: Id(8)] int ShardsSkipped,
+    [property: Id(9)] int ExamplesTotal,
+    [property: Id(10)] int ExamplesDone,
+    [property: Id(11)] int Rejects,
+    [property: Id(12)] double ExamplesPerSecond,
+    [property: Id(13)] double? EtaSeconds,
+    [property: Id(14)] DateTimeOffset? SubmittedAt,
+    [property: Id(15)] DateTimeOffset? FinishedAt,
+    [property: Id(16)] JobSpec? Spec,
+    [property: Id(17)] string? ModelFingerprint,
+    [property: Id(18)] RunSummary? Summary,
+    [property: Id(19)] int Workers,
+    [property: Id(20)] int Attempts)
+{
+    public bool IsTerminal => State is JobState.Completed or JobState.Failed or JobState.Cancelled;
+
+    public static JobStatus Unknown(string jobId) =>
+        new(jobId, JobState.Unknown, null, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, null, null, null, null, null, null, 0, 0);
+}
+
+/// <summary>One job of the registry's list.</summary>
+[GenerateSerializer, Immutable]
+public sealed record JobEntry([property: Id(0)] string JobId, [property: Id(1)] DateTimeOffset SubmittedAt, [property: Id(2)] bool Active);
+
+/// <summary>
+/// A job: splits the manifest into shards, leases them to workers, tracks their states, and leases the finalization
+/// (aggregates, figures, summary) once every shard is done. Key: the run id.
+/// </summary>
+public interface IJobGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Starts the job (or resumes it: shards committed in the output are skipped). Idempotent for the same spec
+    /// while the job is active; a finished job restarts. Returns after preparation (checkpoint validation, manifest,
+    /// committed shards) or after a few seconds, whichever is first: a checkpoint that fails validation comes back as
+    /// <see cref="JobState.Failed"/> with the reason, before any shard starts.
+    /// </summary>
+    Task<JobStatus> SubmitAsync(JobSpec spec);
+
+    Task<JobStatus> GetStatusAsync();
+
+    /// <summary>Stops leasing; running shards lose their leases at their next renewal. Committed shards stay.</summary>
+    Task<JobStatus> CancelAsync(string reason);
+
+    /// <summary>The next pending shard (or the finalization) for this worker, or null when there is none right now.</summary>
+    Task<WorkLease?> AcquireAsync(string workerId);
+
+    /// <summary>
+    /// Extends a lease. A lease this activation does not know (the job grain moved to another silo) is adopted when its
+    /// shard is not held by anyone else, so work in progress survives the move.
+    /// </summary>
+    Task<LeaseRenewal> RenewAsync(string leaseId, int shard, string workerId);
+
+    /// <summary>The shard is committed (by this attempt or another): it is done and never runs again.</summary>
+    Task CompleteShardAsync(string leaseId, ShardReport report);
+
+    /// <summary>The attempt failed; the shard goes back to the queue until it has failed <see cref="JobOptions.MaxAttempts"/> times.</summary>
+    Task FailAsync(string leaseId, string error);
+
+    Task CompleteFinalizeAsync(string leaseId, RunSummary summary);
+}
+
+/// <summary>The cluster's list of jobs; workers poll <see cref="ActiveAsync"/> for jobs with work. Key: 0.</summary>
+public interface IJobRegistryGrain : IGrainWithIntegerKey
+{
+    Task RegisterAsync(string jobId, bool active);
+
+    Task<string[]> ActiveAsync();
+
+    Task<JobEntry[]> ListAsync();
+}

@@ -1,0 +1,154 @@
+using System.Globalization;
+using System.Text.Json;
+using DuckDB.NET.Data;
+using LlavaMech.Reports;
+using LlavaMech.Storage;
+
+namespace LlavaMech.Pipeline;
+
+/// <summary>
+/// The last step of a run, after every shard is committed: <c>head_summary</c> and <c>layer_summary</c> (Storage's
+/// <see cref="Aggregates"/>), figures of them per task (<c>figures/heads_&lt;task&gt;.png</c>: mean head increase,
+/// layers x heads; <c>figures/layers_&lt;task&gt;.png</c>: mean attention and FFN increase per layer), and
+/// <c>summary.json</c> with counts, accuracy and the top heads, all read back from the committed parts.
+/// </summary>
+public static class Finalizer
+{
+    public const string SummaryKey = "summary.json";
+    public const int TopHeadsInSummary = 5;
+
+    public static async Task<RunSummary> RunAsync(JobSpec spec, CancellationToken ct = default)
+    {
+        var store = OutputLocation.Parse(spec.Output).OpenStore();
+        var aggregate = new AggregateOptions { TopK = spec.Options.SummaryTopK };
+        var heads = await Aggregates.HeadSummaryAsync(store, aggregate, ct).ConfigureAwait(false);
+        var layers = await Aggregates.LayerSummaryAsync(store, aggregate, ct).ConfigureAwait(false);
+        var files = new List<string>();
+        if (heads.Count > 0) files.Add(Aggregates.HeadSummaryKey);
+        if (layers.Count > 0) files.Add(Aggregates.LayerSummaryKey);
+
+        string scratch = Path.Combine(Path.GetTempPath(), "llavamech-final-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(scratch);
+        try
+        {
+            files.AddRange(await FiguresAsync(store, spec.RunId, heads, layers, scratch, ct).ConfigureAwait(false));
+
+            var committer = new ShardCommitter(store);
+            var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
+            var tables = TableNames.ShardTables.ToDictionary(t => t, t => manifests.Sum(m => m.RowsOf(t)));
+            var tasks = await TaskCountsAsync(store, manifests, scratch, ct).ConfigureAwait(false);
+            var top = heads.Where(h => h.Outcome == "all")
+                .GroupBy(h => h.Task)
+                .SelectMany(g => g.OrderByDescending(h => h.Mean).ThenBy(h => h.Layer).ThenBy(h => h.Head).Take(TopHeadsInSummary))
+                .Select(h => new SummaryHead(h.Task, h.Layer, h.Head, h.Mean, h.TopKShare, h.MeanAttnToImage))
+                .ToArray();
+            files.Add(SummaryKey);
+            var summary = new RunSummary(tables[TableNames.Examples], tables[TableNames.Rejects], tasks, top, tables, files.ToArray(),
+                manifests.Count, store.Location);
+            await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
+                .ConfigureAwait(false);
+            return summary;
+        }
+        finally
+        {
+            try { Directory.Delete(scratch, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static async Task<List<string>> FiguresAsync(IObjectStore store, string runId, IReadOnlyList<HeadSummaryRow> heads,
+        IReadOnlyList<LayerSummaryRow> layers, string scratch, CancellationToken ct)
+    {
+        var written = new List<string>();
+        foreach (var g in heads.Where(h => h.Outcome == "all").GroupBy(h => h.Task))
+        {
+            int L = g.Max(h => h.Layer) + 1, H = g.Max(h => h.Head) + 1;
+            var grid = new double[L, H];
+            foreach (var h in g) grid[h.Layer, h.Head] = h.Mean;
+            string key = $"figures/heads_{Safe(g.Key)}.png", file = Path.Combine(scratch, Path.GetFileName(key));
+            HeadHeatmap.Write(file, grid, $"{runId} {g.Key}: mean head increase of log p(target), n = {g.First().NExamples}");
+            await store.PutFileAsync(key, file, ct).ConfigureAwait(false);
+            written.Add(key);
+        }
+        foreach (var g in layers.Where(l => l.Outcome == "all").GroupBy(l => l.Task))
+        {
+            int L = g.Max(l => l.Layer) + 1;
+            var attn = new double[L];
+            var ffn = new double[L];
+            foreach (var l in g)
+                (l.Component == Components.Attention ? attn : ffn)[l.Layer] = l.Mean;
+            string key = $"figures/layers_{Safe(g.Key)}.png", file = Path.Combine(scratch, Path.GetFileName(key));
+            LayerBars.Write(file, attn, ffn, $"{runId} {g.Key}: mean layer increase of log p(target), n = {g.First().NExamples}");
+            await store.PutFileAsync(key, file, ct).ConfigureAwait(false);
+            written.Add(key);
+        }
+        return written;
+    }
+
+    private static string Safe(string s) => new(s.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_').ToArray());
+
+    /// <summary>Per task: examples, examples with an expected answer, correct ones (DuckDB over the committed examples parts).</summary>
+    private static async Task<TaskSummary[]> TaskCountsAsync(IObjectStore store, IReadOnlyList<CommitManifest> manifests, string scratch, CancellationToken ct)
+    {
+        var keys = manifests.SelectMany(m => m.Parts.Where(p => p.Table == TableNames.Examples && p.Rows > 0)).Select(p => p.Path).ToList();
+        if (keys.Count == 0) return [];
+        var paths = await LocalPartsAsync(store, keys, scratch, ct).ConfigureAwait(false);
+        using var db = new DuckDBConnection("DataSource=:memory:");
+        await db.OpenAsync(ct).ConfigureAwait(false);
+        using var cmd = db.CreateCommand();
+        cmd.CommandText = $"""
+            SELECT task, count(*)::BIGINT, count(correct)::BIGINT, coalesce(sum(CASE WHEN correct THEN 1 ELSE 0 END), 0)::BIGINT
+            FROM read_parquet([{string.Join(", ", paths.Select(p => "'" + p.Replace("'", "''") + "'"))}])
+            GROUP BY task ORDER BY task
+            """;
+        var result = new List<TaskSummary>();
+        using var r = await cmd.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        while (await r.ReadAsync(ct).ConfigureAwait(false))
+            result.Add(new TaskSummary(r.GetString(0), r.GetInt64(1), r.GetInt64(2), r.GetInt64(3)));
+        return result.ToArray();
+    }
+
+    /// <summary>Local files for part keys: in place for a local store, else downloaded into <paramref name="scratch"/>.</summary>
+    internal static async Task<List<string>> LocalPartsAsync(IObjectStore store, IReadOnlyList<string> keys, string scratch, CancellationToken ct)
+    {
+        var paths = new List<string>(keys.Count);
+        for (int i = 0; i < keys.Count; i++)
+        {
+            if (store.LocalPath(keys[i]) is { } local && File.Exists(local))
+            {
+                paths.Add(local);
+                continue;
+            }
+            string path = Path.Combine(scratch, $"part-{i.ToString(CultureInfo.InvariantCulture)}.parquet");
+            if (!await store.DownloadToFileAsync(keys[i], path, ct).ConfigureAwait(false))
+                throw new CommitIntegrityException($"committed part '{keys[i]}' is missing", store.Location);
+            paths.Add(path);
+        }
+        return paths;
+    }
+
+    private static object SummaryJson(JobSpec spec, RunSummary s) => new Dictionary<string, object?>
+    {
+        ["run_id"] = spec.RunId,
+        ["model"] = spec.ModelDir,
+        ["manifest"] = spec.ManifestPath,
+        ["output"] = s.Output,
+        ["finished_at"] = DateTimeOffset.UtcNow,
+        ["committed_shards"] = s.CommittedShards,
+        ["examples"] = s.Examples,
+        ["rejects"] = s.Rejects,
+        ["with_expected"] = s.WithExpected,
+        ["correct"] = s.Correct,
+        ["accuracy"] = s.Accuracy,
+        ["tasks"] = s.Tasks.Select(t => new Dictionary<string, object?>
+        {
+            ["task"] = t.Task, ["examples"] = t.Examples, ["with_expected"] = t.WithExpected, ["correct"] = t.Correct, ["accuracy"] = t.Accuracy,
+        }).ToArray(),
+        ["top_heads"] = s.TopHeads.Select(h => new Dictionary<string, object?>
+        {
+            ["task"] = h.Task, ["layer"] = h.Layer, ["head"] = h.Head, ["mean_log_prob_increase"] = h.Mean, ["top_k_share"] = h.TopKShare,
+            ["mean_attn_to_image"] = h.MeanAttnToImage,
+        }).ToArray(),
+        ["table_rows"] = s.Tables,
+        ["files"] = s.Files,
+    };
+}

@@ -1,0 +1,195 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using LlavaMech.Datasets.Manifest;
+using LlavaMech.Runtime;
+using LlavaMech.Storage;
+
+namespace LlavaMech.Pipeline;
+
+/// <summary>One shard of a plan: a run of consecutive accepted examples plus the reader's rejects that fall among them.</summary>
+public sealed record PlannedShard(int Index, ShardExample[] Examples, ShardReject[] Rejects);
+
+/// <summary>
+/// The record of a run in its output location (<c>_pipeline/run.json</c>), written by the first job of the run. A later
+/// job into the same output must match it (same run id, model fingerprint, manifest content, shard size and per-example
+/// options); otherwise shard numbers or rows would mean different things, and the job fails before any shard starts.
+/// </summary>
+public sealed record RunRecord(
+    string Format,
+    string RunId,
+    string ModelFingerprint,
+    string ModelDir,
+    string ManifestPath,
+    string ManifestSha256,
+    int ShardSize,
+    int Shards,
+    int Examples,
+    int ManifestRejects,
+    string Target,
+    int TopHeads,
+    int TopNeurons,
+    string NeuronRoute,
+    int ScreenK,
+    [property: JsonPropertyName("dtype")] string DType,
+    DateTimeOffset CreatedAt)
+{
+    public const string CurrentFormat = "llavamech-run/1";
+    public const string Key = "_pipeline/run.json";
+
+    internal static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+    };
+
+    /// <summary>Why <paramref name="other"/> (a new job's record) cannot continue this run, or null when it can.</summary>
+    public string? Mismatch(RunRecord other, string location)
+    {
+        var diffs = new List<string>();
+        void Check<T>(string what, T mine, T theirs)
+        {
+            if (!EqualityComparer<T>.Default.Equals(mine, theirs)) diffs.Add($"{what} {Show(theirs)} (the run has {Show(mine)})");
+        }
+        static string Show<T>(T v) => v is null ? "none" : v is string s ? $"'{s}'" : $"{v}";
+        if (RunId != other.RunId)
+            return $"output {location} holds run '{RunId}', not '{other.RunId}': one output location holds one run; " +
+                   $"use --run-id {RunId} to resume it, or another --out";
+        Check("model fingerprint", ModelFingerprint, other.ModelFingerprint);
+        Check("manifest sha256", ManifestSha256, other.ManifestSha256);
+        Check("shard size", ShardSize, other.ShardSize);
+        Check("target", Target, other.Target);
+        Check("top heads", TopHeads, other.TopHeads);
+        Check("top neurons", TopNeurons, other.TopNeurons);
+        Check("neuron route", NeuronRoute, other.NeuronRoute);
+        Check("screen-k", ScreenK, other.ScreenK);
+        Check("dtype", DType, other.DType);
+        return diffs.Count == 0
+            ? null
+            : $"run '{RunId}' in {location} was started with other inputs; a resumed run must keep them: {string.Join("; ", diffs)}. Use another --out for a new run";
+    }
+}
+
+/// <summary>A prepared job: the validated checkpoint, the shards, and which of them are committed already.</summary>
+public sealed record JobPlan(
+    CheckpointSummary Checkpoint,
+    IReadOnlyList<PlannedShard> Shards,
+    IReadOnlySet<int> Committed,
+    int Examples,
+    int ManifestRejects,
+    RunRecord Run)
+{
+    /// <summary>
+    /// Validates the checkpoint, reads the manifest (bad lines become rejects, never errors), cuts the shards, and
+    /// reconciles with the output: writes <c>_pipeline/run.json</c> for a new run or checks it for a resumed one,
+    /// and lists the committed shards. Throws <see cref="JobPreparationException"/> with the reason.
+    /// </summary>
+    public static async Task<JobPlan> PrepareAsync(JobSpec spec, CancellationToken ct = default)
+    {
+        spec.Validate();
+        CheckpointSummary checkpoint;
+        try
+        {
+            checkpoint = CheckpointValidator.Validate(spec.ModelDir);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            throw new JobPreparationException($"checkpoint validation failed: {e.Message}", e);
+        }
+
+        ManifestReadResult manifest;
+        string[] lines;
+        byte[] manifestBytes;
+        try
+        {
+            manifestBytes = await File.ReadAllBytesAsync(spec.ManifestPath, ct).ConfigureAwait(false);
+            manifest = ManifestReader.Read(spec.ManifestPath);
+            lines = Encoding.UTF8.GetString(manifestBytes).Split('\n');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new JobPreparationException($"cannot read manifest '{spec.ManifestPath}': {e.Message}", e);
+        }
+        if (manifest.Examples.Count == 0 && manifest.Rejects.Count == 0)
+            throw new JobPreparationException($"manifest '{manifest.ManifestPath}' has no lines");
+
+        var shards = Cut(manifest, lines, spec.Options.ShardSize);
+        var o = spec.Options;
+        var record = new RunRecord(RunRecord.CurrentFormat, spec.RunId, checkpoint.Fingerprint, checkpoint.ModelDir, manifest.ManifestPath,
+            Convert.ToHexStringLower(SHA256.HashData(manifestBytes)), o.ShardSize, shards.Count, manifest.Examples.Count, manifest.Rejects.Count,
+            o.Target, o.TopHeads, o.TopNeurons, o.NeuronRoute, o.ScreenK, o.DType, DateTimeOffset.UtcNow);
+
+        IObjectStore store;
+        try
+        {
+            store = OutputLocation.Parse(spec.Output).OpenStore();
+        }
+        catch (ArgumentException e)
+        {
+            throw new JobPreparationException($"output location: {e.Message}", e);
+        }
+        var run = await ReconcileAsync(store, record, ct).ConfigureAwait(false);
+        var committer = new ShardCommitter(store);
+        await committer.RepairAsync(null, ct).ConfigureAwait(false);   // publish commits a crash interrupted (TABLES.md)
+        var committed = (await committer.CommittedShardsAsync(ct).ConfigureAwait(false)).Where(s => s < shards.Count).ToHashSet();
+        return new JobPlan(checkpoint, shards, committed, manifest.Examples.Count, manifest.Rejects.Count, run);
+    }
+
+    /// <summary>
+    /// Examples in manifest order, <paramref name="shardSize"/> per shard; each reject goes with the shard of the next
+    /// accepted example after it (the last shard for trailing rejects), so shard contents depend only on the manifest.
+    /// </summary>
+    public static List<PlannedShard> Cut(ManifestReadResult manifest, string[] lines, int shardSize)
+    {
+        string Raw(int line) => line >= 1 && line <= lines.Length ? lines[line - 1].TrimEnd('\r') : "";
+        var examples = manifest.Examples;
+        int count = Math.Max(1, (examples.Count + shardSize - 1) / shardSize);
+        var ex = new List<ShardExample>[count];
+        var rej = new List<ShardReject>[count];
+        for (int s = 0; s < count; s++) { ex[s] = []; rej[s] = []; }
+        for (int i = 0; i < examples.Count; i++)
+        {
+            var e = examples[i];
+            ex[i / shardSize].Add(new ShardExample(e.Id, e.Task, e.ImagePath, e.ImageRelative, e.Prompt, e.Expected, e.ObjectBox, e.MetadataJson, e.Line, Raw(e.Line)));
+        }
+        int next = 0;   // index of the first accepted example after the reject
+        foreach (var r in manifest.Rejects.OrderBy(r => r.Line))
+        {
+            while (next < examples.Count && examples[next].Line < r.Line) next++;
+            int shard = Math.Min(count - 1, next / shardSize);
+            rej[shard].Add(new ShardReject(r.Line, r.Reason, r.RawLine));
+        }
+        return Enumerable.Range(0, count).Select(s => new PlannedShard(s, ex[s].ToArray(), rej[s].ToArray())).ToList();
+    }
+
+    private static async Task<RunRecord> ReconcileAsync(IObjectStore store, RunRecord record, CancellationToken ct)
+    {
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            var bytes = await store.GetBytesAsync(RunRecord.Key, ct).ConfigureAwait(false);
+            if (bytes is not null)
+            {
+                RunRecord existing;
+                try
+                {
+                    existing = JsonSerializer.Deserialize<RunRecord>(bytes, RunRecord.Json)
+                               ?? throw new JsonException("empty document");
+                }
+                catch (JsonException e)
+                {
+                    throw new JobPreparationException($"{store.Location}/{RunRecord.Key} is not a valid run record: {e.Message}", e);
+                }
+                if (existing.Mismatch(record, store.Location) is { } why) throw new JobPreparationException(why);
+                return existing;
+            }
+            if (await store.PutIfAbsentAsync(RunRecord.Key, JsonSerializer.SerializeToUtf8Bytes(record, RunRecord.Json), ct).ConfigureAwait(false))
+                return record;
+        }
+        throw new JobPreparationException($"cannot create {store.Location}/{RunRecord.Key}");
+    }
+}
+
+/// <summary>A job cannot start: bad checkpoint, unreadable manifest, output of another run. The message says which.</summary>
+public sealed class JobPreparationException(string message, Exception? inner = null) : Exception(message, inner);

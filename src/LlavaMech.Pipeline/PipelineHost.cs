@@ -1,0 +1,55 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+
+namespace LlavaMech.Pipeline;
+
+/// <summary>Builds silo and client hosts for the CLI (and anyone embedding the pipeline).</summary>
+public static class PipelineHost
+{
+    /// <summary>
+    /// A silo host with the pipeline: clustering from <paramref name="cluster"/>, devices and workers from
+    /// <paramref name="pipeline"/>; logs go to standard error at <paramref name="logLevel"/> and above (Orleans' own
+    /// only at error level unless <paramref name="logLevel"/> is information or lower).
+    /// </summary>
+    public static IHost BuildSilo(PipelineSiloOptions pipeline, ClusterSettings cluster, LogLevel logLevel = LogLevel.Warning)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        ConfigureLogging(builder.Logging, logLevel);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        builder.UseOrleans(silo => silo.UseCluster(cluster).AddLlavaMechPipeline(pipeline));
+        return builder.Build();
+    }
+
+    /// <summary>A client host for a running cluster.</summary>
+    public static IHost BuildClient(ClusterSettings cluster, LogLevel logLevel = LogLevel.Warning)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        ConfigureLogging(builder.Logging, logLevel);
+        builder.UseOrleansClient(client => client.UseCluster(cluster));
+        return builder.Build();
+    }
+
+    private static void ConfigureLogging(ILoggingBuilder logging, LogLevel level)
+    {
+        logging.ClearProviders();
+        logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        logging.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+        logging.SetMinimumLevel(level);
+        // Orleans warns about ServerGC and watchdog delays on every start; keep its noise out unless asked for.
+        logging.AddFilter("Orleans", level <= LogLevel.Information ? LogLevel.Warning : LogLevel.Error);
+        logging.AddFilter("Microsoft", level <= LogLevel.Information ? LogLevel.Warning : LogLevel.Error);
+    }
+
+    /// <summary>A TCP port that is free on the loopback interface right now.</summary>
+    public static int FreePort()
+    {
+        var l = new TcpListener(IPAddress.Loopback, 0);
+        l.Start();
+        try { return ((IPEndPoint)l.LocalEndpoint).Port; }
+        finally { l.Stop(); }
+    }
+}

@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using LlavaMech.Runtime;
+using LlavaMech.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Runtime;
+
+namespace LlavaMech.Pipeline;
+
+/// <summary>The device runners of one silo (one per declared device), started and stopped with the host.</summary>
+public sealed class DevicePool : IHostedService, IAsyncDisposable
+{
+    public DevicePool(PipelineSiloOptions options, ILogger<DevicePool> log)
+    {
+        if (options.TorchThreads > 0 && options.Devices.Count > 0) TorchSharp.torch.set_num_threads(options.TorchThreads);
+        Runners = options.Devices
+            .Select(d => new DeviceRunner(new DeviceRunnerOptions { Device = d, Threads = options.WorkersPerDevice, Capacity = options.RunnerCapacity, Preload = options.Preload },
+                m => log.LogInformation("{Message}", m)))
+            .ToList();
+    }
+
+    public IReadOnlyList<DeviceRunner> Runners { get; }
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var r in Runners) await r.StartAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        foreach (var r in Runners) await r.StopAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var r in Runners) await r.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+/// <summary>Counters of a silo's worker.</summary>
+/// <param name="LeasesAbandoned">leases dropped because the silo stopped mid-shard (their shards run again elsewhere once the lease expires).</param>
+public sealed record WorkerStats(long ShardsCommitted, long ShardsAlreadyCommitted, long ShardsFailed, long LeasesLost, long LeasesAbandoned,
+    long Finalizations, long Examples, int ActiveLeases);
+
+/// <summary>
+/// The worker of one silo: for each of its devices, <see cref="PipelineSiloOptions.WorkersPerDevice"/> loops that, while
+/// jobs are active, pull a lease from a job grain, run the shard's examples through the device's
+/// <see cref="DeviceRunner"/>, write and commit the shard's Parquet parts with <see cref="ShardCommitter"/>, and report
+/// back; a lease is renewed at a third of its duration, and a lost lease (expired, job cancelled) stops the shard and
+/// drops its output. A silo without devices runs no loops (it hosts grains only).
+/// </summary>
+public sealed class PipelineWorker(
+    IGrainFactory grains,
+    DevicePool pool,
+    PipelineSiloOptions options,
+    ILocalSiloDetails silo,
+    IHostApplicationLifetime lifetime,
+    ILogger<PipelineWorker> log) : BackgroundService
+{
+    private long _committed, _already, _failed, _lost, _abandoned, _finalized, _examples;
+    private int _active;
+
+    public WorkerStats Stats => new(Interlocked.Read(ref _committed), Interlocked.Read(ref _already), Interlocked.Read(ref _failed),
+        Interlocked.Read(ref _lost), Interlocked.Read(ref _abandoned), Interlocked.Read(ref _finalized), Interlocked.Read(ref _examples), Volatile.Read(ref _active));
+
+    /// <summary>Leases this silo holds right now.</summary>
+    public int ActiveLeases => Volatile.Read(ref _active);
+
+    protected override async Task ExecuteAsync(CancellationToken stop)
+    {
+        // Grain calls need the silo up: wait for the whole host to have started.
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (lifetime.ApplicationStarted.Register(() => started.TrySetResult()))
+        using (stop.Register(() => started.TrySetCanceled(stop)))
+        {
+            try { await started.Task.ConfigureAwait(false); }
+            catch (OperationCanceledException) { return; }
+        }
+        if (pool.Runners.Count == 0)
+        {
+            log.LogInformation("silo {Silo} declares no devices: it hosts grains but runs no shards", silo.SiloAddress);
+            return;
+        }
+        log.LogInformation("silo {Silo}: pulling work on {Devices} ({Workers} per device)", silo.SiloAddress,
+            string.Join(", ", pool.Runners.Select(r => r.Device)), options.WorkersPerDevice);
+        var loops = pool.Runners.SelectMany(r => Enumerable.Range(0, options.WorkersPerDevice).Select(i => LoopAsync(r, i, stop))).ToList();
+        await Task.WhenAll(loops).ConfigureAwait(false);
+    }
+
+    private async Task LoopAsync(DeviceRunner runner, int slot, CancellationToken stop)
+    {
+        string worker = $"{silo.SiloAddress.ToParsableString()}/{runner.Device}#{slot}";
+        int rotate = slot;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                var active = await GrainCalls.RetryAsync(() => grains.GetGrain<IJobRegistryGrain>(0).ActiveAsync(), stop).ConfigureAwait(false);
+                WorkLease? lease = null;
+                for (int i = 0; i < active.Length && lease is null; i++)
+                {
+                    var jobId = active[(i + rotate) % active.Length];
+                    lease = await GrainCalls.RetryAsync(() => grains.GetGrain<IJobGrain>(jobId).AcquireAsync(worker), stop).ConfigureAwait(false);
+                }
+                rotate++;
+                if (lease is null)
+                {
+                    await Task.Delay(options.PollInterval, stop).ConfigureAwait(false);
+                    continue;
+                }
+                await RunLeaseAsync(lease, runner, worker, stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception e)
+            {
+                log.LogWarning(e, "worker {Worker}: {Error}; retrying", worker, e.Message);
+                try { await Task.Delay(options.PollInterval, stop).ConfigureAwait(false); }
+                catch (OperationCanceledException) { break; }
+            }
+        }
+    }
+
+    private async Task RunLeaseAsync(WorkLease lease, DeviceRunner runner, string worker, CancellationToken stop)
+    {
+        var job = grains.GetGrain<IJobGrain>(lease.JobId);
+        using var leaseCts = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        var token = leaseCts.Token;
+        bool lost = false;
+        Interlocked.Increment(ref _active);
+        var renewals = RenewAsync(job, lease, worker, () => { lost = true; leaseCts.Cancel(); }, token);
+        var clock = Stopwatch.StartNew();
+        try
+        {
+            if (lease.Kind == WorkKind.Finalize)
+            {
+                var summary = await Finalizer.RunAsync(lease.Spec, token).ConfigureAwait(false);
+                await GrainCalls.RetryAsync(() => job.CompleteFinalizeAsync(lease.LeaseId, summary), stop).ConfigureAwait(false);
+                Interlocked.Increment(ref _finalized);
+                return;
+            }
+            var report = await RunShardAsync(lease, runner, worker, clock, token).ConfigureAwait(false);
+            await GrainCalls.RetryAsync(() => job.CompleteShardAsync(lease.LeaseId, report), stop).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (token.IsCancellationRequested)
+        {
+            if (lost)
+            {
+                Interlocked.Increment(ref _lost);
+                log.LogWarning("worker {Worker}: lost the lease of job {Job} {What}; output dropped", worker, lease.JobId, What(lease));
+            }
+            else
+            {
+                // The silo is stopping: the lease expires and another worker redoes the shard.
+                Interlocked.Increment(ref _abandoned);
+                log.LogInformation("worker {Worker}: stopping; job {Job} {What} abandoned", worker, lease.JobId, What(lease));
+            }
+        }
+        catch (Exception e) when (!stop.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _failed);
+            log.LogWarning(e, "worker {Worker}: job {Job} {What} failed: {Error}", worker, lease.JobId, What(lease), e.Message);
+            try { await GrainCalls.RetryAsync(() => job.FailAsync(lease.LeaseId, e.Message), stop).ConfigureAwait(false); }
+            catch (Exception f) when (f is not OperationCanceledException) { log.LogWarning("worker {Worker}: cannot report the failure: {Error}", worker, f.Message); }
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _active);
+            leaseCts.Cancel();
+            try { await renewals.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        }
+    }
+
+    private static string What(WorkLease lease) => lease.Kind == WorkKind.Finalize ? "finalization" : $"shard {lease.Shard}";
+
+    private async Task<ShardReport> RunShardAsync(WorkLease lease, DeviceRunner runner, string worker, Stopwatch clock, CancellationToken token)
+    {
+        var spec = lease.Spec;
+        var store = OutputLocation.Parse(spec.Output).OpenStore();
+        var committer = new ShardCommitter(store);
+        if (await committer.IsCommittedAsync(lease.Shard, token).ConfigureAwait(false))
+            return new ShardReport(lease.Shard, ShardOutcome.AlreadyCommitted, lease.Examples.Length, 0, worker, clock.Elapsed.TotalSeconds);
+
+        var model = new ModelSpec(Path.GetFullPath(spec.ModelDir), spec.Options.DType);
+        var settings = spec.Options.ToSettings();
+        // All examples go to the runner at once: its bounded channel keeps the number in flight small.
+        var outcomes = await Task.WhenAll(lease.Examples.Select(e => runner.AnalyzeAsync(model, e.ToWork(), settings, token))).ConfigureAwait(false);
+
+        var tables = new ShardTables(spec.RunId, lease.ModelFingerprint);
+        int rejected = 0;
+        foreach (var o in outcomes)
+        {
+            if (o.Rows is { } rows) rows.AddTo(tables);
+            else
+            {
+                rejected++;
+                tables.Rejects.Add(o.Work.Line, o.RejectReason ?? "rejected", o.Work.Raw);
+            }
+        }
+        foreach (var r in lease.Rejects) tables.Rejects.Add(r.Line, r.Reason, r.Raw);
+
+        var result = await committer.CommitAsync(lease.Shard, tables, token).ConfigureAwait(false);
+        if (result.Won) Interlocked.Increment(ref _committed);
+        else Interlocked.Increment(ref _already);
+        Interlocked.Add(ref _examples, lease.Examples.Length);
+        return new ShardReport(lease.Shard, result.Won ? ShardOutcome.Committed : ShardOutcome.AlreadyCommitted, lease.Examples.Length,
+            result.Won ? rejected : 0, worker, clock.Elapsed.TotalSeconds);
+    }
+
+    private async Task RenewAsync(IJobGrain job, WorkLease lease, string worker, Action onLost, CancellationToken token)
+    {
+        var every = TimeSpan.FromSeconds(lease.Spec.Options.LeaseSeconds / 3);
+        var expires = lease.ExpiresAt;
+        while (!token.IsCancellationRequested)
+        {
+            await Task.Delay(every, token).ConfigureAwait(false);
+            try
+            {
+                var r = await job.RenewAsync(lease.LeaseId, lease.Shard, worker).WaitAsync(token).ConfigureAwait(false);
+                if (!r.Held)
+                {
+                    log.LogWarning("lease of job {Job} {What} not renewed: {Reason}", lease.JobId, What(lease), r.Reason);
+                    onLost();
+                    return;
+                }
+                expires = r.ExpiresAt;
+            }
+            catch (Exception e) when (GrainCalls.IsTransient(e))
+            {
+                // The job grain may be moving to another silo; keep trying until the lease would have expired anyway.
+                if (DateTimeOffset.UtcNow >= expires)
+                {
+                    onLost();
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,208 @@
+using System.Diagnostics;
+using System.Text.Json.Nodes;
+using LlavaMech.Analysis;
+using LlavaMech.Explanation;
+using LlavaMech.Hooks;
+using LlavaMech.Model;
+using LlavaMech.Processing;
+using LlavaMech.Storage;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Runtime;
+
+/// <summary>
+/// One example through the hooked pass and the statistics, turned into table rows. The pass and the statistics are
+/// exactly <see cref="ExampleAnalyzer.Analyze"/>'s (same capture plan, same inputs to <see cref="Statistics.Compute"/>);
+/// from the same captures it also reads what the tables need beyond <see cref="ExampleStatistics"/>: the top heads'
+/// attention rows (position_stats.attn_weight) and the top neurons' MLP coefficients (neuron_stats.coefficient).
+/// Not thread-safe: one per model, used from the thread that owns the model.
+/// </summary>
+public sealed class PipelineAnalyzer : IDisposable
+{
+    private readonly ExampleAnalyzer _analyzer;
+
+    public PipelineAnalyzer(LoadedModel model)
+    {
+        Model = model;
+        _analyzer = new ExampleAnalyzer(model);
+    }
+
+    public LoadedModel Model { get; }
+
+    /// <summary>
+    /// Analyzes one example. Input problems (unreadable or undecodable image, a prompt the model cannot take, an
+    /// expected answer that is not one token under <see cref="TargetMode.Expected"/>) give a rejected outcome with the
+    /// reason; failures of the pass itself throw (they are the worker's, not the example's).
+    /// </summary>
+    public ExampleOutcome Run(ExampleWork work, AnalysisSettings settings)
+    {
+        var model = Model;
+        int vocab = model.Config.Text.VocabSize;
+        if (work.ImagePath is not null && !model.HasVision)
+            return Reject(work, $"model '{model.Directory}' is text-only ({model.Config.Kind}); it cannot take the image of a vqa example");
+
+        int? target = null;
+        if (settings.Target == TargetMode.Expected && work.Expected is not null)
+        {
+            target = TargetResolver.SingleToken(work.Expected, model.Tokenizer, vocab);
+            if (target is null) return Reject(work, TargetResolver.NotOneTokenReason(work.Expected, model.Tokenizer));
+        }
+
+        ModelInput input;
+        try
+        {
+            input = model.Prepare(work.Prompt, work.ImagePath);
+        }
+        catch (Exception e) when (e is ProcessingException or IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException)
+        {
+            return Reject(work, e.Message);
+        }
+
+        using var scope = NewDisposeScope();
+        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, input.PixelValues is not null));
+        var (stats, acts, forwardMs, statsMs) = Analyze(input, settings.ToStatisticsOptions(target), cache);
+        var rows = BuildRows(work, input, stats, acts, settings);
+        return new ExampleOutcome(work, rows, null, forwardMs, statsMs);
+    }
+
+    private static ExampleOutcome Reject(ExampleWork work, string reason) => new(work, null, reason, 0, 0);
+
+    /// <summary><see cref="ExampleAnalyzer.Analyze"/> without the residual lens, keeping the captures (in the caller's cache and dispose scope).</summary>
+    private (ExampleStatistics Stats, LastPositionActivations Acts, double ForwardMs, double StatisticsMs) Analyze(ModelInput input, StatisticsOptions options,
+        ActivationCache cache)
+    {
+        var model = Model;
+        bool image = input.PixelValues is not null;
+        int layers = model.Layers;
+        var sw = Stopwatch.StartNew();
+        var (ids, pixels) = model.ToTensors(input);
+        var logits = model.Forward(ids, pixels, cache);
+        _ = logits.sum().item<float>();
+        double forwardMs = sw.Elapsed.TotalMilliseconds;
+
+        sw.Restart();
+        var acts = Captures.LastPosition(cache, layers);
+        var imagePositions = image ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: model.Device) : null;
+        var o = options with
+        {
+            ImagePositions = imagePositions,
+            ImageFeatures = image ? cache[HookNames.ImageFeatures][0] : null,
+        };
+        var stats = Statistics.Compute(acts.To(ScalarType.Float32, model.Device), _analyzer.Weights, o);
+        return (stats, acts, forwardMs, sw.Elapsed.TotalMilliseconds);
+    }
+
+    private ExampleRows BuildRows(ExampleWork work, ModelInput input, ExampleStatistics s, LastPositionActivations acts, AnalysisSettings settings)
+    {
+        var model = Model;
+        string id = work.Id;
+        int L = s.LayerAttnIncrease.Length;
+        int vocab = model.Config.Text.VocabSize;
+
+        // examples
+        bool? correct = null;
+        if (work.Expected is not null && TargetResolver.FirstToken(work.Expected, model.Tokenizer, vocab) is { } expectedToken)
+            correct = s.Top5Ids.Length > 0 && s.Top5Ids[0] == expectedToken;
+        var example = new ExampleRow(id, work.Task, work.Prompt, s.TargetId, model.TokenText(s.TargetId), Math.Exp(s.TargetLogProb),
+            work.Expected, correct, input.SeqLen, input.ImagePositions.Length, Metadata(work, s, model));
+
+        // layer_stats
+        var layerRows = new List<LayerStatRow>(2 * L);
+        for (int l = 0; l < L; l++)
+        {
+            layerRows.Add(new LayerStatRow(id, l, Components.Attention, s.LayerAttnIncrease[l]));
+            layerRows.Add(new LayerStatRow(id, l, Components.Ffn, s.LayerFfnIncrease[l]));
+        }
+
+        // head_stats
+        var share = s.Image?.ImageAttentionShare;
+        bool hasShare = share is { Length: > 0 };
+        var headRows = new List<HeadStatRow>();
+        for (int l = 0; l < s.HeadIncrease.Length; l++)
+            for (int h = 0; h < s.HeadIncrease[l].Length; h++)
+                headRows.Add(new HeadStatRow(id, l, h, s.HeadIncrease[l][h], hasShare ? share![l][h] : null));
+
+        // position_stats: the top heads' scores and attention weights at every position
+        var imageIndex = new Dictionary<int, int>();
+        for (int k = 0; k < input.ImagePositions.Length; k++) imageIndex[input.ImagePositions[k]] = k;
+        int numImage = input.ImagePositions.Length;
+        int side = (int)Math.Round(Math.Sqrt(numImage));
+        bool grid = numImage > 0 && side * side == numImage;
+        var positionRows = new List<PositionStatRow>();
+        if (s.PositionIncrease.Length > 0)
+        {
+            var sel = tensor(s.PositionIncrease.Select(p => (long)p.Layer * acts.Heads + p.Head).ToArray(), device: acts.PatternLastRow.device);
+            var rowsT = acts.PatternLastRow.reshape(-1, acts.Positions).index_select(0, sel).to(ScalarType.Float64).cpu();
+            var weights = rowsT.data<double>().ToArray();
+            int T = acts.Positions;
+            for (int i = 0; i < s.PositionIncrease.Length; i++)
+            {
+                var p = s.PositionIncrease[i];
+                for (int t = 0; t < p.Scores.Length; t++)
+                {
+                    bool isImage = imageIndex.TryGetValue(t, out int k);
+                    positionRows.Add(new PositionStatRow(id, p.Layer, p.Head, t, isImage,
+                        isImage && grid ? k / side : null, isImage && grid ? k % side : null, p.Scores[t], weights[i * T + t]));
+                }
+            }
+        }
+
+        // neuron_stats: top-N exact scores, with the coefficient m at the last position
+        var neuronRows = new List<NeuronStatRow>();
+        if (s.Neurons is { } n && settings.TopNeurons > 0)
+        {
+            var top = new List<(int Layer, int Neuron, double Score)>();
+            for (int l = 0; l < n.Scores.Length; l++)
+                for (int i = 0; i < n.Scores[l].Length; i++)
+                    if (n.IsExact(l, i)) top.Add((l, i, n.Scores[l][i]));
+            var chosen = top.OrderByDescending(x => x.Score).Take(settings.TopNeurons).ToList();   // stable: ties keep (layer, neuron) order
+            if (chosen.Count > 0)
+            {
+                int width = acts.MlpWidth;
+                var sel = tensor(chosen.Select(c => (long)c.Layer * width + c.Neuron).ToArray(), device: acts.MlpPost.device);
+                var coef = acts.MlpPost.reshape(-1).index_select(0, sel).to(ScalarType.Float64).cpu().data<double>().ToArray();
+                for (int j = 0; j < chosen.Count; j++)
+                    neuronRows.Add(new NeuronStatRow(id, chosen[j].Layer, chosen[j].Neuron, chosen[j].Score, coef[j]));
+            }
+        }
+
+        // logit_lens: the visual tokens' top-k
+        var lensRows = new List<LogitLensRow>();
+        if (s.Image?.VisualTokenLens is { } lens)
+            for (int p = 0; p < lens.TopIds.Length && p < input.ImagePositions.Length; p++)
+                for (int r = 0; r < lens.TopIds[p].Length; r++)
+                    lensRows.Add(new LogitLensRow(id, input.ImagePositions[p], r, lens.TopIds[p][r], model.TokenText(lens.TopIds[p][r])));
+
+        return new ExampleRows(example, layerRows, headRows, positionRows, neuronRows, lensRows);
+    }
+
+    /// <summary>
+    /// The manifest's metadata object plus a "llavamech" object: manifest line, image (as written), object box, the
+    /// top-5 next tokens with probabilities, the frozen final-norm scale and the neuron route. A manifest that already
+    /// has a "llavamech" field keeps its own.
+    /// </summary>
+    private static string Metadata(ExampleWork work, ExampleStatistics s, LoadedModel model)
+    {
+        JsonObject obj;
+        try { obj = JsonNode.Parse(string.IsNullOrWhiteSpace(work.MetadataJson) ? "{}" : work.MetadataJson) as JsonObject ?? new JsonObject(); }
+        catch (System.Text.Json.JsonException) { obj = new JsonObject(); }
+        if (!obj.ContainsKey("llavamech"))
+        {
+            var top5 = new JsonArray();
+            for (int i = 0; i < s.Top5Ids.Length; i++)
+                top5.Add(new JsonObject { ["id"] = s.Top5Ids[i], ["token"] = model.TokenText(s.Top5Ids[i]), ["prob"] = s.Top5Probs[i] });
+            obj["llavamech"] = new JsonObject
+            {
+                ["line"] = work.Line,
+                ["image"] = work.ImageRelative,
+                ["object_box"] = work.ObjectBox is null ? null : new JsonArray(work.ObjectBox.Select(v => (JsonNode)JsonValue.Create(v)).ToArray()),
+                ["top5"] = top5,
+                ["frozen_scale"] = s.FrozenScale,
+                ["neuron_route"] = s.Neurons?.Route.ToString().ToLowerInvariant(),
+            };
+        }
+        return obj.ToJsonString();
+    }
+
+    public void Dispose() => _analyzer.Dispose();
+}
