@@ -10,10 +10,8 @@ public static class TargetOption
         if (spec is null) return null;
         if (int.TryParse(spec, out var id))
             return id >= 0 && id < vocab ? id : throw new UsageException($"--target {spec} is outside the vocabulary of {vocab}");
-        foreach (var piece in new[] { spec, "\u2581" + spec.TrimStart(), spec.Replace(' ', '\u2581') })
-            if (tokenizer.TokenToId(piece) is { } t) return t;
+        if (Runtime.TargetResolver.SingleToken(spec, tokenizer, vocab) is { } t) return t;
         var ids = tokenizer.Encode(" " + spec.Trim());
-        if (ids.Length == 1) return ids[0];
         throw new UsageException($"--target '{spec}' is not a single token (it tokenizes to {ids.Length}: {string.Join(" ", ids.Select(tokenizer.IdToToken))}); give one of those pieces or an id");
     }
 }
