@@ -31,6 +31,9 @@ namespace LlavaMech.Cli
             new("submit", "submit a pipeline job to a running cluster (--wait to follow it)", PipelineCommands.SubmitSpecs, PipelineCommands.SubmitDescription, PipelineCommands.SubmitExamples, PipelineCommands.Submit),
             new("status", "where a pipeline job stands (or the cluster's jobs)", PipelineCommands.StatusSpecs, PipelineCommands.StatusDescription, PipelineCommands.StatusExamples, PipelineCommands.Status),
             new("cancel", "cancel a pipeline job (committed shards stay; resubmit to resume)", PipelineCommands.CancelSpecs, PipelineCommands.CancelDescription, PipelineCommands.CancelExamples, PipelineCommands.Cancel),
+            new("reanalyze", "nightly run of a model version: run id from the model fingerprint, resumes what is already computed for it", ReanalysisCommands.ReanalyzeSpecs, ReanalysisCommands.ReanalyzeDescription, ReanalysisCommands.ReanalyzeExamples, ReanalysisCommands.Reanalyze),
+            new("bench-pipeline", "examples/s of the pipeline (1 or 2 worker processes) vs a plain loop, overhead, worker memory over a long run", BenchPipelineCommand.Specs, BenchPipelineCommand.Description, BenchPipelineCommand.Examples, BenchPipelineCommand.Run),
+            new("diff", "which heads and layers changed importance between two runs: tables, heatmap, Spearman", ReanalysisCommands.DiffSpecs, ReanalysisCommands.DiffDescription, ReanalysisCommands.DiffExamples, ReanalysisCommands.Diff),
         ];
 
         public static int Run(string[] args)

@@ -14,6 +14,8 @@ namespace LlavaMech.Pipeline;
 /// <param name="LeaseSeconds">a shard lease lasts this long unless renewed (workers renew at a third of it).</param>
 /// <param name="MaxAttempts">failed attempts (errors or expired leases) after which a shard counts as failed.</param>
 /// <param name="SummaryTopK">k of head_summary/layer_summary's top-k share.</param>
+/// <param name="StorageWaitSeconds">how long the job pauses and retries while its output storage is unreachable (every
+/// request already retried with backoff) before it fails with the endpoint and the cause; 0 fails at the first such error.</param>
 [GenerateSerializer, Immutable]
 public sealed record JobOptions(
     [property: Id(0)] int ShardSize = 32,
@@ -25,7 +27,8 @@ public sealed record JobOptions(
     [property: Id(6)] string DType = "auto",
     [property: Id(7)] double LeaseSeconds = 60,
     [property: Id(8)] int MaxAttempts = 3,
-    [property: Id(9)] int SummaryTopK = 10)
+    [property: Id(9)] int SummaryTopK = 10,
+    [property: Id(10)] double StorageWaitSeconds = 300)
 {
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
     public void Validate()
@@ -38,6 +41,7 @@ public sealed record JobOptions(
         if (!(LeaseSeconds >= 1)) throw new ArgumentException($"lease must be at least 1 s, got {LeaseSeconds}");
         if (MaxAttempts < 1) throw new ArgumentException($"max attempts must be at least 1, got {MaxAttempts}");
         if (SummaryTopK < 1) throw new ArgumentException($"summary top-k must be at least 1, got {SummaryTopK}");
+        if (!(StorageWaitSeconds >= 0)) throw new ArgumentException($"storage wait must be >= 0 s, got {StorageWaitSeconds}");
         ToSettings().Validate();
     }
 
@@ -213,6 +217,8 @@ public sealed record RunSummary(
 /// <param name="Rejects">manifest lines rejected by the reader, plus examples rejected while running (reported so far).</param>
 /// <param name="ExamplesPerSecond">over the last minute of completions in this job's current activation.</param>
 /// <param name="Workers">workers holding a lease now.</param>
+/// <param name="Notice">what the job is waiting for while it is active (e.g. paused: output storage unreachable), else null.</param>
+/// <param name="LeaseOwners">the workers holding a lease now ("&lt;silo address&gt;/&lt;device&gt;#&lt;slot&gt;").</param>
 [GenerateSerializer, Immutable]
 public sealed record JobStatus(
     [property: Id(0)] string JobId,
@@ -235,7 +241,9 @@ public sealed record JobStatus(
     [property: Id(17)] string? ModelFingerprint,
     [property: Id(18)] RunSummary? Summary,
     [property: Id(19)] int Workers,
-    [property: Id(20)] int Attempts)
+    [property: Id(20)] int Attempts,
+    [property: Id(21)] string? Notice = null,
+    [property: Id(22)] string[]? LeaseOwners = null)
 {
     public bool IsTerminal => State is JobState.Completed or JobState.Failed or JobState.Cancelled;
 
@@ -280,6 +288,14 @@ public interface IJobGrain : IGrainWithStringKey
 
     /// <summary>The attempt failed; the shard goes back to the queue until it has failed <see cref="JobOptions.MaxAttempts"/> times.</summary>
     Task FailAsync(string leaseId, string error);
+
+    /// <summary>
+    /// The attempt failed because the output storage is unreachable (a transient storage error that outlasted the
+    /// request retries): not the shard's fault, so it goes back to the queue without counting an attempt, and the job
+    /// pauses leasing with a growing backoff. When the storage stays unreachable for
+    /// <see cref="JobOptions.StorageWaitSeconds"/>, the job fails with a message naming <paramref name="endpoint"/>.
+    /// </summary>
+    Task StorageUnavailableAsync(string leaseId, string endpoint, string error);
 
     Task CompleteFinalizeAsync(string leaseId, RunSummary summary);
 }

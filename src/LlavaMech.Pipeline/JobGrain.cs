@@ -42,6 +42,12 @@ public sealed class JobGrain : Grain, IJobGrain
     private DateTimeOffset? _firstLeaseAt;
     private int _runtimeRejects, _attempts;
 
+    // Output storage outage (see StorageOutage): since when the storage fails, how often, and until when leasing pauses.
+    private DateTimeOffset? _outageSince, _pausedUntil;
+    private int _outageTries;
+    private string? _outageEndpoint;
+    private volatile string? _prepareNotice;   // written by the preparation task while it waits for the storage
+
     private enum SlotState { Pending, Running, Done, Failed }
 
     private sealed class Slot(PlannedShard shard)
@@ -102,6 +108,7 @@ public sealed class JobGrain : Grain, IJobGrain
         _firstLeaseAt = null;
         _runtimeRejects = 0;
         _attempts = 0;
+        ClearOutage();
         await _record.WriteStateAsync();
         await Registry.RegisterAsync(JobId, true);
         _log.LogInformation("job {Job}: submitted ({Model} over {Manifest} into {Output})", JobId, spec.ModelDir, spec.ManifestPath, spec.Output);
@@ -144,6 +151,7 @@ public sealed class JobGrain : Grain, IJobGrain
                     s.LeaseId = null;
                 }
             _finalize = null;
+            ClearOutage();
             await _record.WriteStateAsync();
             await Registry.RegisterAsync(JobId, false);
             _log.LogInformation("job {Job}: cancelled ({Reason})", JobId, R.Error);
@@ -158,6 +166,7 @@ public sealed class JobGrain : Grain, IJobGrain
         ExpireLeases();
         var now = Now;
         var lease = TimeSpan.FromSeconds(R.Spec!.Options.LeaseSeconds);
+        if (_pausedUntil is { } paused && now < paused) return null;   // output storage unreachable: wait before trying again
         var next = _shards.FirstOrDefault(s => s.State == SlotState.Pending);
         if (next is not null)
         {
@@ -170,6 +179,13 @@ public sealed class JobGrain : Grain, IJobGrain
                 next.Shard.Examples, next.Shard.Rejects);
         }
         if (_shards.Any(s => s.State == SlotState.Running)) return null;
+
+        // Every shard failed for good: nothing to aggregate, fail with the shards' errors.
+        if (_shards.All(s => s.State == SlotState.Failed))
+        {
+            await FinishAsync(JobState.Failed, ShardFailures(), null);
+            return null;
+        }
 
         // Every shard is done (or failed for good): finalize.
         if (R.State == JobState.Running)
@@ -221,6 +237,7 @@ public sealed class JobGrain : Grain, IJobGrain
         if (slot.State == SlotState.Done) return;
         slot.State = SlotState.Done;
         slot.LeaseId = null;
+        ClearOutage();   // a commit went through: the storage is reachable
         _runtimeRejects += report.ExamplesRejected;
         var now = Now;
         _completions.Enqueue((now, slot.Shard.Examples.Length));
@@ -255,13 +272,64 @@ public sealed class JobGrain : Grain, IJobGrain
     {
         await IntegrateAsync();
         if (R.State != JobState.Finalizing || _shards is null) return;
-        var failed = _shards.Where(s => s.State == SlotState.Failed).ToList();
-        string? error = failed.Count == 0
-            ? null
-            : $"{failed.Count} of {_shards.Length} shards failed after {R.Spec!.Options.MaxAttempts} attempts " +
-              $"({string.Join("; ", failed.Take(3).Select(s => $"shard {s.Shard.Index}: {s.LastError}"))}{(failed.Count > 3 ? "; ..." : "")}); " +
-              "the other shards are committed: submit the same job again to retry the failed ones";
+        ClearOutage();
+        string? error = _shards.Any(s => s.State == SlotState.Failed) ? ShardFailures() : null;
         await FinishAsync(error is null ? JobState.Completed : JobState.Failed, error, summary);
+    }
+
+    private string ShardFailures()
+    {
+        var failed = _shards!.Where(s => s.State == SlotState.Failed).ToList();
+        int done = _shards!.Count(s => s.State == SlotState.Done);
+        return $"{failed.Count} of {_shards!.Length} shards failed after {R.Spec!.Options.MaxAttempts} attempts " +
+               $"({string.Join("; ", failed.Take(3).Select(s => $"shard {s.Shard.Index}: {s.LastError}"))}{(failed.Count > 3 ? "; ..." : "")}); " +
+               (done > 0 ? "the other shards are committed: " : "") + "submit the same job again to retry the failed ones";
+    }
+
+    public async Task StorageUnavailableAsync(string leaseId, string endpoint, string error)
+    {
+        await IntegrateAsync();
+        if (!Active) return;
+        var slot = FindLease(leaseId);
+        if (slot is not null)
+        {
+            // Not the shard's fault: back to the queue without counting an attempt (the storage wait bounds the retries).
+            slot.State = SlotState.Pending;
+            slot.LeaseId = null;
+            slot.LastError = error;
+        }
+        await NoteOutageAsync(endpoint, error);
+    }
+
+    /// <summary>Records a failure to reach the output storage: pauses leasing, or fails the job once the storage wait is spent.</summary>
+    private async Task NoteOutageAsync(string endpoint, string error)
+    {
+        var now = Now;
+        _outageSince ??= now;
+        _outageTries++;
+        _outageEndpoint = endpoint;
+        var waited = now - _outageSince.Value;
+        double wait = R.Spec!.Options.StorageWaitSeconds;
+        if (waited.TotalSeconds >= wait)
+        {
+            string message = StorageOutage.GiveUpMessage(endpoint, waited, _outageTries, wait, error);
+            ClearOutage();
+            await FinishAsync(JobState.Failed, message, null);
+            return;
+        }
+        var pause = StorageOutage.Pause(_outageTries);
+        var remaining = TimeSpan.FromSeconds(wait) - waited;
+        _pausedUntil = now + (pause < remaining ? pause : remaining);
+        _log.LogWarning("job {Job}: output storage {Endpoint} unreachable ({Tries} tries in {Seconds:0} s); pausing {Pause:0.0} s: {Error}",
+            JobId, endpoint, _outageTries, waited.TotalSeconds, (_pausedUntil.Value - now).TotalSeconds, error);
+    }
+
+    private void ClearOutage()
+    {
+        _outageSince = null;
+        _pausedUntil = null;
+        _outageTries = 0;
+        _outageEndpoint = null;
     }
 
     private async Task FinishAsync(JobState state, string? error, RunSummary? summary)
@@ -286,7 +354,41 @@ public sealed class JobGrain : Grain, IJobGrain
         var token = _prepareCancel.Token;
         _shards = null;
         _finalize = null;
-        _prepare = Task.Run(() => JobPlan.PrepareAsync(spec, token), token);
+        _prepareNotice = null;
+        _prepare = Task.Run(() => PrepareWithRetriesAsync(spec, n => _prepareNotice = n, token), token);
+    }
+
+    /// <summary>
+    /// <see cref="JobPlan.PrepareAsync"/>, retried with the storage outage policy while the output storage is
+    /// unreachable (the job stays preparing, with a notice); after the storage wait it fails with the endpoint named.
+    /// </summary>
+    internal static async Task<JobPlan> PrepareWithRetriesAsync(JobSpec spec, Action<string?> notice, CancellationToken ct)
+    {
+        DateTimeOffset? since = null;
+        int tries = 0;
+        while (true)
+        {
+            try
+            {
+                var plan = await JobPlan.PrepareAsync(spec, ct).ConfigureAwait(false);
+                notice(null);
+                return plan;
+            }
+            catch (Exception e) when (StorageOutage.Find(e) is { } storage && !ct.IsCancellationRequested)
+            {
+                var now = DateTimeOffset.UtcNow;
+                since ??= now;
+                tries++;
+                var waited = now - since.Value;
+                if (waited.TotalSeconds >= spec.Options.StorageWaitSeconds)
+                    throw new JobPreparationException(StorageOutage.GiveUpMessage(storage.Endpoint, waited, tries, spec.Options.StorageWaitSeconds, storage.Message), storage);
+                var pause = StorageOutage.Pause(tries);
+                var remaining = TimeSpan.FromSeconds(spec.Options.StorageWaitSeconds) - waited;
+                if (remaining < pause) pause = remaining;
+                notice(StorageOutage.PausedNotice(storage.Endpoint, waited, tries, pause, spec.Options.StorageWaitSeconds));
+                await Task.Delay(pause, ct).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Takes in a finished preparation: shards (committed ones done), or the job's failure with the reason.</summary>
@@ -359,9 +461,19 @@ public sealed class JobGrain : Grain, IJobGrain
         int remaining = Math.Max(0, R.ExamplesTotal - examplesDone - examplesFailed);
         double? eta = R.State is JobState.Running && rate > 0 ? remaining / rate : R.State is JobState.Finalizing ? 0 : null;
         var state = Active && _shards is null ? JobState.Preparing : R.State;
-        int workers = shards.Where(s => s.State == SlotState.Running).Select(s => s.Owner).Distinct().Count();
+        var owners = shards.Where(s => s.State == SlotState.Running).Append(_finalize).Where(s => s is { State: SlotState.Running, Owner: not null })
+            .Select(s => s!.Owner!).Distinct().ToArray();
+        string? notice = null;
+        if (Active)
+        {
+            if (_outageSince is { } since && _outageEndpoint is not null)
+                notice = StorageOutage.PausedNotice(_outageEndpoint, now - since, _outageTries, _pausedUntil - now, R.Spec!.Options.StorageWaitSeconds);
+            else if (_shards is null)
+                notice = _prepareNotice;
+        }
         return new JobStatus(JobId, state, R.Error, R.ShardsTotal, done, running, failed, pending, R.ShardsSkipped, R.ExamplesTotal, examplesDone,
-            R.ManifestRejects + _runtimeRejects, rate, eta, R.SubmittedAt, R.FinishedAt, R.Spec, R.Fingerprint, R.Summary, workers, _attempts);
+            R.ManifestRejects + _runtimeRejects, rate, eta, R.SubmittedAt, R.FinishedAt, R.Spec, R.Fingerprint, R.Summary, owners.Length, _attempts,
+            notice, owners);
     }
 }
 

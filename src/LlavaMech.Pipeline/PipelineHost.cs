@@ -42,6 +42,7 @@ public static class PipelineHost
         // Orleans warns about ServerGC and watchdog delays on every start; keep its noise out unless asked for.
         logging.AddFilter("Orleans", level <= LogLevel.Information ? LogLevel.Warning : LogLevel.Error);
         logging.AddFilter("Microsoft", level <= LogLevel.Information ? LogLevel.Warning : LogLevel.Error);
+        logging.AddFilter("Polly", LogLevel.Warning);   // Orleans' placement retries log every call at information level
     }
 
     /// <summary>A TCP port that is free on the loopback interface right now.</summary>

@@ -21,6 +21,13 @@ public sealed record PipelineSiloOptions
     /// <summary>Runner threads (each with its own model copy) and lease loops per device.</summary>
     public int WorkersPerDevice { get; init; } = 1;
 
+    /// <summary>
+    /// Shard leases held per runner thread. With 2 (the default) a worker computes the next shard while it writes and
+    /// commits the last one (Parquet, uploads: the device does not wait for the storage); 1 works strictly one shard
+    /// at a time.
+    /// </summary>
+    public int LeasesPerThread { get; init; } = 2;
+
     /// <summary>How often an idle worker asks for work.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(500);
 
@@ -41,7 +48,7 @@ public sealed record PipelineSiloOptions
     public int TorchThreads { get; init; }
 
     /// <summary>
-    /// Reads the <c>Pipeline</c> section: <c>Devices</c> ("cpu", "cuda:0,cuda:1", "none"), <c>WorkersPerDevice</c>,
+    /// Reads the <c>Pipeline</c> section: <c>Devices</c> ("cpu", "cuda:0,cuda:1", "none"), <c>WorkersPerDevice</c>, <c>LeasesPerThread</c>,
     /// <c>PollMs</c>, <c>StateStore</c>, <c>RunnerCapacity</c>, <c>TorchThreads</c>, <c>PreloadModel</c> (+ <c>PreloadDType</c>).
     /// </summary>
     public static PipelineSiloOptions FromConfiguration(IConfiguration configuration)
@@ -51,6 +58,7 @@ public sealed record PipelineSiloOptions
         if (c["Devices"] is { } devices)
             o = o with { Devices = ParseDevices(devices) };
         if (c["WorkersPerDevice"] is { } w) o = o with { WorkersPerDevice = Int(w, "Pipeline:WorkersPerDevice", 1) };
+        if (c["LeasesPerThread"] is { } lpt) o = o with { LeasesPerThread = Int(lpt, "Pipeline:LeasesPerThread", 1) };
         if (c["PollMs"] is { } p) o = o with { PollInterval = TimeSpan.FromMilliseconds(Int(p, "Pipeline:PollMs", 10)) };
         if (c["StateStore"] is { Length: > 0 } s) o = o with { StateStore = s };
         if (c["RunnerCapacity"] is { } rc) o = o with { RunnerCapacity = Int(rc, "Pipeline:RunnerCapacity", 0) };
@@ -77,6 +85,7 @@ public sealed record PipelineSiloOptions
     public void Validate()
     {
         if (WorkersPerDevice < 1) throw new ArgumentException($"workers per device must be at least 1, got {WorkersPerDevice}");
+        if (LeasesPerThread < 1) throw new ArgumentException($"leases per thread must be at least 1, got {LeasesPerThread}");
         if (PollInterval <= TimeSpan.Zero) throw new ArgumentException("poll interval must be positive");
         if (StateStore != "memory") _ = OutputLocation.Parse(StateStore);
     }

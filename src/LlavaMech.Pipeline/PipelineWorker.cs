@@ -14,7 +14,10 @@ public sealed class DevicePool : IHostedService, IAsyncDisposable
     {
         if (options.TorchThreads > 0 && options.Devices.Count > 0) TorchSharp.torch.set_num_threads(options.TorchThreads);
         Runners = options.Devices
-            .Select(d => new DeviceRunner(new DeviceRunnerOptions { Device = d, Threads = options.WorkersPerDevice, Capacity = options.RunnerCapacity, Preload = options.Preload },
+            .Select(d => new DeviceRunner(new DeviceRunnerOptions
+                {
+                    Device = d, Threads = options.WorkersPerDevice, Capacity = options.RunnerCapacity, Preload = options.Preload, TorchThreads = options.TorchThreads,
+                },
                 m => log.LogInformation("{Message}", m)))
             .ToList();
     }
@@ -39,11 +42,13 @@ public sealed class DevicePool : IHostedService, IAsyncDisposable
 
 /// <summary>Counters of a silo's worker.</summary>
 /// <param name="LeasesAbandoned">leases dropped because the silo stopped mid-shard (their shards run again elsewhere once the lease expires).</param>
+/// <param name="StorageFailures">attempts (among <paramref name="ShardsFailed"/>) that failed because the output storage was unreachable.</param>
 public sealed record WorkerStats(long ShardsCommitted, long ShardsAlreadyCommitted, long ShardsFailed, long LeasesLost, long LeasesAbandoned,
-    long Finalizations, long Examples, int ActiveLeases);
+    long Finalizations, long Examples, int ActiveLeases, long StorageFailures = 0);
 
 /// <summary>
-/// The worker of one silo: for each of its devices, <see cref="PipelineSiloOptions.WorkersPerDevice"/> loops that, while
+/// The worker of one silo: for each of its devices, <see cref="PipelineSiloOptions.WorkersPerDevice"/> x
+/// <see cref="PipelineSiloOptions.LeasesPerThread"/> loops that, while
 /// jobs are active, pull a lease from a job grain, run the shard's examples through the device's
 /// <see cref="DeviceRunner"/>, write and commit the shard's Parquet parts with <see cref="ShardCommitter"/>, and report
 /// back; a lease is renewed at a third of its duration, and a lost lease (expired, job cancelled) stops the shard and
@@ -57,11 +62,12 @@ public sealed class PipelineWorker(
     IHostApplicationLifetime lifetime,
     ILogger<PipelineWorker> log) : BackgroundService
 {
-    private long _committed, _already, _failed, _lost, _abandoned, _finalized, _examples;
+    private long _committed, _already, _failed, _lost, _abandoned, _finalized, _examples, _storageFailures;
     private int _active;
 
     public WorkerStats Stats => new(Interlocked.Read(ref _committed), Interlocked.Read(ref _already), Interlocked.Read(ref _failed),
-        Interlocked.Read(ref _lost), Interlocked.Read(ref _abandoned), Interlocked.Read(ref _finalized), Interlocked.Read(ref _examples), Volatile.Read(ref _active));
+        Interlocked.Read(ref _lost), Interlocked.Read(ref _abandoned), Interlocked.Read(ref _finalized), Interlocked.Read(ref _examples), Volatile.Read(ref _active),
+        Interlocked.Read(ref _storageFailures));
 
     /// <summary>Leases this silo holds right now.</summary>
     public int ActiveLeases => Volatile.Read(ref _active);
@@ -81,9 +87,12 @@ public sealed class PipelineWorker(
             log.LogInformation("silo {Silo} declares no devices: it hosts grains but runs no shards", silo.SiloAddress);
             return;
         }
-        log.LogInformation("silo {Silo}: pulling work on {Devices} ({Workers} per device)", silo.SiloAddress,
-            string.Join(", ", pool.Runners.Select(r => r.Device)), options.WorkersPerDevice);
-        var loops = pool.Runners.SelectMany(r => Enumerable.Range(0, options.WorkersPerDevice).Select(i => LoopAsync(r, i, stop))).ToList();
+        log.LogInformation("silo {Silo}: pulling work on {Devices} ({Workers} per device, {Leases} leases per runner thread)", silo.SiloAddress,
+            string.Join(", ", pool.Runners.Select(r => r.Device)), options.WorkersPerDevice, options.LeasesPerThread);
+        // Lease loops share their device's runner: with more loops than runner threads, one loop's shard computes while
+        // another's commits.
+        int loopsPerDevice = options.WorkersPerDevice * options.LeasesPerThread;
+        var loops = pool.Runners.SelectMany(r => Enumerable.Range(0, loopsPerDevice).Select(i => LoopAsync(r, i, stop))).ToList();
         await Task.WhenAll(loops).ConfigureAwait(false);
     }
 
@@ -161,8 +170,21 @@ public sealed class PipelineWorker(
         catch (Exception e) when (!stop.IsCancellationRequested)
         {
             Interlocked.Increment(ref _failed);
-            log.LogWarning(e, "worker {Worker}: job {Job} {What} failed: {Error}", worker, lease.JobId, What(lease), e.Message);
-            try { await GrainCalls.RetryAsync(() => job.FailAsync(lease.LeaseId, e.Message), stop).ConfigureAwait(false); }
+            try
+            {
+                if (StorageOutage.Find(e) is { } storage)
+                {
+                    // The output storage is unreachable: the job pauses and retries, and gives up after its storage wait.
+                    Interlocked.Increment(ref _storageFailures);
+                    log.LogWarning("worker {Worker}: job {Job} {What}: output storage unreachable: {Error}", worker, lease.JobId, What(lease), storage.Message);
+                    await GrainCalls.RetryAsync(() => job.StorageUnavailableAsync(lease.LeaseId, storage.Endpoint, storage.Message), stop).ConfigureAwait(false);
+                }
+                else
+                {
+                    log.LogWarning(e, "worker {Worker}: job {Job} {What} failed: {Error}", worker, lease.JobId, What(lease), e.Message);
+                    await GrainCalls.RetryAsync(() => job.FailAsync(lease.LeaseId, e.Message), stop).ConfigureAwait(false);
+                }
+            }
             catch (Exception f) when (f is not OperationCanceledException) { log.LogWarning("worker {Worker}: cannot report the failure: {Error}", worker, f.Message); }
         }
         finally
@@ -181,7 +203,12 @@ public sealed class PipelineWorker(
         var store = OutputLocation.Parse(spec.Output).OpenStore();
         var committer = new ShardCommitter(store);
         if (await committer.IsCommittedAsync(lease.Shard, token).ConfigureAwait(false))
+        {
+            // Committed already (by an earlier job, or by an attempt whose storage went away while it published):
+            // a commit of nothing finishes an interrupted publication and writes nothing else.
+            await committer.CommitAsync(lease.Shard, new ShardTables(spec.RunId, lease.ModelFingerprint), token).ConfigureAwait(false);
             return new ShardReport(lease.Shard, ShardOutcome.AlreadyCommitted, lease.Examples.Length, 0, worker, clock.Elapsed.TotalSeconds);
+        }
 
         var model = new ModelSpec(Path.GetFullPath(spec.ModelDir), spec.Options.DType);
         var settings = spec.Options.ToSettings();

@@ -20,6 +20,13 @@ public sealed record DeviceRunnerOptions
     /// <summary>A model spec to load at start so the first shard does not pay for it (null: load on the first request).</summary>
     public ModelSpec? Preload { get; init; }
 
+    /// <summary>
+    /// libtorch intra-op threads of each runner thread (0: leave libtorch's setting). Set on the runner thread itself:
+    /// OpenMP's and MKL's thread counts are per calling thread, so a process-wide set_num_threads from another thread
+    /// does not reliably reach the matrix products of a new thread.
+    /// </summary>
+    public int TorchThreads { get; init; }
+
     public int EffectiveCapacity => Capacity > 0 ? Capacity : 2 * Math.Max(1, Threads);
 }
 
@@ -103,6 +110,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
         var reader = _channel.Reader;
         try
         {
+            if (Options.TorchThreads > 0) TorchSharp.torch.set_num_threads(Options.TorchThreads);
             if (Options.Preload is { } pre)
             {
                 try { (model, analyzer, loaded) = Load(pre, index); }

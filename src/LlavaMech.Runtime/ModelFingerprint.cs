@@ -12,16 +12,22 @@ namespace LlavaMech.Runtime;
 /// <list type="number">
 /// <item><c>config.json</c>'s bytes;</item>
 /// <item>for every safetensors file (the single <c>model.safetensors</c>, or the index and its shards in name order):
-/// the file name, its size, its 8-byte header length and JSON header (names, dtypes, shapes, offsets, metadata), and
-/// 4 KiB sampled at each end of its data section.</item>
+/// the file name, its size, its 8-byte header length and JSON header (names, dtypes, shapes, offsets, metadata),
+/// 4 KiB sampled at each end of its data section, and for every tensor (in name order) 256 bytes at the start, the
+/// middle and the end of its data.</item>
 /// </list>
 /// The headers alone would give two fine-tunes of one architecture the same fingerprint (same names, shapes and
-/// offsets), so that a resumed run could silently continue another model's output; the two 4 KiB samples (a few
-/// positional reads per file, no weights loaded) tell them apart in practice. Cost: milliseconds even for a 7B model.
+/// offsets), so that a resumed run (or a reanalysis, whose run id is the fingerprint) could silently continue another
+/// model's output. The per-tensor samples see any change that touches a whole tensor (fine-tuning, a merged adapter,
+/// a rescaled layer) wherever the tensor lies in the file; a change confined to a few weights away from the samples
+/// is not seen (hash the files for that). Cost: three small positional reads per tensor, milliseconds for a 7B model.
 /// </summary>
 public static class ModelFingerprint
 {
     public const int SampleBytes = 4096;
+
+    /// <summary>Bytes sampled at the start, middle and end of each tensor's data.</summary>
+    public const int TensorSampleBytes = 256;
 
     /// <summary>The fingerprint of the checkpoint in <paramref name="modelDir"/>. Throws <see cref="CheckpointException"/> when files are missing or unreadable.</summary>
     public static string Compute(string modelDir)
@@ -34,7 +40,7 @@ public static class ModelFingerprint
         void Text(string s) { sha.AppendData(Encoding.UTF8.GetBytes(s)); sha.AppendData([0]); }
         void Long(long v) { Span<byte> b = stackalloc byte[8]; BinaryPrimitives.WriteInt64LittleEndian(b, v); sha.AppendData(b); }
 
-        Text("llavamech-fingerprint/1");
+        Text("llavamech-fingerprint/2");
         Text("config.json");
         sha.AppendData(File.ReadAllBytes(config));
 
@@ -67,8 +73,44 @@ public static class ModelFingerprint
             sha.AppendData(sample);
             ReadExactly(handle, sample, length - n, file);
             sha.AppendData(sample);
+
+            foreach (var (begin, end) in TensorRanges(header, file))
+            {
+                long size = end - begin;
+                if (begin < 0 || end > dataLength || size < 0)
+                    throw new CheckpointException($"safetensors file '{file}' has a tensor at [{begin}, {end}) outside its {dataLength}-byte data section");
+                int m = (int)Math.Min(TensorSampleBytes, size);
+                var part = new byte[m];
+                foreach (long at in new[] { begin, begin + (size - m) / 2, end - m })
+                {
+                    ReadExactly(handle, part, dataStart + at, file);
+                    sha.AppendData(part);
+                }
+            }
         }
         return Convert.ToHexStringLower(sha.GetHashAndReset());
+    }
+
+    /// <summary>Data offsets of every tensor of a safetensors header, in name order.</summary>
+    private static List<(long Begin, long End)> TensorRanges(byte[] header, string file)
+    {
+        var ranges = new List<(string Name, long Begin, long End)>();
+        try
+        {
+            using var doc = JsonDocument.Parse(header);
+            foreach (var p in doc.RootElement.EnumerateObject())
+            {
+                if (p.Name == "__metadata__" || p.Value.ValueKind != JsonValueKind.Object) continue;
+                if (!p.Value.TryGetProperty("data_offsets", out var o) || o.ValueKind != JsonValueKind.Array || o.GetArrayLength() != 2)
+                    throw new CheckpointException($"safetensors file '{file}': tensor '{p.Name}' has no data_offsets [begin, end]");
+                ranges.Add((p.Name, o[0].GetInt64(), o[1].GetInt64()));
+            }
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new CheckpointException($"safetensors file '{file}' has an invalid JSON header: {e.Message}", e);
+        }
+        return ranges.OrderBy(r => r.Name, StringComparer.Ordinal).Select(r => (r.Begin, r.End)).ToList();
     }
 
     /// <summary>The weight files in hashing order: model.safetensors, or the index and the shards it names (sorted).</summary>

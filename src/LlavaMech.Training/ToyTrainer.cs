@@ -63,15 +63,21 @@ public static class ToyTrainer
             // ---- data ----
             void DataProgress(int done, int total) =>
                 progress?.Report(new TrainingProgress(TrainingPhase.PreparingData, done, total, double.NaN, double.NaN, double.NaN, 0, clock.Elapsed));
-            IReadOnlyList<ManifestExample> trainExamples;
-            if (o.TrainManifest is not null) trainExamples = ReadManifest(o.TrainManifest);
+            var trainExamples = new List<ManifestExample>();
+            if (o.TrainManifest is not null) trainExamples.AddRange(ReadManifest(o.TrainManifest));
             else
             {
-                var dir = Path.Combine(work, "train");
-                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-                trainExamples = SynthColors.Generate(dir, o.TrainCount, o.TrainSeed, new SynthOptions { TextQaCount = o.TrainTextQaCount }).Examples;
+                trainExamples.AddRange(SynthColors.Generate(FreshDir(work, "train"), o.TrainCount, o.TrainSeed,
+                    new SynthOptions { TextQaCount = o.TrainTextQaCount }).Examples);
+                if (o.ConfusableTrainCount > 0)
+                    for (int k = 0; k < ConfusableShapes.Count; k++)
+                    {
+                        var (asked, confusable) = ConfusableShapes[k];
+                        trainExamples.AddRange(SynthColors.Generate(FreshDir(work, "train-" + asked), o.ConfusableTrainCount, ConfusableSeed(o.TrainSeed, k),
+                            new SynthOptions { TextQaCount = 0, QuestionShapes = [asked], Shapes = [asked, .. confusable], IdPrefix = asked }).Examples);
+                    }
             }
-            var data = TrainingData.Encode(trainExamples, tokenizer, prompts, images, DataProgress);
+            var data = TrainingData.Encode(trainExamples, tokenizer, prompts, images, DataProgress, config.Vision!.PatchSize, o.AllObjectQuestions);
             if (data.VqaCount == 0 && data.TqaCount == 0) throw new ArgumentException("no training examples");
 
             // ---- model ----
@@ -85,7 +91,15 @@ public static class ToyTrainer
                 ? Math.Max(1, (int)Math.Ceiling(ep * Math.Max(data.VqaCount, data.TqaCount) / (double)o.BatchSize))
                 : o.Steps;
             var trainClock = Stopwatch.StartNew();
-            var (steps, losses) = Optimize(model, parameters, data, o, totalSteps, clock, progress);
+            int pretrainSteps;
+            int steps;
+            List<double> losses;
+            using (var optimizer = new ToyOptimizer(model, data, o, clock, progress))
+            {
+                optimizer.TieGreyFilters();
+                pretrainSteps = optimizer.PretrainVision();
+                (steps, losses) = optimizer.Train(totalSteps);
+            }
             var trainingTime = trainClock.Elapsed;
 
             // ---- save ----
@@ -102,9 +116,7 @@ public static class ToyTrainer
             if (o.HeldOutManifest is not null) heldOut = ReadManifest(o.HeldOutManifest);
             else if (o.HeldOutCount > 0)
             {
-                var dir = Path.Combine(work, "heldout");
-                if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
-                heldOut = SynthColors.Generate(dir, o.HeldOutCount, o.HeldOutSeed).Examples;
+                heldOut = SynthColors.Generate(FreshDir(work, "heldout"), o.HeldOutCount, o.HeldOutSeed).Examples;
             }
             if (heldOut is not null)
             {
@@ -122,6 +134,7 @@ public static class ToyTrainer
 
             var result = new TrainingResult(outDir, vqa?.Accuracy ?? double.NaN, tqa?.Accuracy ?? double.NaN, steps, clock.Elapsed)
             {
+                VisionPretrainSteps = pretrainSteps,
                 TrainingTime = trainingTime,
                 HeldOutCount = vqa?.Total ?? 0,
                 TextQaCount = tqa?.Total ?? 0,
@@ -146,102 +159,16 @@ public static class ToyTrainer
         }
     }
 
-    private static (int Steps, List<double> Losses) Optimize(LlavaForConditionalGeneration model, List<TorchSharp.Modules.Parameter> parameters,
-        TrainingData data, ToyTrainingOptions o, int totalSteps, Stopwatch clock, IProgress<TrainingProgress>? progress)
-    {
-        var rng = new Random(o.Seed);
-        using var rgb = data.VqaCount > 0 ? data.RgbTensor() : null;
-        bool usePatches = o.PatchLossWeight > 0 && data.PatchShape is not null;
-        long dim = model.Config.Text.HiddenSize;
-        // Probes of the auxiliary patch loss: trained alongside, never saved.
-        using var shapeProbe = nn.Linear(dim, TrainingData.PatchShapes.Count + 1);
-        using var colorProbe = nn.Linear(dim, TrainingData.PatchColors.Count + 1);
-        var trained = new List<TorchSharp.Modules.Parameter>(parameters);
-        if (usePatches) trained.AddRange(shapeProbe.parameters().Concat(colorProbe.parameters()));
-
-        var optimizer = optim.AdamW(trained, lr: o.LearningRate, beta1: 0.9, beta2: o.Beta2, weight_decay: o.WeightDecay);
-        var losses = new List<double>(totalSteps);
-        double windowLoss = 0;
-        long vqaRight = 0, vqaSeen = 0, tqaRight = 0, tqaSeen = 0;
-        int windowSteps = 0, step = 0;
-        bool useTqa = o.TextQaBatchSize > 0 && data.TqaCount > 0;
-        bool useVqa = data.VqaCount > 0;
-        model.train();
-        while (step < totalSteps)
-        {
-            if (o.TimeBudget is TimeSpan budget && clock.Elapsed >= budget) break;
-            double lr = LearningRateAt(step, totalSteps, o);
-            foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
-
-            using (var scope = NewDisposeScope())
-            {
-                optimizer.zero_grad();
-                Tensor? loss = null;
-                if (useVqa)
-                {
-                    var bucket = TrainingData.PickBucket(data.Vqa, rng);
-                    var batch = data.MakeBatch(bucket, bucket.Take(o.BatchSize, rng), rgb, o.FlipAugment, rng, CPU);
-                    var features = model.ImageFeatures(batch.Pixels!);                               // [B, P, D]
-                    var logits = model.LanguageModel.Forward(Splice(model, batch.Ids, features), null).select(1, 0); // [B, V]
-                    loss = nn.functional.cross_entropy(logits, batch.Targets);
-                    if (usePatches)
-                    {
-                        var flat = features.reshape(-1, dim);
-                        var patchLoss = nn.functional.cross_entropy(shapeProbe.call(flat), batch.PatchShape!.reshape(-1))
-                                      + nn.functional.cross_entropy(colorProbe.call(flat), batch.PatchColor!.reshape(-1));
-                        loss = loss + o.PatchLossWeight * patchLoss;
-                    }
-                    vqaRight += logits.argmax(-1).eq(batch.Targets).sum().item<long>();
-                    vqaSeen += batch.Targets.shape[0];
-                }
-                if (useTqa)
-                {
-                    var bucket = TrainingData.PickBucket(data.Tqa, rng);
-                    var batch = data.MakeBatch(bucket, bucket.Take(Math.Min(o.TextQaBatchSize, bucket.Count), rng), null, false, rng, CPU);
-                    var logits = model.Forward(batch.Ids, null, null).select(1, 0);
-                    var lossT = nn.functional.cross_entropy(logits, batch.Targets);
-                    loss = loss is null ? lossT : loss + o.TextQaLossWeight * lossT;
-                    tqaRight += logits.argmax(-1).eq(batch.Targets).sum().item<long>();
-                    tqaSeen += batch.Targets.shape[0];
-                }
-                loss!.backward();
-                if (o.GradClip > 0) nn.utils.clip_grad_norm_(trained, o.GradClip);
-                optimizer.step();
-                double l = loss.item<float>();
-                losses.Add(l);
-                windowLoss += l;
-            }
-            step++;
-            windowSteps++;
-            if (step % Math.Max(1, o.ReportEvery) == 0 || step == totalSteps)
-            {
-                progress?.Report(new TrainingProgress(TrainingPhase.Training, step, totalSteps, windowLoss / windowSteps,
-                    vqaSeen > 0 ? (double)vqaRight / vqaSeen : double.NaN, tqaSeen > 0 ? (double)tqaRight / tqaSeen : double.NaN,
-                    lr, clock.Elapsed));
-                windowLoss = 0; windowSteps = 0; vqaRight = vqaSeen = tqaRight = tqaSeen = 0;
-            }
-        }
-        optimizer.Dispose();
-        return (step, losses);
-    }
-
-    /// <summary>
-    /// What <see cref="LlavaForConditionalGeneration.Embed"/> does, given the image features already
-    /// computed: token embeddings with the image tokens' rows replaced, in order, by the features.
-    /// </summary>
-    private static Tensor Splice(LlavaForConditionalGeneration model, Tensor ids, Tensor features)
-    {
-        var isImage = ids.eq(model.Config.ImageTokenId);
-        var embeds = model.LanguageModel.Model.EmbedTokens.call(ids.masked_fill(isImage, 0));
-        return embeds.masked_scatter(isImage.unsqueeze(-1), features.to(embeds.dtype));
-    }
-
     /// <summary>Linear warm-up to the peak, then cosine decay to MinLearningRateFraction of it.</summary>
-    internal static double LearningRateAt(int step, int totalSteps, ToyTrainingOptions o)
+    internal static double LearningRateAt(int step, int totalSteps, ToyTrainingOptions o) => LearningRateAt(step, totalSteps, 0, o);
+
+    /// <param name="timeFraction">share of the time budget spent; the decay follows whichever of it and the step share is further on.</param>
+    internal static double LearningRateAt(int step, int totalSteps, double timeFraction, ToyTrainingOptions o)
     {
         double peak = o.LearningRate, floor = peak * o.MinLearningRateFraction;
         if (step < o.WarmupSteps) return peak * (step + 1) / o.WarmupSteps;
         double t = totalSteps <= o.WarmupSteps ? 1 : (double)(step - o.WarmupSteps) / (totalSteps - o.WarmupSteps);
+        t = Math.Max(t, timeFraction);
         return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, t)));
     }
 
@@ -284,6 +211,24 @@ public static class ToyTrainer
 
     // ---------------------------------------------------------------- helpers
 
+    /// <summary>Each question shape with the distractor shapes most easily mistaken for it at 14-30 px.</summary>
+    public static IReadOnlyList<(string Asked, string[] Confusable)> ConfusableShapes { get; } =
+    [
+        ("circle", ["hexagon", "star"]),
+        ("triangle", ["diamond", "cross"]),
+        ("square", ["diamond", "hexagon"]),
+    ];
+
+    /// <summary>Seed of confusable set k: derived from the training seed, far from it and from small seeds.</summary>
+    internal static int ConfusableSeed(int trainSeed, int k) => unchecked(trainSeed * 7919 + 104_729 * (k + 1));
+
+    private static string FreshDir(string work, string name)
+    {
+        var dir = Path.Combine(work, name);
+        if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        return dir;
+    }
+
     private static IReadOnlyList<ManifestExample> ReadManifest(string path)
     {
         var r = ManifestReader.Read(path);
@@ -305,6 +250,9 @@ public static class ToyTrainer
             throw new ArgumentOutOfRangeException(nameof(o.TrainCount), "example counts must not be negative");
         if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.TrainSeed == o.HeldOutSeed)
             throw new ArgumentException($"HeldOutSeed must differ from TrainSeed ({o.TrainSeed}): the held-out images would be the training images");
+        if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.ConfusableTrainCount > 0
+            && Enumerable.Range(0, ConfusableShapes.Count).Any(k => ConfusableSeed(o.TrainSeed, k) == o.HeldOutSeed))
+            throw new ArgumentException($"HeldOutSeed {o.HeldOutSeed} is the seed of a confusable training set; choose another");
     }
 
     private static void WriteRecord(string path, ToyTrainingOptions o, TrainingResult r, string template)
@@ -320,6 +268,7 @@ public static class ToyTrainer
                 text_qa_accuracy = r.TextQaAccuracy,
                 text_qa_examples = r.TextQaCount,
                 steps = r.Steps,
+                vision_pretrain_steps = r.VisionPretrainSteps,
                 train_vqa_examples = r.TrainVqaExamples,
                 train_tqa_examples = r.TrainTextQaExamples,
                 training_seconds = Math.Round(r.TrainingTime.TotalSeconds, 1),

@@ -42,6 +42,20 @@ public sealed record ToyTrainingOptions
     public int TrainSeed { get; init; } = 1001;
 
     /// <summary>
+    /// Extra generated VQA training images per question shape whose distractors are only the shapes
+    /// most easily mistaken for it (<see cref="ToyTrainer.ConfusableShapes"/>: circle among hexagons
+    /// and stars, triangle among diamonds and crosses, square among diamonds and hexagons); 0: none.
+    /// </summary>
+    public int ConfusableTrainCount { get; init; }
+
+    /// <summary>
+    /// Also ask, for every training image, about each other object whose shape is a question shape
+    /// and unique in the image (from the generator's object list): more answers per image, and
+    /// answers that differ only by the shape asked.
+    /// </summary>
+    public bool AllObjectQuestions { get; init; }
+
+    /// <summary>
     /// Evaluate on this manifest instead of generated held-out data. Null: <see cref="HeldOutCount"/>
     /// VQA and as many TQA examples from <c>SynthColors.Generate</c> with <see cref="HeldOutSeed"/>.
     /// </summary>
@@ -105,6 +119,39 @@ public sealed record ToyTrainingOptions
     /// the tower to see shapes far sooner than the single answer token does. 0: answer loss only.
     /// </summary>
     public double PatchLossWeight { get; init; }
+
+    /// <summary>
+    /// Weight, inside the patch loss, of a third probe that classifies each object's shape from the
+    /// mean feature of its patches. 0: none.
+    /// </summary>
+    public double ObjectLossWeight { get; init; }
+
+    /// <summary>
+    /// Weight, inside the patch loss, of a probe that redraws each patch's object mask (which of its
+    /// pixels differ from the background) from the patch's feature: a dense, colour-free target. 0: none.
+    /// </summary>
+    public double MaskLossWeight { get; init; }
+
+    /// <summary>
+    /// Steps of a first phase that trains only the vision tower and projector (with the probes) on
+    /// the patch loss, as LLaVA starts from a pretrained CLIP; 0: none. Needs object metadata (generated data).
+    /// </summary>
+    public int VisionPretrainSteps { get; init; }
+
+    /// <summary>Images per vision pre-training step.</summary>
+    public int VisionPretrainBatchSize { get; init; } = 64;
+
+    /// <summary>Peak learning rate of the vision pre-training (null: <see cref="LearningRate"/>).</summary>
+    public double? VisionPretrainLearningRate { get; init; }
+
+    /// <summary>
+    /// Patch-embedding filters kept channel-tied (the same 14x14 pattern on R, G and B: a grey filter)
+    /// throughout training, by projecting them back after every optimizer step. A grey filter sees an
+    /// object's outline scaled by its contrast with the background, whatever its colour, so after the
+    /// tower's layer norm the outline features are shared by all colours instead of being learnt once
+    /// per colour. The other filters stay free (they carry the colour). 0: none.
+    /// </summary>
+    public int GreyPatchFilters { get; init; }
 
     /// <summary>Mirror each training image left-right with probability 1/2 (every shape drawn is left-right symmetric).</summary>
     public bool FlipAugment { get; init; } = true;

@@ -68,6 +68,10 @@ internal sealed class TrainingData
     public byte[]? PatchShape { get; private set; }
     public byte[]? PatchColor { get; private set; }
     public int PatchGrid { get; private set; }
+    public int PatchSize { get; private set; } = 14;
+
+    /// <summary>[N * 3]: each image's background colour (its most frequent pixel colour).</summary>
+    public byte[] Background { get; private set; } = [];
 
     public static IReadOnlyList<string> PatchShapes => SynthPalette.Shapes;
     public static IReadOnlyList<string> PatchColors { get; } = SynthPalette.Colors.Select(c => c.Name).ToArray();
@@ -85,28 +89,35 @@ internal sealed class TrainingData
     }
 
     public static TrainingData Encode(IReadOnlyList<ManifestExample> examples, ITextTokenizer tokenizer, PromptEncoder prompts,
-        ClipImageProcessor images, Action<int, int>? progress = null, int patchSize = 14)
+        ClipImageProcessor images, Action<int, int>? progress = null, int patchSize = 14, bool allObjectQuestions = false)
     {
-        var data = new TrainingData();
+        var data = new TrainingData { PatchSize = patchSize };
+        var background = new List<byte>();
         var vqa = examples.Where(e => e.IsVqa).ToList();
         var rgb = new List<byte[]>(vqa.Count);
         var shapeLabels = new List<byte[]?>(vqa.Count);
         var colorLabels = new List<byte[]?>(vqa.Count);
         var buckets = new Dictionary<(int, bool), Bucket>();
         int done = 0;
+        void Add(long[] ids, bool hasImage, long target, int image)
+        {
+            var key = (ids.Length, hasImage);
+            if (!buckets.TryGetValue(key, out var b))
+            {
+                buckets[key] = b = new Bucket(ids.Length, hasImage);
+                (hasImage ? data.Vqa : data.Tqa).Add(b);
+            }
+            b.Ids.Add(ids);
+            b.Targets.Add(target);
+            if (hasImage) b.Images.Add(image);
+        }
+
         foreach (var e in examples)
         {
             if (e.Expected is null) throw new ArgumentException($"training example '{e.Id}' has no expected answer");
             bool hasImage = e.IsVqa;
             var enc = prompts.Encode(e.Prompt, hasImage);
-            var key = (enc.InputIds.Length, hasImage);
-            if (!buckets.TryGetValue(key, out var b))
-            {
-                buckets[key] = b = new Bucket(enc.InputIds.Length, hasImage);
-                (hasImage ? data.Vqa : data.Tqa).Add(b);
-            }
-            b.Ids.Add(enc.InputIds);
-            b.Targets.Add(AnswerTokenId(tokenizer, e.Expected));
+            int image = -1;
             if (hasImage)
             {
                 var img = images.Preprocess(e.ImagePath!);
@@ -117,12 +128,17 @@ internal sealed class TrainingData
                 }
                 else if (img.Geometry.CropHeight != data.ImageHeight || img.Geometry.CropWidth != data.ImageWidth)
                     throw new InvalidOperationException($"image of '{e.Id}' has another crop size");
-                b.Images.Add(rgb.Count);
+                image = rgb.Count;
                 rgb.Add(img.CroppedRgb);
+                background.AddRange(MostFrequentColor(img.CroppedRgb));
                 var (sl, cl) = PatchLabels(e, img, patchSize);
                 shapeLabels.Add(sl);
                 colorLabels.Add(cl);
             }
+            Add(enc.InputIds, hasImage, AnswerTokenId(tokenizer, e.Expected), image);
+            if (hasImage && allObjectQuestions)
+                foreach (var (shape, color) in OtherQuestions(e))
+                    Add(prompts.Encode(SynthColors.VqaPrompt(shape), true).InputIds, true, AnswerTokenId(tokenizer, color), image);
             if (++done % 200 == 0) progress?.Invoke(done, examples.Count);
         }
         progress?.Invoke(done, examples.Count);
@@ -134,6 +150,7 @@ internal sealed class TrainingData
             r.CopyTo(data.Rgb, at);
             at += r.Length;
         }
+        data.Background = background.ToArray();
         if (rgb.Count > 0 && shapeLabels.All(l => l is not null))
         {
             data.PatchGrid = data.ImageHeight / patchSize;
@@ -220,6 +237,42 @@ internal sealed class TrainingData
         return (shapes, colors);
     }
 
+    /// <summary>
+    /// Further questions the image answers: every other object (metadata <c>objects</c>) whose shape
+    /// is a question shape and unique in the image, with its colour.
+    /// </summary>
+    internal static IReadOnlyList<(string Shape, string Color)> OtherQuestions(ManifestExample e)
+    {
+        List<(string Shape, string Color)> objects = [];
+        string? asked;
+        try
+        {
+            using var doc = JsonDocument.Parse(e.MetadataJson);
+            if (!doc.RootElement.TryGetProperty("objects", out var list) || list.ValueKind != JsonValueKind.Array) return [];
+            asked = doc.RootElement.TryGetProperty("shape", out var s) ? s.GetString() : null;
+            foreach (var o in list.EnumerateArray())
+                objects.Add((o.GetProperty("shape").GetString()!, o.GetProperty("color").GetString()!));
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            return [];
+        }
+        return objects.Where(o => o.Shape != asked && SynthPalette.SingleTokenShapes.Contains(o.Shape)
+                                  && objects.Count(x => x.Shape == o.Shape) == 1).ToList();
+    }
+
+    private static byte[] MostFrequentColor(byte[] rgb)
+    {
+        var counts = new Dictionary<int, int>();
+        for (int i = 0; i + 2 < rgb.Length; i += 3)
+        {
+            int key = rgb[i] << 16 | rgb[i + 1] << 8 | rgb[i + 2];
+            counts[key] = counts.GetValueOrDefault(key) + 1;
+        }
+        int best = counts.MaxBy(kv => kv.Value).Key;
+        return [(byte)(best >> 16), (byte)(best >> 8), (byte)best];
+    }
+
     private static int IndexOf(IReadOnlyList<string> list, string? name)
     {
         for (int i = 0; i < list.Count; i++) if (list[i] == name) return i;
@@ -240,7 +293,8 @@ internal sealed class TrainingData
     }
 
     /// <summary>One batch: input ids [B, T], pixels [B, 3, H, W] (or null), targets [B], and the patch labels [B, P] (or null).</summary>
-    public sealed record Batch(Tensor Ids, Tensor? Pixels, Tensor Targets, Tensor? PatchShape, Tensor? PatchColor);
+    /// <param name="ObjectPixels">[B, P, patch * patch]: 1 where a pixel differs from the image's background colour.</param>
+    public sealed record Batch(Tensor Ids, Tensor? Pixels, Tensor Targets, Tensor? PatchShape, Tensor? PatchColor, Tensor? ObjectPixels);
 
     /// <summary>The chosen examples of a bucket, images mirrored left-right at random when <paramref name="flip"/>.</summary>
     public Batch MakeBatch(Bucket b, int[] rows, Tensor? rgb, bool flip, Random rng, Device device)
@@ -252,21 +306,29 @@ internal sealed class TrainingData
             b.Ids[rows[i]].CopyTo(ids, i * b.Length);
             targets[i] = b.Targets[rows[i]];
         }
-        Tensor? pixels = null, shape = null, color = null;
+        Tensor? pixels = null, shape = null, color = null, objectPixels = null;
         if (b.HasImage)
         {
             long n = rows.Length;
             var imageRows = rows.Select(r => (long)b.Images[r]).ToArray();
             var picked = rgb!.index_select(0, tensor(imageRows)).to(ScalarType.Int64);                  // [B, H, W, 3]
-            var channel = arange(3, dtype: ScalarType.Int64).mul(256).view(1, 1, 1, 3);
-            var x = tensor(Lut).index_select(0, (picked + channel).flatten()).view(picked.shape).permute(0, 3, 1, 2); // [B, 3, H, W]
             Tensor? mask = null;
             if (flip)
             {
                 mask = tensor(rows.Select(_ => rng.Next(2) == 1).ToArray());
-                x = where(mask.view(-1, 1, 1, 1), x.flip(3), x);
+                picked = where(mask.view(-1, 1, 1, 1), picked.flip(2), picked);
             }
+            var channel = arange(3, dtype: ScalarType.Int64).mul(256).view(1, 1, 1, 3);
+            var x = tensor(Lut).index_select(0, (picked + channel).flatten()).view(picked.shape).permute(0, 3, 1, 2); // [B, 3, H, W]
             pixels = x.contiguous().to(device);
+            if (Background.Length > 0 && ImageHeight % PatchSize == 0)
+            {
+                // Pixels unlike the background, per patch: [B, P, patch*patch].
+                var bg = tensor(imageRows.SelectMany(r => Background.AsSpan((int)r * 3, 3).ToArray().Select(v => (long)v)).ToArray(), [n, 1, 1, 3]);
+                int g = ImageHeight / PatchSize;
+                objectPixels = picked.ne(bg).any(-1).to(ScalarType.Float32)
+                    .view(n, g, PatchSize, g, PatchSize).permute(0, 1, 3, 2, 4).reshape(n, g * g, PatchSize * PatchSize).to(device);
+            }
             if (PatchShape is not null)
             {
                 int p = PatchGrid * PatchGrid;
@@ -289,7 +351,7 @@ internal sealed class TrainingData
                 color = color.view(n, p).to(device);
             }
         }
-        return new Batch(tensor(ids, [rows.Length, b.Length], device: device), pixels, tensor(targets, device: device), shape, color);
+        return new Batch(tensor(ids, [rows.Length, b.Length], device: device), pixels, tensor(targets, device: device), shape, color, objectPixels);
     }
 
     /// <summary>All crops as one uint8 tensor [N, H, W, 3].</summary>

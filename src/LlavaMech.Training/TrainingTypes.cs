@@ -4,6 +4,8 @@ public enum TrainingPhase
 {
     /// <summary>Generating and encoding the training data (Step/TotalSteps count examples).</summary>
     PreparingData,
+    /// <summary>Optimizer steps of the optional vision pre-training (tower and projector on the patch loss alone).</summary>
+    PretrainingVision,
     /// <summary>Optimizer steps.</summary>
     Training,
     /// <summary>Writing the model folder.</summary>
@@ -25,9 +27,29 @@ public enum TrainingPhase
 public sealed record TrainingProgress(TrainingPhase Phase, int Step, int TotalSteps, double Loss, double VqaAccuracy,
     double TextQaAccuracy, double LearningRate, TimeSpan Elapsed)
 {
-    public override string ToString() => Phase == TrainingPhase.Training
-        ? $"step {Step}/{TotalSteps} loss {Loss:0.0000} vqa-acc {VqaAccuracy:P1} tqa-acc {TextQaAccuracy:P1} lr {LearningRate:0.00e0} [{Elapsed:mm\\:ss}]"
-        : $"{Phase} {Step}/{TotalSteps} [{Elapsed:mm\\:ss}]";
+    /// <summary>With the patch loss: accuracy of the shape probe on the object patches of the last window (NaN otherwise).</summary>
+    public double PatchShapeAccuracy { get; init; } = double.NaN;
+
+    /// <summary>With the patch loss: accuracy of the colour probe on the object patches of the last window (NaN otherwise).</summary>
+    public double PatchColorAccuracy { get; init; } = double.NaN;
+
+    /// <summary>With the object loss: accuracy of the object-shape probe (mean of an object's patch features) in the last window.</summary>
+    public double ObjectShapeAccuracy { get; init; } = double.NaN;
+
+    /// <summary>With the mask loss: pixel accuracy of the object-mask probe in the last window.</summary>
+    public double MaskAccuracy { get; init; } = double.NaN;
+
+    public override string ToString() => Phase switch
+    {
+        TrainingPhase.Training =>
+            $"step {Step}/{TotalSteps} loss {Loss:0.0000} vqa-acc {VqaAccuracy:P1} tqa-acc {TextQaAccuracy:P1} lr {LearningRate:0.00e0}{Patches} [{Elapsed:mm\\:ss}]",
+        TrainingPhase.PretrainingVision => $"vision step {Step}/{TotalSteps} loss {Loss:0.0000} lr {LearningRate:0.00e0}{Patches} [{Elapsed:mm\\:ss}]",
+        _ => $"{Phase} {Step}/{TotalSteps} [{Elapsed:mm\\:ss}]",
+    };
+
+    private string Patches => (double.IsNaN(PatchShapeAccuracy) ? "" : $" patch-acc shape {PatchShapeAccuracy:P1} colour {PatchColorAccuracy:P1}")
+        + (double.IsNaN(ObjectShapeAccuracy) ? "" : $" object-shape {ObjectShapeAccuracy:P1}")
+        + (double.IsNaN(MaskAccuracy) ? "" : $" mask {MaskAccuracy:P1}");
 }
 
 /// <summary>What a training run produced.</summary>
@@ -38,7 +60,10 @@ public sealed record TrainingProgress(TrainingPhase Phase, int Step, int TotalSt
 /// <param name="Elapsed">Wall time of the whole run (data, training, saving, evaluation).</param>
 public sealed record TrainingResult(string OutputDir, double HeldOutAccuracy, double TextQaAccuracy, int Steps, TimeSpan Elapsed)
 {
-    /// <summary>Wall time of the optimizer steps alone.</summary>
+    /// <summary>Steps of the vision pre-training phase (before <see cref="Steps"/>).</summary>
+    public int VisionPretrainSteps { get; init; }
+
+    /// <summary>Wall time of the optimizer steps alone (both phases).</summary>
     public TimeSpan TrainingTime { get; init; }
 
     /// <summary>Held-out VQA and TQA examples scored.</summary>

@@ -10,7 +10,8 @@ using Xunit.Abstractions;
 namespace LlavaMech.Pipeline.Tests;
 
 /// <summary>The pipeline on a real three-silo Orleans cluster, over a few hundred examples of the tiny model.</summary>
-public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output) : IClassFixture<ClusterFixture>
+[Collection(PipelineCollection.Name)]
+public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
 {
     private const double Tol = 1e-6;
 

@@ -33,11 +33,15 @@ public static class PipelineCommands
         new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
         new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60"),
         new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
+        new("storage-wait", "S", "while the output storage is unreachable, the job pauses and retries for this long, then fails naming the endpoint", "300"),
     ];
 
-    private static JobSpec ReadJob(CommandLine cl)
+    private static JobSpec ReadJob(CommandLine cl) => ReadJob(cl, null);
+
+    /// <summary>The job of the command line; <paramref name="runId"/> and <paramref name="outOverride"/> replace --run-id and --out (reanalyze).</summary>
+    internal static JobSpec ReadJob(CommandLine cl, string? runId, string? outOverride = null)
     {
-        string output = cl.Require("out");
+        string output = outOverride ?? cl.Require("out");
         try { _ = OutputLocation.Parse(output); }
         catch (ArgumentException e) { throw new UsageException($"--out: {e.Message}"); }
         if (!OutputLocation.Parse(output).IsAzure) output = Path.GetFullPath(output);
@@ -53,8 +57,9 @@ public static class PipelineCommands
             ScreenK: cl.GetInt("screen-k"),
             DType: cl.Require("dtype"),
             LeaseSeconds: GetDouble(cl, "lease-seconds"),
-            MaxAttempts: cl.GetInt("max-attempts"));
-        var spec = new JobSpec(cl.Get("run-id") ?? PipelineClient.DefaultRunId(output), model, manifest, output, options);
+            MaxAttempts: cl.GetInt("max-attempts"),
+            StorageWaitSeconds: GetDouble(cl, "storage-wait"));
+        var spec = new JobSpec(runId ?? cl.Get("run-id") ?? PipelineClient.DefaultRunId(output), model, manifest, output, options);
         try { spec.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
         return spec;
@@ -109,6 +114,16 @@ public static class PipelineCommands
     {
         TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
         var spec = ReadJob(cl);
+        return RunEmbedded(cl, spec, null);
+    }
+
+    /// <summary>
+    /// Runs <paramref name="spec"/> on an in-process silo with the devices of <paramref name="cl"/> (--device,
+    /// --workers-per-device, --torch-threads, --verbose), with the progress line and the summary; returns the exit code.
+    /// <paramref name="finished"/> sees the final status before the summary is printed.
+    /// </summary>
+    internal static int RunEmbedded(CommandLine cl, JobSpec spec, Action<JobStatus>? finished)
+    {
         IReadOnlyList<string> devices;
         try { devices = PipelineSiloOptions.ParseDevices(cl.Require("device")); }
         catch (ArgumentException e) { throw new UsageException($"--device: {e.Message}"); }
@@ -146,6 +161,7 @@ public static class PipelineCommands
             }
             progress.Done();
             PrintSummary(final, clock.Elapsed);
+            finished?.Invoke(final);
             return final.State == JobState.Completed ? 0 : 1;
         }
         finally
@@ -186,6 +202,7 @@ public static class PipelineCommands
                        (s.ShardsSkipped > 0 ? $"  (resumed: {s.ShardsSkipped} committed before)" : "") +
                        (s.State == JobState.Finalizing ? "  finalizing: aggregates and figures" : "");
             }
+            if (s.Notice is { } notice) line += "  " + notice;
             if (_tty) Console.Error.Write("\r" + line.PadRight(Math.Max(line.Length, 110)));
             else Console.Error.WriteLine(line);
             _drawn = true;
@@ -248,6 +265,7 @@ public static class PipelineCommands
         new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)"),
         new("state-store", "LOCATION", "Pipeline:StateStore: memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)"),
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("parent-pid", "PID", "stop this silo when process PID exits (supervisors, tests)"),
         new("verbose", null, "log at information level"),
     ];
 
@@ -263,7 +281,7 @@ public static class PipelineCommands
         LLAVAMECH_Cluster__Clustering=azuretable, LLAVAMECH_CLUSTERING_CONNECTION=<connection string>),
         then the options. Keys: Cluster:Clustering, ConnectionString, ClusterId, ServiceId,
         SiloPort, GatewayPort, PrimarySiloPort, AdvertisedAddress, ResponseTimeoutSeconds;
-        Pipeline:Devices, WorkersPerDevice, TorchThreads, StateStore, PollMs, RunnerCapacity,
+        Pipeline:Devices, WorkersPerDevice, LeasesPerThread, TorchThreads, StateStore, PollMs, RunnerCapacity,
         PreloadModel, PreloadDType.
         """;
 
@@ -302,11 +320,46 @@ public static class PipelineCommands
         }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 
+        int? parent = cl.Get("parent-pid") is null ? null : cl.GetInt("parent-pid");
         using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning);
+        if (parent is { } pid) StopWithParent(host, pid);
         Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
                                 $"devices {(pipeline.Devices.Count == 0 ? "none" : string.Join(",", pipeline.Devices))} x {pipeline.WorkersPerDevice}, state {pipeline.StateStore}. Ctrl+C stops it.");
         host.Run();   // returns on Ctrl+C / SIGTERM after a graceful shutdown
         return 0;
+    }
+
+    /// <summary>Stops <paramref name="host"/> once process <paramref name="pid"/> is gone (checked every second).</summary>
+    private static void StopWithParent(IHost host, int pid)
+    {
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        var thread = new Thread(() =>
+        {
+            while (!lifetime.ApplicationStopping.IsCancellationRequested)
+            {
+                if (!Alive(pid))
+                {
+                    Console.Error.WriteLine($"llavamech silo: parent process {pid} exited; stopping");
+                    lifetime.StopApplication();
+                    // A silo that cannot stop cleanly within a minute (nothing left to hand work to) just exits.
+                    Thread.Sleep(TimeSpan.FromSeconds(60));
+                    Environment.Exit(3);
+                }
+                Thread.Sleep(1000);
+            }
+        }) { IsBackground = true, Name = "llavamech-parent-watch" };
+        thread.Start();
+    }
+
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
     }
 
     private static IConfiguration Configuration(CommandLine cl, Dictionary<string, string?> overrides)
@@ -464,6 +517,7 @@ public static class PipelineCommands
     {
         Console.WriteLine($"job           {s.JobId}: {s.State.ToString().ToLowerInvariant()}");
         if (s.Error is not null) Console.WriteLine($"error         {s.Error}");
+        if (s.Notice is not null) Console.WriteLine($"notice        {s.Notice}");
         if (s.Spec is { } spec) Console.WriteLine($"inputs        {spec.ModelDir} over {spec.ManifestPath} -> {spec.Output}");
         if (s.ShardsTotal > 0)
         {

@@ -1,0 +1,390 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using LlavaMech.Datasets.Manifest;
+using LlavaMech.Explanation;
+using LlavaMech.Model;
+using LlavaMech.Model.Devices;
+using LlavaMech.Pipeline;
+using LlavaMech.Runtime;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Orleans.Runtime;
+using static TorchSharp.torch;
+
+namespace LlavaMech.Cli.Commands;
+
+/// <summary>
+/// <c>bench-pipeline</c>: examples/s of the pipeline (worker silo processes, leases, Parquet parts, commits) against a
+/// plain single-process loop of <see cref="ExampleAnalyzer"/> over the same examples with the same options, and the
+/// resident memory of the worker processes over a long run.
+/// </summary>
+public static class BenchPipelineCommand
+{
+    public static readonly CommandLine.OptionSpec[] Specs =
+    [
+        new("model", "DIR", "checkpoint folder", Required: true),
+        new("dataset", "MANIFEST", "manifest.jsonl; its accepted examples are repeated (new ids) up to --examples", Required: true),
+        new("examples", "N", "examples per measured run (the manifest repeated)", "2000"),
+        new("processes", "LIST", "worker processes of the pipeline runs: 1, 2, or 1,2 for both", "1"),
+        new("warmup", "N", "examples run before the measured ones (the loop's, and a warm-up job on the worker processes): JIT and caches warm", "128"),
+        new("torch-threads", "N", "libtorch intra-op threads of the loop and of each worker process", "1"),
+        new("shard-size", "N", "examples per shard", "32"),
+        new("target", "MODE", "argmax or expected", "argmax"),
+        new("top-heads", "K", "heads per example with position scores", "3"),
+        new("top-neurons", "N", "neurons per example (0: no neuron statistics)", "20"),
+        new("neurons", "ROUTE", "auto, exact or screened", "auto"),
+        new("screen-k", "K", "screened route: exact scores for K candidates", "1024"),
+        new("device", "DEV", "the device of the loop and of each worker (cpu, cuda, cuda:N)", "cpu"),
+        new("dtype", "TYPE", "auto, float32, bfloat16, float16", "auto"),
+        new("out", "LOCATION", "where the pipeline runs write (default: a temporary folder, removed after); <out>/p<N> per run"),
+        new("skip-loop", null, "skip the plain loop (no overhead figure)"),
+        new("json", null, "print the figures as JSON"),
+        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+    ];
+
+    public const string Description = """
+        Measures what the distributed pipeline costs over a plain loop. The manifest's accepted
+        examples are repeated (new ids) to --examples. First a plain single-process loop runs
+        ExampleAnalyzer (the hooked pass and the statistics, nothing kept) over them with the same
+        options; then, for each --processes count, that many worker silo processes (this build's
+        silo command, localhost clustering, model preloaded, --torch-threads each) run the same
+        examples as one job: leases, rows, Parquet parts, exactly-once commits, then the
+        aggregates. Reported: examples/s of the loop and of the pipeline (submit to the last shard
+        committed; finalization timed apart), the overhead 1 - pipeline/loop (the target is under
+        10%; with N processes against N loops' throughput), the CPU time per example of the loop
+        and of the worker processes (steadier than wall time on a shared machine), and resident memory (VmRSS) of the loop
+        and of every worker process at 10% and at 100% of the examples, with the peak (VmHWM).
+        """;
+
+    public const string Examples = """
+          ./llavamech bench-pipeline --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --examples 2000 --processes 1,2
+        """;
+
+    /// <param name="CpuMsPerExample">CPU time (user + system, all threads) of the computing process(es) per example, from the start to the end of the examples.</param>
+    private sealed record Measure(string Mode, int Processes, int Examples, double Seconds, double PerSecond, double? SteadyPerSecond, double? FinalizeSeconds,
+        long[] RssAt10, long[] RssAt100, long[] PeakRss, double? Overhead, double CpuMsPerExample, double? SteadyCpuMsPerExample, double? CpuOverhead = null);
+
+    public static int Run(CommandLine cl)
+    {
+        TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
+        int n = cl.GetInt("examples"), threads = cl.GetInt("torch-threads"), shardSize = cl.GetInt("shard-size"), warmup = cl.GetInt("warmup");
+        if (warmup < 0) throw new UsageException("--warmup must be >= 0");
+        if (n < 10) throw new UsageException("--examples must be at least 10");
+        if (threads < 0) throw new UsageException("--torch-threads must be >= 0");
+        var processCounts = cl.Require("processes").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(p => int.TryParse(p, out int v) && v is >= 1 and <= 16 ? v : throw new UsageException($"--processes: '{p}' is not a count 1-16")).ToList();
+        string model = Path.GetFullPath(cl.Require("model"));
+        string dataset = Path.GetFullPath(cl.Require("dataset"));
+        if (!File.Exists(dataset)) throw new UsageException($"--dataset: '{dataset}' does not exist");
+        string device = cl.Require("device"), dtype = cl.Require("dtype");
+        var options = new JobOptions(ShardSize: shardSize, Target: cl.Require("target"), TopHeads: cl.GetInt("top-heads"), TopNeurons: cl.GetInt("top-neurons"),
+            NeuronRoute: cl.Require("neurons"), ScreenK: cl.GetInt("screen-k"), DType: dtype, LeaseSeconds: 120);
+        try { options.Validate(); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }
+
+        string work = Path.Combine(Path.GetTempPath(), "llavamech-bench-" + Guid.NewGuid().ToString("N")[..8]);
+        Directory.CreateDirectory(work);
+        var results = new List<Measure>();
+        try
+        {
+            string manifest = RepeatManifest(dataset, Path.Combine(work, "data"), n);
+            var examples = ManifestReader.Read(manifest).Examples;
+            string? warmManifest = warmup > 0 ? RepeatManifest(dataset, Path.Combine(work, "warmup"), warmup) : null;
+            Console.Error.WriteLine($"bench-pipeline: {examples.Count} examples ({dataset} repeated), {model}, {device}, {threads} torch thread(s) per process, shards of {shardSize}");
+            Measure? loop = null;
+            if (!cl.Flag("skip-loop"))
+            {
+                loop = RunLoop(model, device, dtype, threads, options, examples, warmup);
+                results.Add(loop);
+                Console.Error.WriteLine($"  plain loop: {loop.PerSecond:0.0} examples/s");
+            }
+            foreach (int p in processCounts)
+            {
+                string output = cl.Get("out") is { } o ? Path.Combine(Path.GetFullPath(o), $"p{p}") : Path.Combine(work, $"out-p{p}");
+                var m = RunPipelineAsync(model, manifest, warmManifest, output, device, dtype, threads, p, options, examples.Count).GetAwaiter().GetResult();
+                if (loop is not null)
+                    m = m with
+                    {
+                        Overhead = 1 - m.PerSecond / (p * loop.PerSecond),
+                        CpuOverhead = (m.SteadyCpuMsPerExample ?? m.CpuMsPerExample) / (loop.SteadyCpuMsPerExample ?? loop.CpuMsPerExample) - 1,
+                    };
+                results.Add(m);
+                Console.Error.WriteLine($"  pipeline, {p} worker process(es): {m.PerSecond:0.0} examples/s");
+            }
+        }
+        finally
+        {
+            try { Directory.Delete(work, recursive: true); } catch (IOException) { }
+        }
+        Print(results, cl.Flag("json"), threads, device);
+        return 0;
+    }
+
+    /// <summary>Writes the accepted examples of <paramref name="dataset"/> repeated to <paramref name="n"/> lines (ids with a -rK suffix), images copied.</summary>
+    private static string RepeatManifest(string dataset, string dir, int n)
+    {
+        var read = ManifestReader.Read(dataset);
+        if (read.Examples.Count == 0) throw new UsageException($"--dataset: '{dataset}' has no accepted example");
+        var lines = File.ReadAllLines(dataset);
+        Directory.CreateDirectory(dir);
+        foreach (var e in read.Examples.Where(e => e.ImagePath is not null).DistinctBy(e => e.ImageRelative))
+        {
+            string to = Path.Combine(dir, e.ImageRelative!);
+            Directory.CreateDirectory(Path.GetDirectoryName(to)!);
+            File.Copy(e.ImagePath!, to, overwrite: true);
+        }
+        string path = Path.Combine(dir, "manifest.jsonl");
+        using var w = new StreamWriter(path);
+        for (int i = 0; i < n; i++)
+        {
+            var e = read.Examples[i % read.Examples.Count];
+            var o = JsonNode.Parse(lines[e.Line - 1])!.AsObject();
+            o["id"] = $"{e.Id}-r{i / read.Examples.Count:D5}";
+            w.WriteLine(o.ToJsonString());
+        }
+        return path;
+    }
+
+    private static Measure RunLoop(string modelDir, string device, string dtype, int threads, JobOptions options, IReadOnlyList<ManifestExample> examples, int warmup)
+    {
+        if (threads > 0) set_num_threads(threads);
+        using var model = LoadedModel.Load(modelDir, new ModelLoadOptions(device, dtype));
+        using var analyzer = new ExampleAnalyzer(model);
+        var settings = options.ToSettings();
+        int vocab = model.Config.Text.VocabSize;
+        void One(ManifestExample e)
+        {
+            using var scope = NewDisposeScope();
+            long? target = null;
+            if (settings.Target == TargetMode.Expected && e.Expected is not null)
+            {
+                target = TargetResolver.SingleToken(e.Expected, model.Tokenizer, vocab);
+                if (target is null) return;
+            }
+            ModelInput input;
+            try { input = model.Prepare(e.Prompt, e.ImagePath); }
+            catch (Exception x) when (x is LlavaMech.Processing.ProcessingException or IOException or ArgumentException or InvalidDataException) { return; }
+            _ = analyzer.Analyze(input, settings.ToStatisticsOptions(target));
+        }
+        for (int i = 0; i < warmup; i++) One(examples[i % examples.Count]);   // as the pipeline's warm-up job
+        long at10 = 0;
+        int tenth = Math.Max(1, examples.Count / 10);
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
+        var cpu10 = cpu0;
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < examples.Count; i++)
+        {
+            One(examples[i]);
+            if (i + 1 == tenth)
+            {
+                at10 = ResourceUsage.ResidentBytes();
+                cpu10 = Process.GetCurrentProcess().TotalProcessorTime;
+            }
+        }
+        double s = clock.Elapsed.TotalSeconds;
+        var cpuEnd = Process.GetCurrentProcess().TotalProcessorTime;
+        return new Measure("plain loop (ExampleAnalyzer, 1 process)", 1, examples.Count, s, examples.Count / s, null, null,
+            [at10], [ResourceUsage.ResidentBytes()], [ResourceUsage.PeakResidentBytes()], null, (cpuEnd - cpu0).TotalMilliseconds / examples.Count,
+            (cpuEnd - cpu10).TotalMilliseconds / (examples.Count - tenth));
+    }
+
+    private static async Task<Measure> RunPipelineAsync(string model, string manifest, string? warmManifest, string output, string device, string dtype, int threads,
+        int processes, JobOptions options, int examples)
+    {
+        string clusterId = $"bench-{Environment.ProcessId}-{processes}";
+        var ports = Enumerable.Range(0, processes).Select(_ => (Silo: PipelineHost.FreePort(), Gateway: PipelineHost.FreePort())).ToList();
+        var silos = new List<Process>();
+        var logs = new List<System.Text.StringBuilder>();
+        IHost? client = null;
+        try
+        {
+            for (int i = 0; i < processes; i++)
+            {
+                var psi = SelfStartInfo();
+                foreach (var arg in new[]
+                         {
+                             "silo", "--clustering", "localhost", "--cluster-id", clusterId, "--silo-port", $"{ports[i].Silo}", "--gateway-port", $"{ports[i].Gateway}",
+                             "--primary-port", $"{ports[0].Silo}", "--devices", device, "--torch-threads", $"{threads}", "--parent-pid", $"{Environment.ProcessId}", "--verbose",
+                         })
+                    psi.ArgumentList.Add(arg);
+                psi.Environment["LLAVAMECH_Pipeline__PreloadModel"] = model;
+                psi.Environment["LLAVAMECH_Pipeline__PreloadDType"] = dtype;
+                psi.Environment["LLAVAMECH_Pipeline__PollMs"] = "100";
+                var log = new System.Text.StringBuilder();
+                var p = new Process { StartInfo = psi };
+                p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+                p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (log) log.AppendLine(e.Data); };
+                p.Start();
+                p.BeginErrorReadLine();
+                p.BeginOutputReadLine();
+                silos.Add(p);
+                logs.Add(log);
+                if (i == 0) await WaitForAsync(p, log, "pulling work", TimeSpan.FromMinutes(3)).ConfigureAwait(false);   // the primary first
+            }
+            for (int i = 0; i < processes; i++)
+            {
+                await WaitForAsync(silos[i], logs[i], "pulling work", TimeSpan.FromMinutes(3)).ConfigureAwait(false);
+                await WaitForAsync(silos[i], logs[i], ": loaded ", TimeSpan.FromMinutes(3)).ConfigureAwait(false);
+            }
+            client = PipelineHost.BuildClient(new ClusterSettings { ClusterId = clusterId, GatewayPort = ports[0].Gateway, ResponseTimeout = TimeSpan.FromSeconds(30) });
+            await client.StartAsync().ConfigureAwait(false);
+            var grains = client.Services.GetRequiredService<IClusterClient>();
+            var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+            while ((await grains.GetGrain<IManagementGrain>(0).GetHosts(onlyActive: true).ConfigureAwait(false)).Count < processes)
+            {
+                if (DateTime.UtcNow > deadline) throw new InvalidOperationException($"the {processes} worker processes did not form a cluster");
+                await Task.Delay(100).ConfigureAwait(false);
+            }
+
+            var pipeline = new PipelineClient(grains) { PollInterval = TimeSpan.FromMilliseconds(100) };
+            if (warmManifest is not null)
+            {
+                var warm = await pipeline.RunAsync(new JobSpec($"bench-warmup-p{processes}", model, warmManifest, output + "-warmup", options), null).ConfigureAwait(false);
+                if (warm.State != JobState.Completed) throw new InvalidOperationException($"the warm-up job {warm.State.ToString().ToLowerInvariant()}: {warm.Error}");
+            }
+            var spec = new JobSpec($"bench-p{processes}", model, manifest, output, options);
+            double cpu0 = silos.Sum(CpuMs), cpu10 = 0;
+            var clock = Stopwatch.StartNew();
+            var status = await pipeline.SubmitAsync(spec).ConfigureAwait(false);
+            double cpu100 = 0;
+            double? t10 = null, t100 = null;
+            int done10 = 0;
+            long[] rss10 = [], rss100 = [];
+            while (!status.IsTerminal)
+            {
+                await Task.Delay(50).ConfigureAwait(false);
+                status = await pipeline.StatusAsync(spec.JobId).ConfigureAwait(false);
+                if (t10 is null && status.ExamplesDone >= examples / 10)
+                {
+                    t10 = clock.Elapsed.TotalSeconds;
+                    done10 = status.ExamplesDone;
+                    rss10 = silos.Select(p => Rss(p.Id, "VmRSS:")).ToArray();
+                    cpu10 = silos.Sum(CpuMs);
+                }
+                if (t100 is null && status.ShardsTotal > 0 && status.ShardsDone + status.ShardsFailed == status.ShardsTotal)
+                {
+                    t100 = clock.Elapsed.TotalSeconds;
+                    rss100 = silos.Select(p => Rss(p.Id, "VmRSS:")).ToArray();
+                    cpu100 = silos.Sum(CpuMs);
+                }
+            }
+            double end = clock.Elapsed.TotalSeconds;
+            if (status.State != JobState.Completed) throw new InvalidOperationException($"the benchmark job {status.State.ToString().ToLowerInvariant()}: {status.Error}");
+            t100 ??= end;
+            if (rss100.Length == 0) rss100 = silos.Select(p => Rss(p.Id, "VmRSS:")).ToArray();
+            if (cpu100 == 0) cpu100 = silos.Sum(CpuMs);
+            var peak = silos.Select(p => Rss(p.Id, "VmHWM:")).ToArray();
+            double? steady = t10 is { } a && t100 > a ? (examples - done10) / (t100.Value - a) : null;
+            return new Measure($"pipeline, {processes} worker process{(processes == 1 ? "" : "es")}", processes, examples, t100.Value, examples / t100.Value, steady,
+                end - t100.Value, rss10, rss100, peak, null, (cpu100 - cpu0) / examples, t10 is null || examples == done10 ? null : (cpu100 - cpu10) / (examples - done10));
+        }
+        catch (Exception e) when (e is not UsageException)
+        {
+            string tail = string.Join("\n", logs.Select((l, i) => $"--- worker {i}:\n{Tail(l)}"));
+            throw new InvalidOperationException($"pipeline run with {processes} process(es) failed: {e.Message}\n{tail}", e);
+        }
+        finally
+        {
+            if (client is not null)
+            {
+                try { await client.StopAsync(new CancellationTokenSource(TimeSpan.FromSeconds(10)).Token).ConfigureAwait(false); } catch (Exception) { }
+                client.Dispose();
+            }
+            foreach (var p in silos)
+            {
+                try { if (!p.HasExited) p.Kill(entireProcessTree: true); p.WaitForExit(10_000); } catch (InvalidOperationException) { }
+                p.Dispose();
+            }
+        }
+    }
+
+    private static string Tail(System.Text.StringBuilder log)
+    {
+        lock (log)
+        {
+            var s = log.ToString();
+            return s.Length > 2000 ? s[^2000..] : s;
+        }
+    }
+
+    /// <summary>This build's CLI as a child process: "dotnet llavamech.dll" or the app host.</summary>
+    private static ProcessStartInfo SelfStartInfo()
+    {
+        string dll = typeof(BenchPipelineCommand).Assembly.Location;
+        string host = Environment.ProcessPath ?? "dotnet";
+        var psi = new ProcessStartInfo(host) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        if (Path.GetFileNameWithoutExtension(host) == "dotnet") psi.ArgumentList.Add(dll);
+        return psi;
+    }
+
+    private static async Task WaitForAsync(Process p, System.Text.StringBuilder log, string text, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            lock (log) if (log.ToString().Contains(text, StringComparison.Ordinal)) return;
+            if (p.HasExited) throw new InvalidOperationException($"worker process exited ({p.ExitCode}) before '{text.Trim()}'");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"worker process did not log '{text.Trim()}' within {timeout.TotalSeconds:0} s");
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+    }
+
+    private static double CpuMs(Process p)
+    {
+        try
+        {
+            p.Refresh();
+            return p.TotalProcessorTime.TotalMilliseconds;
+        }
+        catch (InvalidOperationException) { return 0; }
+    }
+
+    /// <summary>A /proc/PID/status field in bytes (0 when unreadable).</summary>
+    private static long Rss(int pid, string key)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines($"/proc/{pid}/status"))
+                if (line.StartsWith(key, StringComparison.Ordinal))
+                    return long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture) * 1024;
+        }
+        catch (IOException) { }
+        return 0;
+    }
+
+    private static void Print(List<Measure> results, bool json, int threads, string device)
+    {
+        if (json)
+        {
+            Console.WriteLine(JsonSerializer.Serialize(results.Select(m => new Dictionary<string, object?>
+            {
+                ["mode"] = m.Mode, ["processes"] = m.Processes, ["examples"] = m.Examples, ["seconds"] = m.Seconds, ["examples_per_second"] = m.PerSecond,
+                ["steady_examples_per_second"] = m.SteadyPerSecond, ["finalize_seconds"] = m.FinalizeSeconds, ["overhead"] = m.Overhead,
+                ["cpu_ms_per_example"] = m.CpuMsPerExample, ["steady_cpu_ms_per_example"] = m.SteadyCpuMsPerExample, ["cpu_overhead"] = m.CpuOverhead,
+                ["rss_at_10pct_bytes"] = m.RssAt10, ["rss_at_100pct_bytes"] = m.RssAt100, ["peak_rss_bytes"] = m.PeakRss, ["torch_threads"] = threads, ["device"] = device,
+                ["cores"] = Environment.ProcessorCount,
+            }), new JsonSerializerOptions { WriteIndented = true }));
+            return;
+        }
+        static string Mib(IEnumerable<long> v) => string.Join(" + ", v.Select(b => (b / (1024.0 * 1024.0)).ToString("0", CultureInfo.InvariantCulture)));
+        var rows = results.Select(m => (IReadOnlyList<string>)
+        [
+            m.Mode, m.Examples.ToString(CultureInfo.InvariantCulture), m.Seconds.ToString("0.0", CultureInfo.InvariantCulture), m.PerSecond.ToString("0.0", CultureInfo.InvariantCulture),
+            m.SteadyPerSecond?.ToString("0.0", CultureInfo.InvariantCulture) ?? "", m.FinalizeSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "",
+            m.Overhead is { } o ? (o * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "", m.CpuMsPerExample.ToString("0.00", CultureInfo.InvariantCulture),
+            m.SteadyCpuMsPerExample?.ToString("0.00", CultureInfo.InvariantCulture) ?? "",
+            m.CpuOverhead is { } c ? (c * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "",
+            Mib(m.RssAt10), Mib(m.RssAt100), Mib(m.PeakRss),
+        ]).ToList();
+        Console.WriteLine(LlavaMech.Reports.MarkdownTable.Render(
+            ["mode", "examples", "seconds", "examples/s", "steady examples/s (10%-100%)", "finalize s", "overhead (wall)", "CPU ms/example", "steady CPU ms/example (10%-100%)", "overhead (CPU)", "RSS MiB at 10%", "RSS MiB at 100%", "peak RSS MiB"], rows));
+        Console.WriteLine();
+        Console.WriteLine($"{device}, {threads} torch thread(s) per process, {Environment.ProcessorCount} cores. Overhead (wall) = 1 - pipeline examples/s / (processes x loop examples/s); " +
+                          "overhead (CPU) = steady pipeline CPU time per example (all worker processes, all threads, 10% to 100% of the examples) / the loop's - 1, " +
+                          "the steadier figure on a shared machine; both ran --warmup examples first; " +
+                          "pipeline seconds run from the submit to the last shard committed (model preloaded, as the loop's); finalization (aggregates, figures) is timed apart. " +
+                          "RSS of the worker processes (one figure per process), of this process for the loop.");
+    }
+}

@@ -1,0 +1,169 @@
+using System.Globalization;
+using LlavaMech.Checkpoints;
+using LlavaMech.Model.Devices;
+using LlavaMech.Pipeline;
+using LlavaMech.Storage;
+
+namespace LlavaMech.Cli.Commands;
+
+/// <summary>
+/// <c>reanalyze</c>: the nightly run of a model version (run id from the model fingerprint, resumes what is already
+/// computed for it), and <c>diff</c>: which heads and layers changed importance between two runs.
+/// </summary>
+public static class ReanalysisCommands
+{
+    public static readonly CommandLine.OptionSpec[] ReanalyzeSpecs =
+    [
+        new("model", "DIR", "checkpoint folder of the model version to analyse", Required: true),
+        new("dataset", "MANIFEST", "manifest.jsonl; the same for every version, so their runs can be compared", Required: true),
+        new("out", "LOCATION", "the root of the runs: a folder, az://container/prefix or an https blob URL; each model version's run goes to <out>/fp-<fingerprint>", Required: true),
+        new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32"),
+        new("target", "MODE", "argmax, or expected (the manifest's answer as one token)", "argmax"),
+        new("top-heads", "K", "heads per example whose position scores go to position_stats", "3"),
+        new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20"),
+        new("neurons", "ROUTE", "neuron route: auto, exact or screened", "auto"),
+        new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024"),
+        new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
+        new("lease-seconds", "S", "shard lease duration", "60"),
+        new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
+        new("storage-wait", "S", "while the output storage is unreachable, pause and retry this long, then fail naming the endpoint", "300"),
+        new("diff-out", "DIR", "when the root holds a completed run of another model version, write the diff against the latest one here"),
+        new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list", "cpu"),
+        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1"),
+        new("torch-threads", "N", "libtorch intra-op threads (0: one per core)", "0"),
+        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("verbose", null, "log the silo's and the workers' progress to standard error"),
+    ];
+
+    public const string ReanalyzeDescription = """
+        The nightly reanalysis of a model version. The model's fingerprint (config.json, weight
+        headers and sampled weight bytes) names the run: fp-<16 hex digits>, written to
+        <out>/fp-<...>. A new model version therefore starts a new run, and the same version run
+        again resumes its run: the shards already committed for that fingerprint are skipped and
+        only what is missing is computed (nothing at all when the run is complete; the summaries
+        are refreshed). The job runs on an in-process silo as ./llavamech run does; the tables,
+        summaries and figures are those of run.
+
+        <out>/_runs/<run id>.json indexes the runs of the root (model, fingerprint, state). At the
+        end the latest completed run of another model version is named with the diff command that
+        compares the two; with --diff-out that diff is written right away.
+        """;
+
+    public const string ReanalyzeExamples = """
+          ./llavamech reanalyze --model /models/llava-v2 --dataset eval/manifest.jsonl --out az://nightly/eval --diff-out reports/$(date +%F)
+          ./llavamech reanalyze --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/nightly
+        """;
+
+    public static int Reanalyze(CommandLine cl)
+    {
+        TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
+        string root = cl.Require("out");
+        try { if (!OutputLocation.Parse(root).IsAzure) root = Path.GetFullPath(root); }
+        catch (ArgumentException e) { throw new UsageException($"--out: {e.Message}"); }
+        string model = Path.GetFullPath(cl.Require("model"));
+        if (!Directory.Exists(model)) throw new UsageException($"--model: '{model}' does not exist");
+
+        // The spec with a placeholder run id and output; the plan replaces both with the fingerprint's.
+        var template = PipelineCommands.ReadJob(cl, "pending", Reanalysis.RunLocation(root, "pending"));
+        ReanalysisPlan plan;
+        try
+        {
+            plan = Reanalysis.PlanAsync(template, root).GetAwaiter().GetResult();
+        }
+        catch (StorageException e) { throw new InvalidOperationException(e.Message, e); }
+        var spec = plan.Spec;
+        Console.Error.WriteLine($"llavamech reanalyze: model fingerprint {plan.Fingerprint[..16]} -> run {spec.RunId} in {spec.Output}" +
+                                (plan.Existing is { } ex
+                                    ? $" (analysed before, {ex.State} at {ex.UpdatedAt:yyyy-MM-dd HH:mm}Z: resuming; committed shards are skipped)"
+                                    : " (a new model version: new run)"));
+        JobStatus? final = null;
+        int code = PipelineCommands.RunEmbedded(cl, spec, s => final = s);
+        if (final is null) return code;
+        Reanalysis.RecordAsync(plan, final).GetAwaiter().GetResult();
+        if (final.ShardsTotal > 0)
+            Console.WriteLine($"reanalysis   {final.ShardsSkipped} of {final.ShardsTotal} shards were already computed for this model (skipped), " +
+                              $"{final.ShardsTotal - final.ShardsSkipped} computed now");
+        if (final.State != JobState.Completed) return code;
+        if (plan.Previous is { } prev)
+        {
+            Console.WriteLine($"previous     {prev.RunId} ({prev.ModelDir}, completed {prev.UpdatedAt:yyyy-MM-dd HH:mm}Z)");
+            if (cl.Get("diff-out") is { } diffOut)
+            {
+                var result = RunDiff.ComputeAsync(prev.Output, spec.Output).GetAwaiter().GetResult();
+                var files = RunDiff.WriteAsync(result, Path.GetFullPath(diffOut), prev.RunId, spec.RunId).GetAwaiter().GetResult();
+                PrintDiff(result, files, prev.RunId, spec.RunId);
+            }
+            else
+                Console.WriteLine($"compare      ./llavamech diff --a {prev.Output} --b {spec.Output} --out <dir>");
+        }
+        else Console.WriteLine("previous     none: this is the first completed run of the root");
+        return code;
+    }
+
+    public static readonly CommandLine.OptionSpec[] DiffSpecs =
+    [
+        new("a", "RUN", "the earlier run: its output folder, az://container/prefix or https blob URL", Required: true),
+        new("b", "RUN", "the later run, compared with A", Required: true),
+        new("out", "DIR", "folder for head_diff.parquet, layer_diff.parquet, diff.md, diff.json, heads_diff_<task>.png", Required: true),
+        new("name-a", "NAME", "label of A in the tables and figures", "A"),
+        new("name-b", "NAME", "label of B", "B"),
+        new("top", "N", "heads listed per task on the terminal", "5"),
+    ];
+
+    public const string DiffDescription = """
+        Which heads and layers changed importance between two runs of the pipeline (typically two
+        model versions over the same dataset). Per task, over the examples both runs hold: the mean
+        log-probability increase of every head and layer block in A and in B, the difference B − A,
+        the importance rank in each (1 = largest mean) and the rank change (positive: more important
+        in B); the Spearman rank correlation of head importance between A and B; the overlap of the
+        top-10 heads; and the layers ordered by how much their heads moved.
+
+        Files: head_diff.parquet and layer_diff.parquet (task, layer, head or component, mean_a,
+        mean_b, diff, rank_a, rank_b, rank_change), diff.md (the same as Markdown tables),
+        diff.json, and heads_diff_<task>.png, a layers x heads heatmap of B − A (red: higher in B).
+        """;
+
+    public const string DiffExamples = """
+          ./llavamech diff --a out/nightly/fp-3f2a9c1d0b7e41aa --b out/nightly/fp-9b01c4e2d5f6a7b8 --out reports/diff
+          ./llavamech diff --a az://nightly/eval/fp-3f2a... --b az://nightly/eval/fp-9b01... --out reports/diff --name-a v1 --name-b v2
+        """;
+
+    public static int Diff(CommandLine cl)
+    {
+        string a = cl.Require("a"), b = cl.Require("b");
+        foreach (var (name, v) in new[] { ("a", a), ("b", b) })
+        {
+            try { _ = OutputLocation.Parse(v); }
+            catch (ArgumentException e) { throw new UsageException($"--{name}: {e.Message}"); }
+        }
+        int top = cl.GetInt("top");
+        string nameA = cl.Require("name-a"), nameB = cl.Require("name-b");
+        RunDiffResult result;
+        try
+        {
+            result = RunDiff.ComputeAsync(Local(a), Local(b)).GetAwaiter().GetResult();
+        }
+        catch (StorageException e) { throw new InvalidOperationException(e.Message, e); }
+        var files = RunDiff.WriteAsync(result, Path.GetFullPath(cl.Require("out")), nameA, nameB).GetAwaiter().GetResult();
+        PrintDiff(result, files, nameA, nameB, top);
+        return 0;
+    }
+
+    private static string Local(string location) => OutputLocation.Parse(location).IsAzure ? location : Path.GetFullPath(location);
+
+    private static void PrintDiff(RunDiffResult r, IReadOnlyList<string> files, string nameA, string nameB, int top = 5)
+    {
+        Console.WriteLine($"diff         {nameB} ({r.B.RunId}, {r.B.Examples} examples) vs {nameA} ({r.A.RunId}, {r.A.Examples} examples)");
+        foreach (var t in r.Tasks)
+        {
+            var layer = r.MostChangedLayers(t.Task).First();
+            Console.WriteLine($"{t.Task,-12} {t.Examples} shared examples; Spearman of head importance {t.SpearmanHeads:0.000}, of layer blocks {t.SpearmanLayers:0.000}; " +
+                              $"top-{t.TopK} heads overlap {t.TopKJaccard:0.00}");
+            Console.WriteLine($"             layer that changed most: {layer.Layer} (mean |head diff| {layer.MeanAbsHeadDiff:0.0000}, " +
+                              $"attn block {layer.AttnDiff:+0.0000;-0.0000}, ffn block {layer.FfnDiff:+0.0000;-0.0000})");
+            Console.WriteLine("             heads that changed most: " + string.Join("  ", r.MostChangedHeads(t.Task).Take(top).Select(h =>
+                string.Create(CultureInfo.InvariantCulture, $"L{h.Layer}H{h.Head} {h.MeanA:+0.0000;-0.0000} -> {h.MeanB:+0.0000;-0.0000} (rank {h.RankA} -> {h.RankB})"))));
+        }
+        Console.WriteLine($"files        {string.Join(", ", files)}");
+    }
+}

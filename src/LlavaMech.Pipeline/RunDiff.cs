@@ -1,0 +1,367 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using DuckDB.NET.Data;
+using LlavaMech.Reports;
+using LlavaMech.Storage;
+
+namespace LlavaMech.Pipeline;
+
+/// <summary>A head of both runs: mean log-prob increase over the examples they share, and its importance rank in each.</summary>
+/// <param name="Diff">B − A.</param>
+/// <param name="RankA">1 = the head with the largest mean increase in A (within the task; ties by layer, head).</param>
+/// <param name="RankChange">RankA − RankB: positive when the head is more important in B.</param>
+public sealed record HeadDiffRow(string Task, int Layer, int Head, double MeanA, double MeanB, double Diff, int RankA, int RankB, int RankChange);
+
+/// <summary>A layer block (attn or ffn) of both runs, as <see cref="HeadDiffRow"/>.</summary>
+public sealed record LayerDiffRow(string Task, int Layer, string Component, double MeanA, double MeanB, double Diff, int RankA, int RankB, int RankChange);
+
+/// <summary>How much a layer's heads moved: mean and largest |B − A| over its heads.</summary>
+public sealed record LayerChange(string Task, int Layer, double MeanAbsHeadDiff, double MaxAbsHeadDiff, int MaxHead, double AttnDiff, double FfnDiff);
+
+/// <summary>One task of the diff.</summary>
+/// <param name="Examples">examples present in both runs (the means are over these).</param>
+/// <param name="SpearmanHeads">Spearman rank correlation of the head means of A and B (average ranks for ties).</param>
+/// <param name="SpearmanLayers">the same over the layer blocks.</param>
+/// <param name="TopKJaccard">overlap (Jaccard) of the top-k heads of A and B.</param>
+public sealed record TaskDiff(string Task, long Examples, double SpearmanHeads, double SpearmanLayers, int TopK, double TopKJaccard);
+
+/// <summary>A run that takes part in a diff.</summary>
+public sealed record DiffSide(string Location, string RunId, string ModelFingerprint, long Examples);
+
+public sealed record RunDiffResult(DiffSide A, DiffSide B, IReadOnlyList<TaskDiff> Tasks, IReadOnlyList<HeadDiffRow> Heads, IReadOnlyList<LayerDiffRow> Layers,
+    IReadOnlyList<LayerChange> LayerChanges)
+{
+    /// <summary>Heads by |B − A|, largest first.</summary>
+    public IEnumerable<HeadDiffRow> MostChangedHeads(string task) =>
+        Heads.Where(h => h.Task == task).OrderByDescending(h => Math.Abs(h.Diff)).ThenBy(h => h.Layer).ThenBy(h => h.Head);
+
+    /// <summary>Layers by the mean |B − A| of their heads, largest first.</summary>
+    public IEnumerable<LayerChange> MostChangedLayers(string task) =>
+        LayerChanges.Where(l => l.Task == task).OrderByDescending(l => l.MeanAbsHeadDiff).ThenBy(l => l.Layer);
+}
+
+/// <summary>
+/// Which heads and layers changed importance between two runs (e.g. two model versions over the same dataset): per
+/// task, the mean log-prob increase of every head and layer block in A and in B over the examples both runs hold,
+/// the difference B − A, the rank change, and the Spearman correlation of head importance. Reads the committed parts
+/// of examples, head_stats and layer_stats (downloaded first for a blob location) with DuckDB.
+/// </summary>
+public static class RunDiff
+{
+    public const int TopK = 10;
+
+    public static async Task<RunDiffResult> ComputeAsync(string a, string b, CancellationToken ct = default)
+    {
+        string scratch = Path.Combine(Path.GetTempPath(), "llavamech-diff-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(scratch);
+        try
+        {
+            using var db = new DuckDBConnection("DataSource=:memory:");
+            await db.OpenAsync(ct).ConfigureAwait(false);
+            var sideA = await LoadAsync(db, a, "a", Path.Combine(scratch, "a"), ct).ConfigureAwait(false);
+            var sideB = await LoadAsync(db, b, "b", Path.Combine(scratch, "b"), ct).ConfigureAwait(false);
+            Exec(db, """
+                CREATE TEMP TABLE common AS
+                SELECT example_id, task FROM (SELECT DISTINCT example_id, task FROM examples_a)
+                INTERSECT SELECT example_id, task FROM (SELECT DISTINCT example_id, task FROM examples_b)
+                """);
+            var counts = Rows(db, "SELECT task, count(*) FROM common GROUP BY task ORDER BY task").ToDictionary(r => (string)r[0]!, r => Convert.ToInt64(r[1]));
+            if (counts.Count == 0)
+                throw new InvalidOperationException($"runs {sideA.Location} and {sideB.Location} share no example (same example_id and task): nothing to compare");
+
+            var heads = new List<HeadDiffRow>();
+            var layers = new List<LayerDiffRow>();
+            var changes = new List<LayerChange>();
+            var tasks = new List<TaskDiff>();
+            foreach (var task in counts.Keys)
+            {
+                var ha = HeadMeans(db, "a", task);
+                var hb = HeadMeans(db, "b", task);
+                var keys = ha.Keys.Intersect(hb.Keys).OrderBy(k => k.Layer).ThenBy(k => k.Head).ToList();
+                var rankA = Ranks(keys, k => ha[k]);
+                var rankB = Ranks(keys, k => hb[k]);
+                var taskHeads = keys.Select(k => new HeadDiffRow(task, k.Layer, k.Head, ha[k], hb[k], hb[k] - ha[k], rankA[k], rankB[k], rankA[k] - rankB[k])).ToList();
+                heads.AddRange(taskHeads);
+
+                var la = LayerMeans(db, "a", task);
+                var lb = LayerMeans(db, "b", task);
+                var lkeys = la.Keys.Intersect(lb.Keys).OrderBy(k => k.Layer).ThenBy(k => k.Component, StringComparer.Ordinal).ToList();
+                var lrA = Ranks(lkeys, k => la[k]);
+                var lrB = Ranks(lkeys, k => lb[k]);
+                layers.AddRange(lkeys.Select(k => new LayerDiffRow(task, k.Layer, k.Component, la[k], lb[k], lb[k] - la[k], lrA[k], lrB[k], lrA[k] - lrB[k])));
+
+                foreach (var g in taskHeads.GroupBy(h => h.Layer).OrderBy(g => g.Key))
+                {
+                    var max = g.OrderByDescending(h => Math.Abs(h.Diff)).ThenBy(h => h.Head).First();
+                    double Block(string c) => la.TryGetValue((g.Key, c), out var x) && lb.TryGetValue((g.Key, c), out var y) ? y - x : double.NaN;
+                    changes.Add(new LayerChange(task, g.Key, g.Average(h => Math.Abs(h.Diff)), Math.Abs(max.Diff), max.Head, Block(Components.Attention), Block(Components.Ffn)));
+                }
+
+                var topA = taskHeads.OrderBy(h => h.RankA).Take(TopK).Select(h => (h.Layer, h.Head)).ToHashSet();
+                var topB = taskHeads.OrderBy(h => h.RankB).Take(TopK).Select(h => (h.Layer, h.Head)).ToHashSet();
+                double jaccard = topA.Count + topB.Count == 0 ? 1 : (double)topA.Intersect(topB).Count() / topA.Union(topB).Count();
+                tasks.Add(new TaskDiff(task, counts[task], Spearman(taskHeads.Select(h => h.MeanA).ToArray(), taskHeads.Select(h => h.MeanB).ToArray()),
+                    Spearman(lkeys.Select(k => la[k]).ToArray(), lkeys.Select(k => lb[k]).ToArray()), Math.Min(TopK, taskHeads.Count), jaccard));
+            }
+            return new RunDiffResult(sideA, sideB, tasks, heads, layers, changes);
+        }
+        finally
+        {
+            try { Directory.Delete(scratch, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    /// <summary>
+    /// Writes <c>head_diff.parquet</c>, <c>layer_diff.parquet</c>, <c>diff.md</c>, <c>diff.json</c> and one heatmap of
+    /// B − A per task (<c>heads_diff_&lt;task&gt;.png</c>, red where B is higher) into <paramref name="outDir"/>; returns the files.
+    /// </summary>
+    public static async Task<IReadOnlyList<string>> WriteAsync(RunDiffResult r, string outDir, string nameA = "A", string nameB = "B")
+    {
+        Directory.CreateDirectory(outDir);
+        var files = new List<string>();
+        string headsPath = Path.Combine(outDir, "head_diff.parquet");
+        await new ColumnTable()
+            .Add("task", r.Heads.Select(h => h.Task).ToArray())
+            .Add("layer", r.Heads.Select(h => h.Layer).ToArray())
+            .Add("head", r.Heads.Select(h => h.Head).ToArray())
+            .Add("mean_a", r.Heads.Select(h => h.MeanA).ToArray())
+            .Add("mean_b", r.Heads.Select(h => h.MeanB).ToArray())
+            .Add("diff", r.Heads.Select(h => h.Diff).ToArray())
+            .Add("rank_a", r.Heads.Select(h => h.RankA).ToArray())
+            .Add("rank_b", r.Heads.Select(h => h.RankB).ToArray())
+            .Add("rank_change", r.Heads.Select(h => h.RankChange).ToArray())
+            .WriteAsync(headsPath).ConfigureAwait(false);
+        files.Add(headsPath);
+        string layersPath = Path.Combine(outDir, "layer_diff.parquet");
+        await new ColumnTable()
+            .Add("task", r.Layers.Select(l => l.Task).ToArray())
+            .Add("layer", r.Layers.Select(l => l.Layer).ToArray())
+            .Add("component", r.Layers.Select(l => l.Component).ToArray())
+            .Add("mean_a", r.Layers.Select(l => l.MeanA).ToArray())
+            .Add("mean_b", r.Layers.Select(l => l.MeanB).ToArray())
+            .Add("diff", r.Layers.Select(l => l.Diff).ToArray())
+            .Add("rank_a", r.Layers.Select(l => l.RankA).ToArray())
+            .Add("rank_b", r.Layers.Select(l => l.RankB).ToArray())
+            .Add("rank_change", r.Layers.Select(l => l.RankChange).ToArray())
+            .WriteAsync(layersPath).ConfigureAwait(false);
+        files.Add(layersPath);
+
+        foreach (var t in r.Tasks)
+        {
+            var hs = r.Heads.Where(h => h.Task == t.Task).ToList();
+            int L = hs.Max(h => h.Layer) + 1, H = hs.Max(h => h.Head) + 1;
+            var ga = new double[L, H];
+            var gb = new double[L, H];
+            foreach (var h in hs) { ga[h.Layer, h.Head] = h.MeanA; gb[h.Layer, h.Head] = h.MeanB; }
+            string png = Path.Combine(outDir, $"heads_diff_{Safe(t.Task)}.png");
+            DiffHeatmap.Write(png, gb, ga, nameB, nameA,
+                $"{t.Task}: head importance {nameB} \u2212 {nameA} (red: higher in {nameB}), n = {t.Examples}, Spearman {t.SpearmanHeads:0.000}",
+                "difference of mean log-probability increase");
+            files.Add(png);
+        }
+
+        string md = Path.Combine(outDir, "diff.md");
+        await File.WriteAllTextAsync(md, Markdown(r, nameA, nameB)).ConfigureAwait(false);
+        files.Add(md);
+        string json = Path.Combine(outDir, "diff.json");
+        await File.WriteAllBytesAsync(json, JsonSerializer.SerializeToUtf8Bytes(Json(r), new JsonSerializerOptions { WriteIndented = true })).ConfigureAwait(false);
+        files.Add(json);
+        return files;
+    }
+
+    public static string Markdown(RunDiffResult r, string nameA = "A", string nameB = "B", int top = 15)
+    {
+        static string F(double v) => double.IsNaN(v) ? "" : v.ToString("+0.00000;-0.00000;0", CultureInfo.InvariantCulture);
+        static string G(double v) => v.ToString("0.00000", CultureInfo.InvariantCulture);
+        var sb = new StringBuilder();
+        sb.AppendLine($"# Head and layer importance: {nameB} vs {nameA}");
+        sb.AppendLine();
+        sb.AppendLine(MarkdownTable.Render(["run", "location", "run id", "model fingerprint", "examples"],
+        [
+            [nameA, r.A.Location, r.A.RunId, r.A.ModelFingerprint[..Math.Min(16, r.A.ModelFingerprint.Length)], r.A.Examples.ToString(CultureInfo.InvariantCulture)],
+            [nameB, r.B.Location, r.B.RunId, r.B.ModelFingerprint[..Math.Min(16, r.B.ModelFingerprint.Length)], r.B.Examples.ToString(CultureInfo.InvariantCulture)],
+        ]));
+        sb.AppendLine();
+        sb.AppendLine($"Means of the log-probability increase over the examples both runs hold; diff = {nameB} − {nameA}; rank 1 = most important " +
+                      $"head of the task; rank change = rank in {nameA} − rank in {nameB} (positive: more important in {nameB}).");
+        sb.AppendLine();
+        sb.AppendLine(MarkdownTable.Render(["task", "examples", "Spearman (heads)", "Spearman (layer blocks)", $"top-{TopK} heads Jaccard"],
+            r.Tasks.Select(t => (IReadOnlyList<string>)[t.Task, t.Examples.ToString(CultureInfo.InvariantCulture), t.SpearmanHeads.ToString("0.000", CultureInfo.InvariantCulture),
+                t.SpearmanLayers.ToString("0.000", CultureInfo.InvariantCulture), t.TopKJaccard.ToString("0.00", CultureInfo.InvariantCulture)])));
+        foreach (var t in r.Tasks)
+        {
+            sb.AppendLine();
+            sb.AppendLine($"## {t.Task}");
+            sb.AppendLine();
+            sb.AppendLine("Layers by how much their heads changed:");
+            sb.AppendLine();
+            sb.AppendLine(MarkdownTable.Render(["layer", "mean abs head diff", "max abs head diff", "head", "attn block diff", "ffn block diff"],
+                r.MostChangedLayers(t.Task).Select(l => (IReadOnlyList<string>)[l.Layer.ToString(CultureInfo.InvariantCulture), G(l.MeanAbsHeadDiff), G(l.MaxAbsHeadDiff),
+                    l.MaxHead.ToString(CultureInfo.InvariantCulture), F(l.AttnDiff), F(l.FfnDiff)])));
+            sb.AppendLine();
+            sb.AppendLine($"Heads that changed most (top {top} by abs diff):");
+            sb.AppendLine();
+            sb.AppendLine(MarkdownTable.Render(["layer", "head", $"mean {nameA}", $"mean {nameB}", "diff", $"rank {nameA}", $"rank {nameB}", "rank change"],
+                r.MostChangedHeads(t.Task).Take(top).Select(h => (IReadOnlyList<string>)[h.Layer.ToString(CultureInfo.InvariantCulture), h.Head.ToString(CultureInfo.InvariantCulture),
+                    F(h.MeanA), F(h.MeanB), F(h.Diff), h.RankA.ToString(CultureInfo.InvariantCulture), h.RankB.ToString(CultureInfo.InvariantCulture),
+                    h.RankChange.ToString("+0;-0;0", CultureInfo.InvariantCulture)])));
+            sb.AppendLine();
+            sb.AppendLine("Layer blocks:");
+            sb.AppendLine();
+            sb.AppendLine(MarkdownTable.Render(["layer", "block", $"mean {nameA}", $"mean {nameB}", "diff", $"rank {nameA}", $"rank {nameB}", "rank change"],
+                r.Layers.Where(l => l.Task == t.Task).Select(l => (IReadOnlyList<string>)[l.Layer.ToString(CultureInfo.InvariantCulture), l.Component, F(l.MeanA), F(l.MeanB),
+                    F(l.Diff), l.RankA.ToString(CultureInfo.InvariantCulture), l.RankB.ToString(CultureInfo.InvariantCulture),
+                    l.RankChange.ToString("+0;-0;0", CultureInfo.InvariantCulture)])));
+            sb.AppendLine();
+            sb.AppendLine($"![head importance {nameB} − {nameA}](heads_diff_{Safe(t.Task)}.png)");
+        }
+        return sb.ToString();
+    }
+
+    private static object Json(RunDiffResult r) => new Dictionary<string, object?>
+    {
+        ["a"] = r.A,
+        ["b"] = r.B,
+        ["tasks"] = r.Tasks.Select(t => new Dictionary<string, object?>
+        {
+            ["task"] = t.Task,
+            ["examples"] = t.Examples,
+            ["spearman_heads"] = t.SpearmanHeads,
+            ["spearman_layers"] = t.SpearmanLayers,
+            ["top_k"] = t.TopK,
+            ["top_k_jaccard"] = t.TopKJaccard,
+            ["layers_by_change"] = r.MostChangedLayers(t.Task).Select(l => new Dictionary<string, object?>
+            {
+                ["layer"] = l.Layer, ["mean_abs_head_diff"] = l.MeanAbsHeadDiff, ["max_abs_head_diff"] = l.MaxAbsHeadDiff, ["max_head"] = l.MaxHead,
+                ["attn_diff"] = double.IsNaN(l.AttnDiff) ? null : l.AttnDiff, ["ffn_diff"] = double.IsNaN(l.FfnDiff) ? null : l.FfnDiff,
+            }).ToArray(),
+            ["heads_by_change"] = r.MostChangedHeads(t.Task).Take(TopK).Select(h => new Dictionary<string, object?>
+            {
+                ["layer"] = h.Layer, ["head"] = h.Head, ["mean_a"] = h.MeanA, ["mean_b"] = h.MeanB, ["diff"] = h.Diff,
+                ["rank_a"] = h.RankA, ["rank_b"] = h.RankB, ["rank_change"] = h.RankChange,
+            }).ToArray(),
+        }).ToArray(),
+    };
+
+    /// <summary>Spearman rank correlation (Pearson of average ranks); NaN when either side is constant.</summary>
+    public static double Spearman(double[] x, double[] y)
+    {
+        if (x.Length != y.Length) throw new ArgumentException($"lengths differ: {x.Length} vs {y.Length}");
+        return Pearson(AverageRanks(x), AverageRanks(y));
+    }
+
+    private static double[] AverageRanks(double[] v)
+    {
+        var order = Enumerable.Range(0, v.Length).OrderBy(i => v[i]).ToArray();
+        var ranks = new double[v.Length];
+        for (int i = 0; i < order.Length;)
+        {
+            int j = i;
+            while (j + 1 < order.Length && v[order[j + 1]] == v[order[i]]) j++;
+            double r = (i + j) / 2.0 + 1;
+            for (int k = i; k <= j; k++) ranks[order[k]] = r;
+            i = j + 1;
+        }
+        return ranks;
+    }
+
+    private static double Pearson(double[] x, double[] y)
+    {
+        int n = x.Length;
+        if (n < 2) return double.NaN;
+        double mx = x.Average(), my = y.Average(), sxy = 0, sxx = 0, syy = 0;
+        for (int i = 0; i < n; i++)
+        {
+            sxy += (x[i] - mx) * (y[i] - my);
+            sxx += (x[i] - mx) * (x[i] - mx);
+            syy += (y[i] - my) * (y[i] - my);
+        }
+        return sxx == 0 || syy == 0 ? double.NaN : sxy / Math.Sqrt(sxx * syy);
+    }
+
+    /// <summary>1-based ranks by value, largest first; ties by key order.</summary>
+    private static Dictionary<T, int> Ranks<T>(IReadOnlyList<T> keys, Func<T, double> value) where T : notnull =>
+        keys.Select((k, i) => (k, i)).OrderByDescending(x => value(x.k)).ThenBy(x => x.i).Select((x, r) => (x.k, r)).ToDictionary(x => x.k, x => x.r + 1);
+
+    private static Dictionary<(int Layer, int Head), double> HeadMeans(DuckDBConnection db, string side, string task) =>
+        Rows(db, $"""
+            SELECT h.layer, h.head, avg(h.log_prob_increase) FROM head_stats_{side} h JOIN common c USING (example_id)
+            WHERE c.task = '{task.Replace("'", "''")}' GROUP BY h.layer, h.head
+            """).ToDictionary(r => (Convert.ToInt32(r[0]), Convert.ToInt32(r[1])), r => Convert.ToDouble(r[2]));
+
+    private static Dictionary<(int Layer, string Component), double> LayerMeans(DuckDBConnection db, string side, string task) =>
+        Rows(db, $"""
+            SELECT l.layer, l.component, avg(l.log_prob_increase) FROM layer_stats_{side} l JOIN common c USING (example_id)
+            WHERE c.task = '{task.Replace("'", "''")}' GROUP BY l.layer, l.component
+            """).ToDictionary(r => (Convert.ToInt32(r[0]), (string)r[1]!), r => Convert.ToDouble(r[2]));
+
+    /// <summary>Views examples_/head_stats_/layer_stats_&lt;side&gt; over a run's committed parts.</summary>
+    private static async Task<DiffSide> LoadAsync(DuckDBConnection db, string location, string side, string scratch, CancellationToken ct)
+    {
+        IObjectStore store;
+        try
+        {
+            var parsed = OutputLocation.Parse(location);
+            if (parsed is { IsAzure: false, LocalPath: { } dir } && !Directory.Exists(dir))   // before OpenStore, which would create it
+                throw new ArgumentException($"run {dir} does not exist");
+            store = parsed.OpenStore();
+        }
+        catch (ArgumentException e) when (!e.Message.StartsWith("run ", StringComparison.Ordinal)) { throw new ArgumentException($"run {location}: {e.Message}", e); }
+        var committer = new ShardCommitter(store);
+        var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
+        if (manifests.Count == 0)
+            throw new ArgumentException($"{store.Location} holds no committed shard: not the output of a pipeline run (run, reanalyze, submit)");
+        if (manifests.Select(m => m.ModelFingerprint).Distinct().Count() > 1)
+            throw new InvalidOperationException($"{store.Location} holds shards of several models");
+        Directory.CreateDirectory(scratch);
+        foreach (var table in new[] { TableNames.Examples, TableNames.HeadStats, TableNames.LayerStats })
+        {
+            var keys = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table && p.Rows > 0)).Select(p => p.Path).ToList();
+            if (keys.Count == 0) throw new ArgumentException($"{store.Location} has no {table} rows");
+            var paths = await LocalPartsOrRepairAsync(store, committer, keys, Path.Combine(scratch, table), ct).ConfigureAwait(false);
+            Exec(db, $"CREATE VIEW {table}_{side} AS SELECT * FROM read_parquet([{string.Join(", ", paths.Select(p => "'" + p.Replace("'", "''") + "'"))}])");
+        }
+        long examples = Convert.ToInt64(Rows(db, $"SELECT count(*) FROM examples_{side}")[0][0]);
+        return new DiffSide(store.Location, manifests[0].RunId, manifests[0].ModelFingerprint, examples);
+    }
+
+    /// <summary>The parts' local files; a part still staged (its commit was interrupted) is published first.</summary>
+    private static async Task<List<string>> LocalPartsOrRepairAsync(IObjectStore store, ShardCommitter committer, List<string> keys, string scratch, CancellationToken ct)
+    {
+        Directory.CreateDirectory(scratch);
+        try
+        {
+            return await Finalizer.LocalPartsAsync(store, keys, scratch, ct).ConfigureAwait(false);
+        }
+        catch (CommitIntegrityException)
+        {
+            await committer.RepairAsync(null, ct).ConfigureAwait(false);
+            return await Finalizer.LocalPartsAsync(store, keys, scratch, ct).ConfigureAwait(false);
+        }
+    }
+
+    private static string Safe(string s) => new(s.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_').ToArray());
+
+    private static void Exec(DuckDBConnection db, string sql)
+    {
+        using var cmd = db.CreateCommand();
+        cmd.CommandText = sql;
+        cmd.ExecuteNonQuery();
+    }
+
+    private static List<object?[]> Rows(DuckDBConnection db, string sql)
+    {
+        using var cmd = db.CreateCommand();
+        cmd.CommandText = sql;
+        using var r = cmd.ExecuteReader();
+        var rows = new List<object?[]>();
+        while (r.Read())
+        {
+            var row = new object?[r.FieldCount];
+            for (int i = 0; i < row.Length; i++) row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
+            rows.Add(row);
+        }
+        return rows;
+    }
+}
