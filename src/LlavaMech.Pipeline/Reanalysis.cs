@@ -80,7 +80,7 @@ public static class Reanalysis
     public static async Task<IReadOnlyList<RunIndexEntry>> ListAsync(string root, CancellationToken ct = default) =>
         await ListAsync(OutputLocation.Parse(root).OpenStore(), ct).ConfigureAwait(false);
 
-    private static async Task<IReadOnlyList<RunIndexEntry>> ListAsync(IObjectStore store, CancellationToken ct)
+    internal static async Task<IReadOnlyList<RunIndexEntry>> ListAsync(IObjectStore store, CancellationToken ct)
     {
         var result = new List<RunIndexEntry>();
         foreach (var o in await store.ListAllAsync(IndexPrefix, ct).ConfigureAwait(false))

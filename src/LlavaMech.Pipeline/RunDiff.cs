@@ -296,8 +296,11 @@ public static class RunDiff
             WHERE c.task = '{task.Replace("'", "''")}' GROUP BY l.layer, l.component
             """).ToDictionary(r => (Convert.ToInt32(r[0]), (string)r[1]!), r => Convert.ToDouble(r[2]));
 
-    /// <summary>Views examples_/head_stats_/layer_stats_&lt;side&gt; over a run's committed parts.</summary>
-    private static async Task<DiffSide> LoadAsync(DuckDBConnection db, string location, string side, string scratch, CancellationToken ct)
+    /// <summary>
+    /// Views examples_/head_stats_/layer_stats_&lt;side&gt; over a run's committed parts. A reanalysis root (no shards of its
+    /// own, runs indexed under <c>_runs/</c>) stands for its most recently completed run.
+    /// </summary>
+    private static async Task<DiffSide> LoadAsync(DuckDBConnection db, string location, string side, string scratch, CancellationToken ct, bool resolved = false)
     {
         IObjectStore store;
         try
@@ -310,8 +313,16 @@ public static class RunDiff
         catch (ArgumentException e) when (!e.Message.StartsWith("run ", StringComparison.Ordinal)) { throw new ArgumentException($"run {location}: {e.Message}", e); }
         var committer = new ShardCommitter(store);
         var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
+        if (manifests.Count == 0 && !resolved)
+        {
+            var runs = await Reanalysis.ListAsync(store, ct).ConfigureAwait(false);
+            if (runs.Where(r => r.State == "completed").OrderByDescending(r => r.UpdatedAt).FirstOrDefault() is { } latest)
+                return await LoadAsync(db, Reanalysis.RunLocation(location, latest.RunId), side, scratch, ct, resolved: true).ConfigureAwait(false);
+            if (runs.Count > 0)
+                throw new ArgumentException($"{store.Location} is a reanalysis root without a completed run ({string.Join(", ", runs.Select(r => $"{r.RunId}: {r.State}"))})");
+        }
         if (manifests.Count == 0)
-            throw new ArgumentException($"{store.Location} holds no committed shard: not the output of a pipeline run (run, reanalyze, submit)");
+            throw new ArgumentException($"{store.Location} holds no committed shard: not the output of a pipeline run (run, reanalyze, submit) nor a reanalysis root");
         if (manifests.Select(m => m.ModelFingerprint).Distinct().Count() > 1)
             throw new InvalidOperationException($"{store.Location} holds shards of several models");
         Directory.CreateDirectory(scratch);

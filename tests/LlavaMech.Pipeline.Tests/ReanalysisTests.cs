@@ -106,6 +106,11 @@ public class ReanalysisTests(ClusterFixture fx, ITestOutputHelper output)
         }
         Assert.Contains("| layer | head |", File.ReadAllText(Path.Combine(diffDir, "diff.md")));
 
+        // A reanalysis root stands for its latest completed run (A: the CLI finished it last).
+        var viaRoot = await RunDiff.ComputeAsync(root, planB.Spec.Output);
+        Assert.Equal(planA.Spec.RunId, viaRoot.A.RunId);
+        Assert.Equal(planB.Spec.RunId, viaRoot.B.RunId);
+
         // A folder that is not a run: a clear error, and nothing created.
         string missing = tmp.Sub("no-such-run");
         var bad = await ChildProcess.RunAsync("diff", ["diff", "--a", missing, "--b", planB.Spec.Output, "--out", tmp.Sub("diff2")], null, TimeSpan.FromMinutes(2));

@@ -64,7 +64,8 @@ public static class BenchPipelineCommand
 
     /// <param name="CpuMsPerExample">CPU time (user + system, all threads) of the computing process(es) per example, from the start to the end of the examples.</param>
     private sealed record Measure(string Mode, int Processes, int Examples, double Seconds, double PerSecond, double? SteadyPerSecond, double? FinalizeSeconds,
-        long[] RssAt10, long[] RssAt100, long[] PeakRss, double? Overhead, double CpuMsPerExample, double? SteadyCpuMsPerExample, double? CpuOverhead = null);
+        long[] RssAt10, long[] RssAt100, long[] PeakRss, double? Overhead, double CpuMsPerExample, double? SteadyCpuMsPerExample, double? CpuOverhead = null,
+        double? JitMsPerExample = null, double? CpuOverheadWithoutJit = null);
 
     public static int Run(CommandLine cl)
     {
@@ -109,6 +110,8 @@ public static class BenchPipelineCommand
                     {
                         Overhead = 1 - m.PerSecond / (p * loop.PerSecond),
                         CpuOverhead = (m.SteadyCpuMsPerExample ?? m.CpuMsPerExample) / (loop.SteadyCpuMsPerExample ?? loop.CpuMsPerExample) - 1,
+                        CpuOverheadWithoutJit = m.SteadyCpuMsPerExample is { } ps && m.JitMsPerExample is { } pj && loop.SteadyCpuMsPerExample is { } ls && loop.JitMsPerExample is { } lj
+                            ? (ps - pj) / (ls - lj) - 1 : null,
                     };
                 results.Add(m);
                 Console.Error.WriteLine($"  pipeline, {p} worker process(es): {m.PerSecond:0.0} examples/s");
@@ -173,6 +176,8 @@ public static class BenchPipelineCommand
         int tenth = Math.Max(1, examples.Count / 10);
         var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var cpu10 = cpu0;
+        var jit = new JitMeter(Environment.ProcessId);
+        double jit10 = 0;
         var clock = Stopwatch.StartNew();
         for (int i = 0; i < examples.Count; i++)
         {
@@ -181,13 +186,16 @@ public static class BenchPipelineCommand
             {
                 at10 = ResourceUsage.ResidentBytes();
                 cpu10 = Process.GetCurrentProcess().TotalProcessorTime;
+                jit10 = jit.Sample();
             }
+            else if (i % 8 == 0) jit.Sample();
         }
         double s = clock.Elapsed.TotalSeconds;
         var cpuEnd = Process.GetCurrentProcess().TotalProcessorTime;
+        double jitEnd = jit.Sample();
         return new Measure("plain loop (ExampleAnalyzer, 1 process)", 1, examples.Count, s, examples.Count / s, null, null,
             [at10], [ResourceUsage.ResidentBytes()], [ResourceUsage.PeakResidentBytes()], null, (cpuEnd - cpu0).TotalMilliseconds / examples.Count,
-            (cpuEnd - cpu10).TotalMilliseconds / (examples.Count - tenth));
+            (cpuEnd - cpu10).TotalMilliseconds / (examples.Count - tenth), JitMsPerExample: (jitEnd - jit10) / (examples.Count - tenth));
     }
 
     private static async Task<Measure> RunPipelineAsync(string model, string manifest, string? warmManifest, string output, string device, string dtype, int threads,
@@ -245,7 +253,8 @@ public static class BenchPipelineCommand
                 if (warm.State != JobState.Completed) throw new InvalidOperationException($"the warm-up job {warm.State.ToString().ToLowerInvariant()}: {warm.Error}");
             }
             var spec = new JobSpec($"bench-p{processes}", model, manifest, output, options);
-            double cpu0 = silos.Sum(CpuMs), cpu10 = 0;
+            double cpu0 = silos.Sum(CpuMs), cpu10 = 0, jit10 = 0, jit100 = 0;
+            var jits = silos.Select(p => new JitMeter(p.Id)).ToList();
             var clock = Stopwatch.StartNew();
             var status = await pipeline.SubmitAsync(spec).ConfigureAwait(false);
             double cpu100 = 0;
@@ -256,18 +265,21 @@ public static class BenchPipelineCommand
             {
                 await Task.Delay(50).ConfigureAwait(false);
                 status = await pipeline.StatusAsync(spec.JobId).ConfigureAwait(false);
+                double jitNow = jits.Sum(j => j.Sample());
                 if (t10 is null && status.ExamplesDone >= examples / 10)
                 {
                     t10 = clock.Elapsed.TotalSeconds;
                     done10 = status.ExamplesDone;
                     rss10 = silos.Select(p => Rss(p.Id, "VmRSS:")).ToArray();
                     cpu10 = silos.Sum(CpuMs);
+                    jit10 = jitNow;
                 }
                 if (t100 is null && status.ShardsTotal > 0 && status.ShardsDone + status.ShardsFailed == status.ShardsTotal)
                 {
                     t100 = clock.Elapsed.TotalSeconds;
                     rss100 = silos.Select(p => Rss(p.Id, "VmRSS:")).ToArray();
                     cpu100 = silos.Sum(CpuMs);
+                    jit100 = jitNow;
                 }
             }
             double end = clock.Elapsed.TotalSeconds;
@@ -278,7 +290,8 @@ public static class BenchPipelineCommand
             var peak = silos.Select(p => Rss(p.Id, "VmHWM:")).ToArray();
             double? steady = t10 is { } a && t100 > a ? (examples - done10) / (t100.Value - a) : null;
             return new Measure($"pipeline, {processes} worker process{(processes == 1 ? "" : "es")}", processes, examples, t100.Value, examples / t100.Value, steady,
-                end - t100.Value, rss10, rss100, peak, null, (cpu100 - cpu0) / examples, t10 is null || examples == done10 ? null : (cpu100 - cpu10) / (examples - done10));
+                end - t100.Value, rss10, rss100, peak, null, (cpu100 - cpu0) / examples, t10 is null || examples == done10 ? null : (cpu100 - cpu10) / (examples - done10),
+                JitMsPerExample: t10 is null || examples == done10 || jit100 == 0 ? null : (jit100 - jit10) / (examples - done10));
         }
         catch (Exception e) when (e is not UsageException)
         {
@@ -341,6 +354,34 @@ public static class BenchPipelineCommand
         catch (InvalidOperationException) { return 0; }
     }
 
+    /// <summary>
+    /// CPU milliseconds of the runtime's tiered-compilation threads of a process (re-JIT of hot methods). That thread
+    /// exits when idle and a new one starts later, so each thread's last seen time is kept: sample often.
+    /// </summary>
+    private sealed class JitMeter(int pid)
+    {
+        private readonly Dictionary<string, double> _seen = new(StringComparer.Ordinal);
+
+        public double Sample()
+        {
+            try
+            {
+                foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
+                {
+                    string stat;
+                    try { stat = File.ReadAllText(Path.Combine(task, "stat")); }
+                    catch (IOException) { continue; }
+                    int open = stat.IndexOf('('), close = stat.LastIndexOf(')');
+                    if (open < 0 || close < open || !stat[(open + 1)..close].StartsWith(".NET Tiered", StringComparison.Ordinal)) continue;
+                    var f = stat[(close + 2)..].Split(' ');
+                    _seen[Path.GetFileName(task)] = (double.Parse(f[11], CultureInfo.InvariantCulture) + double.Parse(f[12], CultureInfo.InvariantCulture)) * 10;   // USER_HZ = 100
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+            return _seen.Values.Sum();
+        }
+    }
+
     /// <summary>A /proc/PID/status field in bytes (0 when unreadable).</summary>
     private static long Rss(int pid, string key)
     {
@@ -363,6 +404,7 @@ public static class BenchPipelineCommand
                 ["mode"] = m.Mode, ["processes"] = m.Processes, ["examples"] = m.Examples, ["seconds"] = m.Seconds, ["examples_per_second"] = m.PerSecond,
                 ["steady_examples_per_second"] = m.SteadyPerSecond, ["finalize_seconds"] = m.FinalizeSeconds, ["overhead"] = m.Overhead,
                 ["cpu_ms_per_example"] = m.CpuMsPerExample, ["steady_cpu_ms_per_example"] = m.SteadyCpuMsPerExample, ["cpu_overhead"] = m.CpuOverhead,
+                ["steady_jit_ms_per_example"] = m.JitMsPerExample, ["cpu_overhead_without_jit"] = m.CpuOverheadWithoutJit,
                 ["rss_at_10pct_bytes"] = m.RssAt10, ["rss_at_100pct_bytes"] = m.RssAt100, ["peak_rss_bytes"] = m.PeakRss, ["torch_threads"] = threads, ["device"] = device,
                 ["cores"] = Environment.ProcessorCount,
             }), new JsonSerializerOptions { WriteIndented = true }));
@@ -376,14 +418,17 @@ public static class BenchPipelineCommand
             m.Overhead is { } o ? (o * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "", m.CpuMsPerExample.ToString("0.00", CultureInfo.InvariantCulture),
             m.SteadyCpuMsPerExample?.ToString("0.00", CultureInfo.InvariantCulture) ?? "",
             m.CpuOverhead is { } c ? (c * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "",
+            m.JitMsPerExample?.ToString("0.00", CultureInfo.InvariantCulture) ?? "",
+            m.CpuOverheadWithoutJit is { } cj ? (cj * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "",
             Mib(m.RssAt10), Mib(m.RssAt100), Mib(m.PeakRss),
         ]).ToList();
         Console.WriteLine(LlavaMech.Reports.MarkdownTable.Render(
-            ["mode", "examples", "seconds", "examples/s", "steady examples/s (10%-100%)", "finalize s", "overhead (wall)", "CPU ms/example", "steady CPU ms/example (10%-100%)", "overhead (CPU)", "RSS MiB at 10%", "RSS MiB at 100%", "peak RSS MiB"], rows));
+            ["mode", "examples", "seconds", "examples/s", "steady examples/s (10%-100%)", "finalize s", "overhead (wall)", "CPU ms/example", "steady CPU ms/example (10%-100%)", "overhead (CPU)", "of which JIT ms/example", "overhead (CPU, without JIT)", "RSS MiB at 10%", "RSS MiB at 100%", "peak RSS MiB"], rows));
         Console.WriteLine();
         Console.WriteLine($"{device}, {threads} torch thread(s) per process, {Environment.ProcessorCount} cores. Overhead (wall) = 1 - pipeline examples/s / (processes x loop examples/s); " +
                           "overhead (CPU) = steady pipeline CPU time per example (all worker processes, all threads, 10% to 100% of the examples) / the loop's - 1, " +
-                          "the steadier figure on a shared machine; both ran --warmup examples first; " +
+                          "the steadier figure on a shared machine; both ran --warmup examples first; JIT = the runtime's tiered-compilation thread (re-JIT of hot " +
+                          "methods, a start-up cost that a longer run amortizes; the worker processes carry far more code: Orleans, Parquet, storage clients); " +
                           "pipeline seconds run from the submit to the last shard committed (model preloaded, as the loop's); finalization (aggregates, figures) is timed apart. " +
                           "RSS of the worker processes (one figure per process), of this process for the loop.");
     }

@@ -102,7 +102,7 @@ public static class ReanalysisCommands
 
     public static readonly CommandLine.OptionSpec[] DiffSpecs =
     [
-        new("a", "RUN", "the earlier run: its output folder, az://container/prefix or https blob URL", Required: true),
+        new("a", "RUN", "the earlier run: its output folder, az://container/prefix or https blob URL (a reanalyze --out root: its latest completed run)", Required: true),
         new("b", "RUN", "the later run, compared with A", Required: true),
         new("out", "DIR", "folder for head_diff.parquet, layer_diff.parquet, diff.md, diff.json, heads_diff_<task>.png", Required: true),
         new("name-a", "NAME", "label of A in the tables and figures", "A"),
@@ -121,6 +121,9 @@ public static class ReanalysisCommands
         Files: head_diff.parquet and layer_diff.parquet (task, layer, head or component, mean_a,
         mean_b, diff, rank_a, rank_b, rank_change), diff.md (the same as Markdown tables),
         diff.json, and heads_diff_<task>.png, a layers x heads heatmap of B − A (red: higher in B).
+
+        --a and --b are run outputs, or roots of ./llavamech reanalyze (each stands for its most
+        recently completed run; the summary names the run ids compared).
         """;
 
     public const string DiffExamples = """
