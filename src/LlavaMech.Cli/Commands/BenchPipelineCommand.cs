@@ -42,6 +42,8 @@ public static class BenchPipelineCommand
         new("skip-loop", null, "skip the plain loop (no overhead figure)"),
         new("json", null, "print the figures as JSON"),
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("random-weights", "SHAPE", "benchmark a wider model with random weights instead of --model's weights, keeping --model's tokenizer, image " +
+            "processor and image geometry: text=HIDDENxLAYERS[,vision=HIDDENxLAYERS], e.g. text=1024x8,vision=512x4 (heads of 64 dims)"),
     ];
 
     public const string Description = """
@@ -51,7 +53,9 @@ public static class BenchPipelineCommand
         options; then, for each --processes count, that many worker silo processes (this build's
         silo command, localhost clustering, model preloaded, --torch-threads each) run the same
         examples as one job: leases, rows, Parquet parts, exactly-once commits, then the
-        aggregates. Reported: examples/s of the loop and of the pipeline (submit to the last shard
+        aggregates. --random-weights swaps in a wider model (random weights, same tokenizer and
+        image geometry), to see the fixed costs of the pipeline against a per-example compute closer
+        to a real model's. Reported: examples/s of the loop and of the pipeline (submit to the last shard
         committed; finalization timed apart), the overhead 1 - pipeline/loop (the target is under
         10%; with N processes against N loops' throughput), the CPU time per example of the loop
         and of the worker processes (steadier than wall time on a shared machine), and resident memory (VmRSS) of the loop
@@ -60,6 +64,7 @@ public static class BenchPipelineCommand
 
     public const string Examples = """
           ./llavamech bench-pipeline --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --examples 2000 --processes 1,2
+          ./llavamech bench-pipeline --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --examples 300 --warmup 16 --random-weights text=1024x8,vision=512x4
         """;
 
     /// <param name="CpuMsPerExample">CPU time (user + system, all threads) of the computing process(es) per example, from the start to the end of the examples.</param>
@@ -90,6 +95,7 @@ public static class BenchPipelineCommand
         var results = new List<Measure>();
         try
         {
+            if (cl.Get("random-weights") is { } shape) model = WidenedModel(model, shape, Path.Combine(work, "model"));
             string manifest = RepeatManifest(dataset, Path.Combine(work, "data"), n);
             var examples = ManifestReader.Read(manifest).Examples;
             string? warmManifest = warmup > 0 ? RepeatManifest(dataset, Path.Combine(work, "warmup"), warmup) : null;
@@ -123,6 +129,57 @@ public static class BenchPipelineCommand
         }
         Print(results, cl.Flag("json"), threads, device);
         return 0;
+    }
+
+    /// <summary>
+    /// A checkpoint folder with <paramref name="modelDir"/>'s tokenizer, image processor and image geometry, widened and
+    /// deepened as <paramref name="shape"/> says (text=HxL[,vision=HxL]; 64-dim heads, Llama MLP 8/3 x hidden, CLIP MLP
+    /// 4 x hidden), with random weights.
+    /// </summary>
+    private static string WidenedModel(string modelDir, string shape, string dir)
+    {
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(modelDir, "config.json")))!.AsObject();
+        if (config["text_config"] is not JsonObject text) throw new UsageException($"--random-weights: {modelDir}/config.json has no text_config (a llava config is needed)");
+        foreach (var part in shape.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var kv = part.Split('=', 2);
+            var hl = kv.Length == 2 ? kv[1].Split('x') : [];
+            if (hl.Length != 2 || !int.TryParse(hl[0], out int hidden) || !int.TryParse(hl[1], out int layers) || hidden < 64 || hidden % 64 != 0 || layers < 1)
+                throw new UsageException($"--random-weights: '{part}' is not text=HIDDENxLAYERS or vision=HIDDENxLAYERS (HIDDEN a multiple of 64, LAYERS >= 1)");
+            switch (kv[0])
+            {
+                case "text":
+                    text["hidden_size"] = hidden;
+                    text["intermediate_size"] = (hidden * 8 / 3 + 63) / 64 * 64;
+                    text["num_hidden_layers"] = layers;
+                    text["num_attention_heads"] = hidden / 64;
+                    text["num_key_value_heads"] = hidden / 64;
+                    text["head_dim"] = 64;
+                    break;
+                case "vision":
+                    if (config["vision_config"] is not JsonObject vision) throw new UsageException("--random-weights: the model has no vision_config");
+                    vision["hidden_size"] = hidden;
+                    vision["intermediate_size"] = 4 * hidden;
+                    vision["num_hidden_layers"] = layers;
+                    vision["num_attention_heads"] = hidden / 64;
+                    break;
+                default:
+                    throw new UsageException($"--random-weights: unknown part '{kv[0]}' (text or vision)");
+            }
+        }
+        Directory.CreateDirectory(dir);
+        foreach (var f in Directory.GetFiles(modelDir))
+        {
+            string name = Path.GetFileName(f);
+            if (name.StartsWith("tokenizer", StringComparison.Ordinal) || name is "preprocessor_config.json" or "special_tokens_map.json")
+                File.Copy(f, Path.Combine(dir, name));
+        }
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        using var random = LoadedModel.CreateRandom(LlavaMech.Checkpoints.ModelConfig.Load(dir), new ModelLoadOptions("cpu", "float32"));
+        LlavaMech.Checkpoints.SafetensorsWriter.Write(Path.Combine(dir, LlavaMech.Checkpoints.Checkpoint.SingleFileName),
+            random.Network.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
+        Console.Error.WriteLine($"bench-pipeline: random-weight model {shape} written to {dir}");
+        return dir;
     }
 
     /// <summary>Writes the accepted examples of <paramref name="dataset"/> repeated to <paramref name="n"/> lines (ids with a -rK suffix), images copied.</summary>
