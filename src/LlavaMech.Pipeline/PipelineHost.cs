@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using LlavaMech.Telemetry;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -13,13 +15,23 @@ public static class PipelineHost
     /// <summary>
     /// A silo host with the pipeline: clustering from <paramref name="cluster"/>, devices and workers from
     /// <paramref name="pipeline"/>; logs go to standard error at <paramref name="logLevel"/> and above (Orleans' own
-    /// only at error level unless <paramref name="logLevel"/> is information or lower).
+    /// only at error level unless <paramref name="logLevel"/> is information or lower). Telemetry
+    /// (<see cref="TelemetryServiceCollectionExtensions.AddLlavaMechTelemetry"/>) from the <c>Telemetry</c> section and the
+    /// <c>OTEL_*</c> keys of <paramref name="configuration"/> (none: defaults and the process environment's <c>OTEL_*</c>):
+    /// <c>/healthz</c> and <c>/readyz</c> on <c>Telemetry:HealthPort</c> (0, the default: no endpoint) with the gates
+    /// host, device and, when <see cref="PipelineSiloOptions.Preload"/> is set, model (<see cref="SiloReadiness"/>),
+    /// JSON logs with <c>Telemetry:LogFormat=json</c>, OTLP export where an endpoint is set.
     /// </summary>
-    public static IHost BuildSilo(PipelineSiloOptions pipeline, ClusterSettings cluster, LogLevel logLevel = LogLevel.Warning)
+    public static IHost BuildSilo(PipelineSiloOptions pipeline, ClusterSettings cluster, LogLevel logLevel = LogLevel.Warning,
+        IConfiguration? configuration = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        if (configuration is not null) builder.Configuration.AddConfiguration(configuration);
         ConfigureLogging(builder.Logging, logLevel);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        // Before Orleans: the health endpoint starts first, so /healthz answers (and /readyz says 503) while the silo
+        // joins its cluster and loads its model.
+        builder.Services.AddLlavaMechTelemetry(builder.Configuration);
         builder.UseOrleans(silo => silo.UseCluster(cluster).AddLlavaMechPipeline(pipeline));
         return builder.Build();
     }

@@ -3,8 +3,10 @@ using System.Net;
 using Azure.Data.Tables;
 using LlavaMech.Runtime;
 using LlavaMech.Storage;
+using LlavaMech.Telemetry;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Orleans.Configuration;
 using Orleans.Runtime.Hosting;
@@ -151,8 +153,10 @@ public static class PipelineHosting
     public const string StorageName = "llavamech";
 
     /// <summary>
-    /// Adds the pipeline to a silo: grain state storage, the device runners (one per declared device) and the worker
-    /// that pulls shard leases. Clustering is the caller's (see <see cref="UseCluster(ISiloBuilder, ClusterSettings)"/>).
+    /// Adds the pipeline to a silo: grain state storage, the device runners (one per declared device), the worker
+    /// that pulls shard leases, its <see cref="PipelineMetrics"/> and <see cref="SiloReadiness"/> (gauges; readiness gates
+    /// where the host has <see cref="TelemetryServiceCollectionExtensions.AddLlavaMechTelemetry"/>). Clustering is the
+    /// caller's (see <see cref="UseCluster(ISiloBuilder, ClusterSettings)"/>).
     /// </summary>
     public static ISiloBuilder AddLlavaMechPipeline(this ISiloBuilder silo, PipelineSiloOptions options)
     {
@@ -169,6 +173,9 @@ public static class PipelineHosting
         silo.Services.AddHostedService(sp => sp.GetRequiredService<DevicePool>());
         silo.Services.AddSingleton<PipelineWorker>();
         silo.Services.AddHostedService(sp => sp.GetRequiredService<PipelineWorker>());
+        silo.Services.AddMetrics();
+        silo.Services.TryAddSingleton<PipelineMetrics>();
+        silo.Services.AddHostedService<SiloReadiness>();
         return silo;
     }
 

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using LlavaMech.Runtime;
 using LlavaMech.Storage;
+using LlavaMech.Telemetry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Runtime;
@@ -52,7 +53,9 @@ public sealed record WorkerStats(long ShardsCommitted, long ShardsAlreadyCommitt
 /// jobs are active, pull a lease from a job grain, run the shard's examples through the device's
 /// <see cref="DeviceRunner"/>, write and commit the shard's Parquet parts with <see cref="ShardCommitter"/>, and report
 /// back; a lease is renewed at a third of its duration, and a lost lease (expired, job cancelled) stops the shard and
-/// drops its output. A silo without devices runs no loops (it hosts grains only).
+/// drops its output. A silo without devices runs no loops (it hosts grains only). Each shard is one <c>shard</c> span
+/// (<see cref="PipelineTracing"/>) and is counted in <see cref="PipelineMetrics"/>: examples analysed (ok / rejected),
+/// their analysis time, the shard's outcome and duration.
 /// </summary>
 public sealed class PipelineWorker(
     IGrainFactory grains,
@@ -60,6 +63,7 @@ public sealed class PipelineWorker(
     PipelineSiloOptions options,
     ILocalSiloDetails silo,
     IHostApplicationLifetime lifetime,
+    PipelineMetrics metrics,
     ILogger<PipelineWorker> log) : BackgroundService
 {
     private long _committed, _already, _failed, _lost, _abandoned, _finalized, _examples, _storageFailures;
@@ -141,6 +145,9 @@ public sealed class PipelineWorker(
         Interlocked.Increment(ref _active);
         var renewals = RenewAsync(job, lease, worker, () => { lost = true; leaseCts.Cancel(); }, token);
         var clock = Stopwatch.StartNew();
+        bool isShard = lease.Kind == WorkKind.Shard;
+        using var span = isShard ? PipelineTracing.StartShard(lease.JobId, lease.Shard, runner.Device, lease.Examples.Length, worker) : null;
+        string? outcome = null;   // the shard's outcome for the metrics; null: nothing to record (finalization, or the silo stopped)
         try
         {
             if (lease.Kind == WorkKind.Finalize)
@@ -151,6 +158,8 @@ public sealed class PipelineWorker(
                 return;
             }
             var report = await RunShardAsync(lease, runner, worker, clock, token).ConfigureAwait(false);
+            outcome = report.Outcome == ShardOutcome.Committed ? "committed" : "already_committed";
+            span.Succeed(outcome);
             await GrainCalls.RetryAsync(() => job.CompleteShardAsync(lease.LeaseId, report), stop).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (token.IsCancellationRequested)
@@ -158,18 +167,25 @@ public sealed class PipelineWorker(
             if (lost)
             {
                 Interlocked.Increment(ref _lost);
+                outcome = "lost";
+                span?.SetTag(TelemetryNames.OutcomeAttribute, outcome);
                 log.LogWarning("worker {Worker}: lost the lease of job {Job} {What}; output dropped", worker, lease.JobId, What(lease));
             }
             else
             {
                 // The silo is stopping: the lease expires and another worker redoes the shard.
                 Interlocked.Increment(ref _abandoned);
+                outcome = "abandoned";
+                span?.SetTag(TelemetryNames.OutcomeAttribute, outcome);
                 log.LogInformation("worker {Worker}: stopping; job {Job} {What} abandoned", worker, lease.JobId, What(lease));
             }
         }
         catch (Exception e) when (!stop.IsCancellationRequested)
         {
             Interlocked.Increment(ref _failed);
+            outcome = "failed";
+            span.Fail(e);
+            if (!isShard) metrics.Failure("finalize");
             try
             {
                 if (StorageOutage.Find(e) is { } storage)
@@ -189,6 +205,7 @@ public sealed class PipelineWorker(
         }
         finally
         {
+            if (isShard && outcome is not null) metrics.ShardFinished(clock.Elapsed, runner.Device, outcome);
             Interlocked.Decrement(ref _active);
             leaseCts.Cancel();
             try { await renewals.ConfigureAwait(false); } catch (OperationCanceledException) { }
@@ -219,6 +236,7 @@ public sealed class PipelineWorker(
         int rejected = 0;
         foreach (var o in outcomes)
         {
+            metrics.ExampleDuration(TimeSpan.FromMilliseconds(o.ForwardMs + o.StatisticsMs), runner.Device);
             if (o.Rows is { } rows) rows.AddTo(tables);
             else
             {
@@ -226,6 +244,9 @@ public sealed class PipelineWorker(
                 tables.Rejects.Add(o.Work.Line, o.RejectReason ?? "rejected", o.Work.Raw);
             }
         }
+        // Counted when analysed, whether or not this attempt's commit wins: the counter's rate is the silo's throughput.
+        metrics.ExamplesProcessed(outcomes.Length - rejected, runner.Device);
+        metrics.ExamplesProcessed(rejected, runner.Device, "rejected");
         foreach (var r in lease.Rejects) tables.Rejects.Add(r.Line, r.Reason, r.Raw);
 
         var result = await committer.CommitAsync(lease.Shard, tables, token).ConfigureAwait(false);

@@ -33,6 +33,25 @@ public sealed record DeviceRunnerOptions
 /// <summary>Counters of a runner, for logs and status.</summary>
 public sealed record DeviceRunnerStats(string Device, int Threads, long Examples, long Rejected, long Failed, double BusyMs, int Queued, int ModelLoads);
 
+/// <summary>Where a runner stands, for readiness probes (<see cref="DeviceRunner.Health"/>).</summary>
+public enum DeviceRunnerState
+{
+    /// <summary>Not started, or some threads have not checked their device yet.</summary>
+    Starting,
+
+    /// <summary>Every thread checked its device and the runner takes work.</summary>
+    Ready,
+
+    /// <summary>The device check failed, a runner thread died, or the last examples all failed (device errors, out of memory).</summary>
+    Faulted,
+
+    /// <summary>Stopping or stopped.</summary>
+    Stopped,
+}
+
+/// <summary>A runner's state and the reason a probe shows.</summary>
+public sealed record DeviceRunnerHealth(DeviceRunnerState State, string Detail);
+
 /// <summary>
 /// The compute of one device: dedicated threads that each own a model (loaded once and kept warm; reloaded only when a
 /// request names another checkpoint or dtype), fed by a bounded <see cref="Channel{T}"/> of requests, answering through
@@ -48,6 +67,11 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     private readonly Action<string>? _log;
     private long _examples, _rejected, _failed, _busyTicks;
     private int _modelLoads, _started, _stopped;
+    private int _threadsReady, _threadsPreloaded, _threadsAlive, _running, _consecutiveFailures;
+    private volatile string? _deviceError, _threadFault, _preloadError, _lastFailure;
+
+    /// <summary>Examples failing in a row (exceptions, not rejections) after which the runner counts as faulted, until one succeeds.</summary>
+    public const int FaultAfterFailures = 3;
 
     private sealed record Request(ModelSpec Model, ExampleWork Work, AnalysisSettings Settings, TaskCompletionSource<ExampleOutcome> Result, CancellationToken Cancel);
 
@@ -73,10 +97,60 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     public DeviceRunnerStats Stats => new(Options.Device, _threads.Length, Interlocked.Read(ref _examples), Interlocked.Read(ref _rejected),
         Interlocked.Read(ref _failed), TimeSpan.FromTicks(Interlocked.Read(ref _busyTicks)).TotalMilliseconds, _channel.Reader.Count, _modelLoads);
 
+    /// <summary>Runner threads.</summary>
+    public int ThreadCount => _threads.Length;
+
+    /// <summary>Examples queued or running right now.</summary>
+    public int Pending => _channel.Reader.Count + Volatile.Read(ref _running);
+
+    /// <summary>Threads that loaded the <see cref="DeviceRunnerOptions.Preload"/> model when they started (0 without one).</summary>
+    public int ThreadsPreloaded => Volatile.Read(ref _threadsPreloaded);
+
+    /// <summary>Why preloading failed on some thread (null: it did not fail, or there is no preload).</summary>
+    public string? PreloadError => _preloadError;
+
+    /// <summary>
+    /// Ready once every thread has resolved its device (CUDA present, the index exists, a tensor can be placed there);
+    /// faulted when that check failed, a thread died, or <see cref="FaultAfterFailures"/> examples in a row threw
+    /// (back to ready with the next success).
+    /// </summary>
+    public DeviceRunnerHealth Health
+    {
+        get
+        {
+            if (Volatile.Read(ref _stopped) == 1) return new(DeviceRunnerState.Stopped, $"{Device}: stopped");
+            if (_deviceError is { } de) return new(DeviceRunnerState.Faulted, $"{Device}: device check failed: {de}");
+            if (_threadFault is { } tf) return new(DeviceRunnerState.Faulted, $"{Device}: a runner thread died: {tf}");
+            int failures = Volatile.Read(ref _consecutiveFailures);
+            if (failures >= FaultAfterFailures) return new(DeviceRunnerState.Faulted, $"{Device}: the last {failures} examples failed: {_lastFailure}");
+            int ready = Volatile.Read(ref _threadsReady);
+            if (Volatile.Read(ref _started) == 0 || ready < _threads.Length)
+                return new(DeviceRunnerState.Starting, $"{Device}: {ready} of {_threads.Length} runner threads checked their device");
+            return new(DeviceRunnerState.Ready, $"{Device}: {_threads.Length} runner thread(s) ready");
+        }
+    }
+
+    /// <summary>Raised (on a runner thread, or the caller of start/stop) when <see cref="Health"/> or the preload state may have changed.</summary>
+    public event Action<DeviceRunner>? HealthChanged;
+
+    private void Changed()
+    {
+        var handlers = HealthChanged;
+        if (handlers is null) return;
+        foreach (Action<DeviceRunner> h in handlers.GetInvocationList())
+        {
+            try { h(this); }
+            catch (Exception e) { _log?.Invoke($"device {Device}: health listener failed: {e.Message}"); }
+        }
+    }
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         if (Interlocked.Exchange(ref _started, 1) == 0)
+        {
+            Volatile.Write(ref _threadsAlive, _threads.Length);
             foreach (var t in _threads) t.Start();
+        }
         return Task.CompletedTask;
     }
 
@@ -111,10 +185,31 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
         try
         {
             if (Options.TorchThreads > 0) TorchSharp.torch.set_num_threads(Options.TorchThreads);
+            try
+            {
+                CheckDevice();
+                Interlocked.Increment(ref _threadsReady);
+            }
+            catch (Exception e)
+            {
+                // Requests still run (and fail with the same error): the state is for the readiness probe.
+                _deviceError = e.Message;
+                _log?.Invoke($"device {Device} thread {index}: device check failed: {e.Message}");
+            }
+            Changed();
             if (Options.Preload is { } pre)
             {
-                try { (model, analyzer, loaded) = Load(pre, index); }
-                catch (Exception e) { _log?.Invoke($"device {Device} thread {index}: preloading {pre.Dir} failed: {e.Message}"); }
+                try
+                {
+                    (model, analyzer, loaded) = Load(pre, index);
+                    Interlocked.Increment(ref _threadsPreloaded);
+                }
+                catch (Exception e)
+                {
+                    _preloadError = e.Message;
+                    _log?.Invoke($"device {Device} thread {index}: preloading {pre.Dir} failed: {e.Message}");
+                }
+                Changed();
             }
             while (!_stop.IsCancellationRequested)
             {
@@ -132,6 +227,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
                     continue;
                 }
                 long start = Stopwatch.GetTimestamp();
+                Interlocked.Increment(ref _running);
                 try
                 {
                     if (loaded != request.Model || analyzer is null)
@@ -144,26 +240,56 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
                     var outcome = analyzer.Run(request.Work, request.Settings);
                     Interlocked.Increment(ref _examples);
                     if (outcome.Rejected) Interlocked.Increment(ref _rejected);
+                    if (Interlocked.Exchange(ref _consecutiveFailures, 0) >= FaultAfterFailures) Changed();
                     request.Result.TrySetResult(outcome);
                 }
                 catch (Exception e)
                 {
                     Interlocked.Increment(ref _failed);
+                    _lastFailure = e.Message;
+                    if (Interlocked.Increment(ref _consecutiveFailures) == FaultAfterFailures) Changed();
                     request.Result.TrySetException(e);
                 }
                 finally
                 {
+                    Interlocked.Decrement(ref _running);
                     Interlocked.Add(ref _busyTicks, Stopwatch.GetElapsedTime(start).Ticks);
                 }
+            }
+        }
+        catch (Exception e)
+        {
+            // Nothing in the loop is expected to throw; should it, the runner reports it instead of taking the process down.
+            if (!_stop.IsCancellationRequested)
+            {
+                _threadFault = $"thread {index}: {e.Message}";
+                _log?.Invoke($"device {Device} thread {index} died: {e}");
             }
         }
         finally
         {
             analyzer?.Dispose();
             model?.Dispose();
+            // The last thread out closes the channel, so that writers fail instead of waiting for a reader that is gone.
+            if (Interlocked.Decrement(ref _threadsAlive) == 0)
+                _channel.Writer.TryComplete();
             while (reader.TryRead(out var left))
                 left.Result.TrySetException(new ObjectDisposedException($"device runner {Device}", "the device runner stopped"));
+            if (_threadFault is not null) Changed();
         }
+    }
+
+    /// <summary>What a runner thread checks before it takes work: the device resolves, exists, and holds a tensor.</summary>
+    private void CheckDevice()
+    {
+        var device = LlavaMech.Model.Devices.TorchRuntime.ResolveDevice(Options.Device);
+        if (device.type == TorchSharp.DeviceType.CUDA)
+        {
+            int count = TorchSharp.torch.cuda.device_count();
+            if (device.index >= count)
+                throw new InvalidOperationException($"device '{Device}' does not exist: CUDA sees {count} device(s)");
+        }
+        using var probe = TorchSharp.torch.zeros(1, device: device);
     }
 
     private (LoadedModel, PipelineAnalyzer, ModelSpec) Load(ModelSpec spec, int index)
@@ -190,6 +316,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
         if (Interlocked.Exchange(ref _stopped, 1) == 1) return Task.CompletedTask;
         _channel.Writer.TryComplete();
         _stop.Cancel();
+        Changed();
         if (Volatile.Read(ref _started) == 0) return Task.CompletedTask;
         return Task.Run(() =>
         {

@@ -137,7 +137,9 @@ public static class PipelineCommands
         int siloPort = PipelineHost.FreePort(), gatewayPort = PipelineHost.FreePort();
         var cluster = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, ClusterId = "llavamech-run-" + Environment.ProcessId, ResponseTimeout = TimeSpan.FromSeconds(30) };
         var clock = Stopwatch.StartNew();
-        using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning);
+        // LLAVAMECH_Telemetry__* from the environment (e.g. a probe port or JSON logs where the in-process silo runs in a pod).
+        var environment = new ConfigurationBuilder().AddEnvironmentVariables("LLAVAMECH_").Build();
+        using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning, environment);
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -264,6 +266,7 @@ public static class PipelineCommands
         new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)"),
         new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)"),
         new("state-store", "LOCATION", "Pipeline:StateStore: memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)"),
+        new("health-port", "PORT", "Telemetry:HealthPort: serve /healthz and /readyz on this port (default 0: no endpoint)"),
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
         new("parent-pid", "PID", "stop this silo when process PID exits (supervisors, tests)"),
         new("verbose", null, "log at information level"),
@@ -282,7 +285,13 @@ public static class PipelineCommands
         then the options. Keys: Cluster:Clustering, ConnectionString, ClusterId, ServiceId,
         SiloPort, GatewayPort, PrimarySiloPort, AdvertisedAddress, ResponseTimeoutSeconds;
         Pipeline:Devices, WorkersPerDevice, LeasesPerThread, TorchThreads, StateStore, PollMs, RunnerCapacity,
-        PreloadModel, PreloadDType.
+        PreloadModel, PreloadDType; Telemetry:HealthPort, HealthBind, LogFormat (simple or json), ReadinessGates.
+
+        With Telemetry:HealthPort set, GET /healthz answers 200 while the process serves, and GET
+        /readyz 200 only when the silo has started, every runner thread has checked its device (not
+        ready while a runner is faulted) and, with Pipeline:PreloadModel, loaded the model; else 503.
+        Metrics and traces (meter and activity source LlavaMech.Pipeline) go out over OTLP when
+        OTEL_EXPORTER_OTLP_ENDPOINT is set.
         """;
 
     public const string SiloExamples = """
@@ -308,6 +317,7 @@ public static class PipelineCommands
             ["Pipeline:WorkersPerDevice"] = cl.Get("workers-per-device"),
             ["Pipeline:TorchThreads"] = cl.Get("torch-threads"),
             ["Pipeline:StateStore"] = cl.Get("state-store"),
+            ["Telemetry:HealthPort"] = cl.Get("health-port"),
         });
         ClusterSettings cluster;
         PipelineSiloOptions pipeline;
@@ -321,10 +331,14 @@ public static class PipelineCommands
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 
         int? parent = cl.Get("parent-pid") is null ? null : cl.GetInt("parent-pid");
-        using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning);
+        IHost host;
+        try { host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning, config); }
+        catch (ArgumentException e) { throw new UsageException(e.Message); }   // e.g. Telemetry:HealthPort is not a port
+        using var _ = host;
         if (parent is { } pid) StopWithParent(host, pid);
         Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
-                                $"devices {(pipeline.Devices.Count == 0 ? "none" : string.Join(",", pipeline.Devices))} x {pipeline.WorkersPerDevice}, state {pipeline.StateStore}. Ctrl+C stops it.");
+                                $"devices {(pipeline.Devices.Count == 0 ? "none" : string.Join(",", pipeline.Devices))} x {pipeline.WorkersPerDevice}, state {pipeline.StateStore}, " +
+                                $"{(host.Services.GetRequiredService<LlavaMech.Telemetry.TelemetryOptions>().HealthPort is > 0 and var hp ? $"/healthz /readyz on port {hp}" : "no health endpoint")}. Ctrl+C stops it.");
         host.Run();   // returns on Ctrl+C / SIGTERM after a graceful shutdown
         return 0;
     }
