@@ -146,34 +146,12 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
     private async Task CheckTablesAsync(string conn, string prefix, string dir, TestData.Built data, int shards)
     {
         var container = new BlobContainerClient(conn, Container);
-        var manifests = new List<CommitManifest>();
-        await foreach (var b in container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = $"{prefix}/{ShardCommitter.CommitsPrefix}" }))
-        {
-            var bytes = (await container.GetBlobClient(b.Name).DownloadContentAsync()).Value.Content.ToArray();
-            manifests.Add(CommitManifest.Parse(bytes, b.Name));
-        }
+        using var db = new DuckDBConnection("DataSource=:memory:");
+        db.Open();
+        var manifests = await LoadCommittedTablesAsync(container, prefix, dir, db);
         Assert.Equal(shards, manifests.Count);
         Assert.Equal(Enumerable.Range(0, shards), manifests.Select(m => m.Shard).Order());
         Assert.All(manifests, m => Assert.Equal(RunId, m.RunId));
-
-        using var db = new DuckDBConnection("DataSource=:memory:");
-        db.Open();
-        foreach (var table in TableNames.ShardTables)
-        {
-            var committed = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table)).Select(p => p.Path).Order(StringComparer.Ordinal).ToList();
-            var visible = new List<string>();
-            string local = Path.Combine(dir, table);
-            Directory.CreateDirectory(local);
-            await foreach (var b in container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = $"{prefix}/{table}/" }))
-            {
-                string key = b.Name[(prefix.Length + 1)..];
-                visible.Add(key);
-                await container.GetBlobClient(b.Name).DownloadToAsync(Path.Combine(local, Path.GetFileName(key)));
-            }
-            // Exactly the committed parts are visible: nothing of a lost attempt, nothing missing.
-            Assert.Equal(committed, visible.Order(StringComparer.Ordinal).ToList());
-            Exec(db, $"CREATE VIEW {table} AS SELECT * FROM read_parquet('{local}/*.parquet')");
-        }
         int n = data.SourceOf.Count;
         var ids = Query(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
         Assert.Equal(n, ids.Count);
@@ -194,6 +172,37 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
         Assert.True((await container.GetBlobClient($"{prefix}/{Finalizer.SummaryKey}").ExistsAsync()).Value);
         Assert.True((await container.GetBlobClient($"{prefix}/{Aggregates.HeadSummaryKey}").ExistsAsync()).Value);
         output.WriteLine($"{n} examples, {manifests.Count} committed shards: every example id exactly once in every table");
+    }
+
+    /// <summary>
+    /// Reads a run's tables back from blob storage: the commit manifests under <paramref name="prefix"/>, then, for every
+    /// shard table, its visible part files (asserted to be exactly the committed ones: nothing of a lost attempt, nothing
+    /// missing) downloaded to <paramref name="dir"/> and exposed in <paramref name="db"/> as a view named after the table.
+    /// </summary>
+    internal static async Task<List<CommitManifest>> LoadCommittedTablesAsync(BlobContainerClient container, string prefix, string dir, DuckDBConnection db)
+    {
+        var manifests = new List<CommitManifest>();
+        await foreach (var b in container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = $"{prefix}/{ShardCommitter.CommitsPrefix}" }))
+        {
+            var bytes = (await container.GetBlobClient(b.Name).DownloadContentAsync()).Value.Content.ToArray();
+            manifests.Add(CommitManifest.Parse(bytes, b.Name));
+        }
+        foreach (var table in TableNames.ShardTables)
+        {
+            var committed = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table)).Select(p => p.Path).Order(StringComparer.Ordinal).ToList();
+            var visible = new List<string>();
+            string local = Path.Combine(dir, table);
+            Directory.CreateDirectory(local);
+            await foreach (var b in container.GetBlobsAsync(new Azure.Storage.Blobs.Models.GetBlobsOptions { Prefix = $"{prefix}/{table}/" }))
+            {
+                string key = b.Name[(prefix.Length + 1)..];
+                visible.Add(key);
+                await container.GetBlobClient(b.Name).DownloadToAsync(Path.Combine(local, Path.GetFileName(key)));
+            }
+            Assert.Equal(committed, visible.Order(StringComparer.Ordinal).ToList());
+            Exec(db, $"CREATE VIEW {table} AS SELECT * FROM read_parquet('{local}/*.parquet')");
+        }
+        return manifests;
     }
 
     private static async Task<SiloAddress?> SiloOfJob(IManagementGrain management, IClusterClient grains)
