@@ -29,7 +29,15 @@ public sealed record MethodResult(string Method, float[] Scores, double TimeMs, 
 
 /// <summary>All methods on one example, plus what the example was.</summary>
 public sealed record ExampleComparison(string ExampleId, int TargetId, double TargetProb, int Patches, int GridSide,
-    IReadOnlyList<(int Row, int Col)>? ObjectPatches, IReadOnlyList<MethodResult> Methods);
+    IReadOnlyList<(int Row, int Col)>? ObjectPatches, IReadOnlyList<MethodResult> Methods)
+{
+    /// <summary>
+    /// The object's patches as a share of all patches (null without a box): the chance rate of the
+    /// pointing game (a top patch drawn uniformly at random hits the object this often) and the mass
+    /// in the object of a uniform map.
+    /// </summary>
+    public double? ObjectAreaShare => ObjectPatches is null ? null : (double)ObjectPatches.Count / Patches;
+}
 
 /// <summary>
 /// The paper's claim, measured: the log-increase heatmap against raw attention, gradient x input,

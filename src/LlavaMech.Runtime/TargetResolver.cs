@@ -3,9 +3,12 @@ using LlavaMech.Processing;
 namespace LlavaMech.Runtime;
 
 /// <summary>
-/// Maps a manifest answer ("red", "dark blue") to vocabulary tokens, as the CLI's <c>--target expected</c> does:
-/// the answer as a piece, with SentencePiece's word marker, or a word that encodes to exactly one token (with its
-/// leading space). Unlike <c>--target</c>, a numeric answer ("3") is a word here, never a token id.
+/// Maps a manifest answer ("red", "dark blue") to vocabulary tokens, as the CLI's <c>--target expected</c> does.
+/// The answer follows the prompt as a word ("... is red"), so its word-start form comes first: the piece with
+/// SentencePiece's word marker ("▁red"), then the text " answer" when it encodes to exactly one token (byte-level
+/// BPE's "Ġred"), and only then the answer as a bare piece ("red", or a piece given verbatim such as "▁red"). A
+/// vocabulary with both "red" (a word-internal piece, as in "shred") and "▁red" must give "▁red": the model
+/// answers with that one. Unlike <c>--target</c>, a numeric answer ("3") is a word here, never a token id.
 /// </summary>
 public static class TargetResolver
 {
@@ -13,10 +16,11 @@ public static class TargetResolver
     public static int? SingleToken(string answer, ITextTokenizer tokenizer, int vocab)
     {
         if (string.IsNullOrWhiteSpace(answer)) return null;
-        foreach (var piece in new[] { answer, "\u2581" + answer.TrimStart(), answer.Replace(' ', '\u2581') })
-            if (tokenizer.TokenToId(piece) is { } t && t >= 0 && t < vocab) return t;
+        int? Piece(string piece) => tokenizer.TokenToId(piece) is { } t && t >= 0 && t < vocab ? t : null;
+        if (Piece("\u2581" + answer.Trim().Replace(' ', '\u2581')) is { } wordStart) return wordStart;
         var ids = tokenizer.Encode(" " + answer.Trim());
-        return ids.Length == 1 && ids[0] >= 0 && ids[0] < vocab ? ids[0] : null;
+        if (ids.Length == 1 && ids[0] >= 0 && ids[0] < vocab) return ids[0];
+        return Piece(answer) ?? Piece(answer.Replace(' ', '\u2581'));
     }
 
     /// <summary>

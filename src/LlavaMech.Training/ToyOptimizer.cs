@@ -47,13 +47,23 @@ internal sealed class ToyOptimizer : IDisposable
     public void TieGreyFilters()
     {
         int g = _o.GreyPatchFilters;
-        if (g <= 0) return;
+        if (g <= 0 && !_o.FlatColourFilters) return;
         var w = _model.named_parameters().Single(p => p.name == "vision_tower.embeddings.patch_embedding.weight").parameter; // [D, C, p, p]
-        g = (int)Math.Min(g, w.shape[0]);
+        g = (int)Math.Min(Math.Max(g, 0), w.shape[0]);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        var part = w.narrow(0, 0, g);
-        part.copy_(part.mean([1], keepdim: true).expand_as(part));
+        if (g > 0)
+        {
+            var part = w.narrow(0, 0, g);
+            var grey = part.mean([1], keepdim: true);                               // [g, 1, p, p]
+            if (_o.GreyFiltersZeroMean) grey = grey - grey.mean([2, 3], keepdim: true);
+            part.copy_(grey.expand_as(part));
+        }
+        if (_o.FlatColourFilters && g < w.shape[0])
+        {
+            var rest = w.narrow(0, g, w.shape[0] - g);
+            rest.copy_(rest.mean([2, 3], keepdim: true).expand_as(rest));
+        }
     }
 
     public void Dispose()
@@ -85,9 +95,12 @@ internal sealed class ToyOptimizer : IDisposable
         using var optimizer = optim.AdamW(trained, lr: schedule.LearningRate, beta1: 0.9, beta2: _o.Beta2, weight_decay: _o.WeightDecay);
         _model.train();
         int step = 0;
-        while (step < total && !BudgetSpent)
+        var start = _clock.Elapsed;
+        TimeSpan? end = _o.TimeBudget is TimeSpan b ? start + (b - start) * _o.VisionPretrainBudgetShare : null;
+        double TimeShare() => end is TimeSpan e && e > start ? (_clock.Elapsed - start) / (e - start) : 0;
+        while (step < total && !BudgetSpent && TimeShare() < 1)
         {
-            double lr = ToyTrainer.LearningRateAt(step, total, schedule);
+            double lr = ToyTrainer.LearningRateAt(step, total, TimeShare(), schedule);
             foreach (var g in optimizer.ParamGroups) g.LearningRate = lr;
             using (NewDisposeScope())
             {

@@ -162,13 +162,17 @@ public static class ToyTrainer
     /// <summary>Linear warm-up to the peak, then cosine decay to MinLearningRateFraction of it.</summary>
     internal static double LearningRateAt(int step, int totalSteps, ToyTrainingOptions o) => LearningRateAt(step, totalSteps, 0, o);
 
-    /// <param name="timeFraction">share of the time budget spent; the decay follows whichever of it and the step share is further on.</param>
+    /// <param name="timeFraction">
+    /// share of the time budget spent. Only when it is ahead of the share of steps done (the run would
+    /// not finish in time) does the decay follow it, whichever of it and the step share is further on;
+    /// a run on schedule follows the steps alone, so it does not depend on the clock and is reproducible.
+    /// </param>
     internal static double LearningRateAt(int step, int totalSteps, double timeFraction, ToyTrainingOptions o)
     {
         double peak = o.LearningRate, floor = peak * o.MinLearningRateFraction;
         if (step < o.WarmupSteps) return peak * (step + 1) / o.WarmupSteps;
         double t = totalSteps <= o.WarmupSteps ? 1 : (double)(step - o.WarmupSteps) / (totalSteps - o.WarmupSteps);
-        t = Math.Max(t, timeFraction);
+        if (timeFraction > (double)step / totalSteps) t = Math.Max(t, timeFraction);
         return floor + (peak - floor) * 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1, t)));
     }
 
@@ -244,6 +248,9 @@ public static class ToyTrainer
         if (o.TextQaBatchSize < 0) throw new ArgumentOutOfRangeException(nameof(o.TextQaBatchSize), o.TextQaBatchSize, "must not be negative");
         if (o.Epochs is null && o.Steps < 0) throw new ArgumentOutOfRangeException(nameof(o.Steps), o.Steps, "must not be negative");
         if (o.Epochs is <= 0) throw new ArgumentOutOfRangeException(nameof(o.Epochs), o.Epochs, "must be positive");
+        if (o.GreyPatchFilters < 0 || o.GreyPatchFilters > o.VisionHiddenSize - 3)
+            throw new ArgumentOutOfRangeException(nameof(o.GreyPatchFilters), o.GreyPatchFilters,
+                $"must leave at least 3 of the {o.VisionHiddenSize} patch filters free to carry colour");
         if (o.LearningRate <= 0) throw new ArgumentOutOfRangeException(nameof(o.LearningRate), o.LearningRate, "must be positive");
         if (o.WarmupSteps < 0) throw new ArgumentOutOfRangeException(nameof(o.WarmupSteps), o.WarmupSteps, "must not be negative");
         if (o.TrainManifest is null && (o.TrainCount < 0 || o.TrainTextQaCount < 0))

@@ -46,14 +46,14 @@ public sealed record ToyTrainingOptions
     /// most easily mistaken for it (<see cref="ToyTrainer.ConfusableShapes"/>: circle among hexagons
     /// and stars, triangle among diamonds and crosses, square among diamonds and hexagons); 0: none.
     /// </summary>
-    public int ConfusableTrainCount { get; init; }
+    public int ConfusableTrainCount { get; init; } = 1500;
 
     /// <summary>
     /// Also ask, for every training image, about each other object whose shape is a question shape
     /// and unique in the image (from the generator's object list): more answers per image, and
     /// answers that differ only by the shape asked.
     /// </summary>
-    public bool AllObjectQuestions { get; init; }
+    public bool AllObjectQuestions { get; init; } = true;
 
     /// <summary>
     /// Evaluate on this manifest instead of generated held-out data. Null: <see cref="HeldOutCount"/>
@@ -71,7 +71,7 @@ public sealed record ToyTrainingOptions
 
     public int TextHiddenSize { get; init; } = 64;
     public int TextIntermediateSize { get; init; } = 176;
-    public int TextLayers { get; init; } = 4;
+    public int TextLayers { get; init; } = 3;
     public int TextHeads { get; init; } = 4;
 
     public int VisionHiddenSize { get; init; } = 64;
@@ -87,7 +87,7 @@ public sealed record ToyTrainingOptions
     // ---- optimisation ----
 
     /// <summary>Optimizer steps (each: one VQA batch and one TQA batch). Ignored when <see cref="Epochs"/> is set.</summary>
-    public int Steps { get; init; } = 3000;
+    public int Steps { get; init; } = 2000;
 
     /// <summary>Passes over the VQA training examples; overrides <see cref="Steps"/> when set.</summary>
     public double? Epochs { get; init; }
@@ -118,31 +118,37 @@ public sealed record ToyTrainingOptions
     /// shape and colour (background included), labelled from the generator's object list. It teaches
     /// the tower to see shapes far sooner than the single answer token does. 0: answer loss only.
     /// </summary>
-    public double PatchLossWeight { get; init; }
+    public double PatchLossWeight { get; init; } = 0.5;
 
     /// <summary>
     /// Weight, inside the patch loss, of a third probe that classifies each object's shape from the
     /// mean feature of its patches. 0: none.
     /// </summary>
-    public double ObjectLossWeight { get; init; }
+    public double ObjectLossWeight { get; init; } = 1.0;
 
     /// <summary>
     /// Weight, inside the patch loss, of a probe that redraws each patch's object mask (which of its
     /// pixels differ from the background) from the patch's feature: a dense, colour-free target. 0: none.
     /// </summary>
-    public double MaskLossWeight { get; init; }
+    public double MaskLossWeight { get; init; } = 1.0;
 
     /// <summary>
     /// Steps of a first phase that trains only the vision tower and projector (with the probes) on
     /// the patch loss, as LLaVA starts from a pretrained CLIP; 0: none. Needs object metadata (generated data).
     /// </summary>
-    public int VisionPretrainSteps { get; init; }
+    public int VisionPretrainSteps { get; init; } = 1500;
+
+    /// <summary>
+    /// With a <see cref="TimeBudget"/>: the share of it the vision pre-training may take (its
+    /// learning-rate decay keeps pace with that share of the clock, and it stops when it is spent).
+    /// </summary>
+    public double VisionPretrainBudgetShare { get; init; } = 0.5;
 
     /// <summary>Images per vision pre-training step.</summary>
     public int VisionPretrainBatchSize { get; init; } = 64;
 
     /// <summary>Peak learning rate of the vision pre-training (null: <see cref="LearningRate"/>).</summary>
-    public double? VisionPretrainLearningRate { get; init; }
+    public double? VisionPretrainLearningRate { get; init; } = 1.5e-3;
 
     /// <summary>
     /// Patch-embedding filters kept channel-tied (the same 14x14 pattern on R, G and B: a grey filter)
@@ -151,7 +157,19 @@ public sealed record ToyTrainingOptions
     /// tower's layer norm the outline features are shared by all colours instead of being learnt once
     /// per colour. The other filters stay free (they carry the colour). 0: none.
     /// </summary>
-    public int GreyPatchFilters { get; init; }
+    public int GreyPatchFilters { get; init; } = 56;
+
+    /// <summary>
+    /// Keep the grey filters zero-sum too, so a flat patch (background or object interior) gives
+    /// them no response and the light/dark background level drops out of them.
+    /// </summary>
+    public bool GreyFiltersZeroMean { get; init; } = true;
+
+    /// <summary>
+    /// Keep the other patch filters (those after the grey ones) spatially flat: each then reads the
+    /// patch's mean colour, and the colour and outline features stay apart.
+    /// </summary>
+    public bool FlatColourFilters { get; init; } = true;
 
     /// <summary>Mirror each training image left-right with probability 1/2 (every shape drawn is left-right symmetric).</summary>
     public bool FlipAugment { get; init; } = true;
@@ -164,7 +182,9 @@ public sealed record ToyTrainingOptions
 
     /// <summary>
     /// Stop training (then save and evaluate as usual) once this much time has passed since
-    /// <see cref="ToyTrainer.Train"/> began. Null: no limit.
+    /// <see cref="ToyTrainer.Train"/> began. Null: no limit. A run falling behind it (a larger share
+    /// of the budget spent than of the steps done) lets its learning-rate decay follow the clock, so
+    /// it still ends cooled down; a run on schedule never reads the clock and is reproducible.
     /// </summary>
     public TimeSpan? TimeBudget { get; init; }
 

@@ -36,6 +36,8 @@ public static class MethodsCommand
           VQA example with an object_box, the box is mapped onto the model's patch grid (after
           resize and crop) and each method is scored by the pointing game (its top patch lies in the
           object), the share of its positive heatmap mass inside the object, deletion AUC and time.
+          The chance rate is reported beside them: the object's share of the patches, which is how
+          often a randomly drawn top patch hits the object and the mass a uniform map puts on it.
           """
         : """
           Compares the log-probability-increase heatmap of the paper (top head and top-k heads)
@@ -45,7 +47,7 @@ public static class MethodsCommand
           the insertion curve (higher is better), and wall time per example.
           """) + """
 
-        Writes: methods.parquet (example x method: time, AUCs, box metrics), curves.parquet,
+        Writes: methods.parquet (example x method: time, AUCs, box metrics, object_area_share), curves.parquet,
         scores.parquet (every patch score), summary.md, deletion_curves.png, insertion_curves.png,
         example.png (the first example under every method).
         """;
@@ -123,6 +125,7 @@ public static class MethodsCommand
             .Add("insertion_auc", rows.Select(x => x.m.Insertion.Auc).ToList())
             .Add("pointing_hit", rows.Select(x => x.m.PointingHit).ToList())
             .Add("mass_in_box", rows.Select(x => x.m.MassInBox).ToList())
+            .Add("object_area_share", rows.Select(x => x.r.ObjectAreaShare).ToList())
             .Write(Path.Combine(outDir, "methods.parquet"));
 
         var curve = rows.SelectMany(x => new[] { ("deletion", x.m.Deletion), ("insertion", x.m.Insertion) }
@@ -172,6 +175,17 @@ public static class MethodsCommand
             }
             rows.Add(row);
         }
+        string chance = "";
+        if (boxes)
+        {
+            // A top patch drawn uniformly at random hits the object with probability (object patches / all
+            // patches); a uniform map puts that same share of its mass in the object.
+            var withBox = results.Where(r => r.ObjectAreaShare is not null).ToList();
+            double area = withBox.Average(r => r.ObjectAreaShare!.Value);
+            rows.Add(["chance (uniform random patch / uniform map)", withBox.Count.ToString(), "", "", "", $"{100.0 * area:0.0}%", $"{area:0.000}"]);
+            chance = $"\nchance rate: the object covers {100.0 * area:0.0}% of the patches on average (min {100.0 * withBox.Min(r => r.ObjectAreaShare!.Value):0.0}%, max {100.0 * withBox.Max(r => r.ObjectAreaShare!.Value):0.0}%), "
+                + "so a random top patch hits it that often and a uniform map has that mass in it.\n";
+        }
         double meanProb = results.Average(r => r.TargetProb);
         return $"""
             # {(scoring ? "Ground-truth scoring" : "Comparison")} of image-patch attribution methods
@@ -180,7 +194,7 @@ public static class MethodsCommand
             target = {cl.Require("target")} (mean target probability {meanProb:0.000}), {model.Device}, {model.DType}; IG {cl.Require("ig-steps")} steps,
             occlusion window {cl.Require("occlusion-window")}, {cl.Require("curve-steps")} curve steps, removed patch = mean image-token embedding.
 
-            {MarkdownTable.Render(headers, rows)}
+            {MarkdownTable.Render(headers, rows)}{chance}
             """;
     }
 

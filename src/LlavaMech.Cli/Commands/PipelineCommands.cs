@@ -73,9 +73,22 @@ public static class PipelineCommands
 
     // ---------------------------------------------------------------- run
 
+    /// <summary>
+    /// What <c>run</c> runs when not told otherwise: the trained toy LLaVA on the bundled mini set, so the quick
+    /// start's answers and accuracy mean something. Paths are relative to the current folder (./llavamech runs
+    /// from the repository root).
+    /// </summary>
+    internal const string DefaultRunModel = "datasets/shapes-colors-mini/toy-llava", DefaultRunDataset = "datasets/shapes-colors-mini/manifest.jsonl", DefaultRunOut = "out/demo";
+
     public static readonly CommandLine.OptionSpec[] RunSpecs =
     [
-        .. JobSpecs,
+        .. JobSpecs.Select(s => s.Name switch
+        {
+            "model" => s with { Required = false, Default = DefaultRunModel },
+            "dataset" => s with { Required = false, Default = DefaultRunDataset },
+            "out" => s with { Required = false, Default = DefaultRunOut },
+            _ => s,
+        }),
         new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list (cuda:0,cuda:1)", "cpu"),
         new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1"),
         new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0"),
@@ -104,7 +117,8 @@ public static class PipelineCommands
         """;
 
     public const string RunExamples = """
-          ./llavamech run --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/run1
+          ./llavamech run        (the defaults: the toy model on the bundled mini set, into out/demo)
+          ./llavamech run --model datasets/shapes-colors-mini/toy-llava --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/run1 --target expected
           ./llavamech run --model llava-1.5-7b-hf --dataset coco/manifest.jsonl --out out/coco --device cuda:0,cuda:1 --shard-size 64 --target expected
           ./llavamech run ... --out az://results/coco-run1        (LLAVAMECH_STORAGE_CONNECTION or AZURE_STORAGE_ACCOUNT set)
           duckdb -c "SELECT layer, head, mean FROM 'out/run1/head_summary/*.parquet' WHERE outcome = 'all' ORDER BY mean DESC LIMIT 5"
