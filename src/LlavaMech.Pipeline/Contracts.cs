@@ -16,6 +16,7 @@ namespace LlavaMech.Pipeline;
 /// <param name="SummaryTopK">k of head_summary/layer_summary's top-k share.</param>
 /// <param name="StorageWaitSeconds">how long the job pauses and retries while its output storage is unreachable (every
 /// request already retried with backoff) before it fails with the endpoint and the cause; 0 fails at the first such error.</param>
+/// <param name="BatchSize">examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it.</param>
 [GenerateSerializer, Immutable]
 public sealed record JobOptions(
     [property: Id(0)] int ShardSize = 32,
@@ -28,7 +29,8 @@ public sealed record JobOptions(
     [property: Id(7)] double LeaseSeconds = 60,
     [property: Id(8)] int MaxAttempts = 3,
     [property: Id(9)] int SummaryTopK = 10,
-    [property: Id(10)] double StorageWaitSeconds = 300)
+    [property: Id(10)] double StorageWaitSeconds = 300,
+    [property: Id(11)] int BatchSize = 8)
 {
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
     public void Validate()
@@ -53,6 +55,7 @@ public sealed record JobOptions(
         TopNeurons = TopNeurons,
         NeuronRoute = NeuronRoute switch { "exact" => Analysis.NeuronRoute.Exact, "screened" => Analysis.NeuronRoute.Screened, _ => Analysis.NeuronRoute.Auto },
         ScreenK = ScreenK,
+        BatchSize = BatchSize,
     };
 }
 

@@ -229,8 +229,23 @@ public sealed class PipelineWorker(
 
         var model = new ModelSpec(Path.GetFullPath(spec.ModelDir), spec.Options.DType);
         var settings = spec.Options.ToSettings();
-        // All examples go to the runner at once: its bounded channel keeps the number in flight small.
-        var outcomes = await Task.WhenAll(lease.Examples.Select(e => runner.AnalyzeAsync(model, e.ToWork(), settings, token))).ConfigureAwait(false);
+        // All examples go to the runner at once, in chunks of the batch size (one work item each; its bounded channel
+        // keeps the number in flight small). Chunks are cut from the examples ordered by image-or-not and prompt length,
+        // so that equal-length examples tend to share a chunk and so a batched pass; the outcomes keep the shard's order.
+        var works = lease.Examples.Select(e => e.ToWork()).ToArray();
+        var outcomes = new ExampleOutcome[works.Length];
+        if (settings.BatchSize <= 1)
+            outcomes = await Task.WhenAll(works.Select(w => runner.AnalyzeAsync(model, w, settings, token))).ConfigureAwait(false);
+        else
+        {
+            var order = Enumerable.Range(0, works.Length).OrderBy(i => works[i].ImagePath is null).ThenBy(i => works[i].Prompt.Length).ToArray();
+            var chunks = order.Chunk(settings.BatchSize).ToArray();
+            var results = await Task.WhenAll(chunks.Select(c => runner.AnalyzeBatchAsync(model, c.Select(i => works[i]).ToArray(), settings, token)))
+                .ConfigureAwait(false);
+            for (int c = 0; c < chunks.Length; c++)
+                for (int j = 0; j < chunks[c].Length; j++)
+                    outcomes[chunks[c][j]] = results[c][j];
+        }
 
         var tables = new ShardTables(spec.RunId, lease.ModelFingerprint);
         int rejected = 0;

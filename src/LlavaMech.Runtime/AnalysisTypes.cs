@@ -34,6 +34,12 @@ public sealed record AnalysisSettings
     /// <summary>Ranks per image position in <c>logit_lens</c> (the visual-token lens).</summary>
     public int LensTopK { get; init; } = 5;
 
+    /// <summary>
+    /// Examples of equal sequence length (and image or not) that share one hooked forward pass [B, T] (no padding, no
+    /// attention mask); 1 runs every example alone. Batched and single-example results agree (float rounding aside).
+    /// </summary>
+    public int BatchSize { get; init; } = 8;
+
     /// <summary>The statistics options for one example's target (null: argmax).</summary>
     public StatisticsOptions ToStatisticsOptions(long? targetId) => new()
     {
@@ -49,6 +55,7 @@ public sealed record AnalysisSettings
         if (TopNeurons < 0) throw new ArgumentException($"top neurons must be >= 0, got {TopNeurons}");
         if (ScreenK < 1) throw new ArgumentException($"screen-k must be >= 1, got {ScreenK}");
         if (LensTopK < 1) throw new ArgumentException($"lens top-k must be >= 1, got {LensTopK}");
+        if (BatchSize < 1) throw new ArgumentException($"batch size must be >= 1, got {BatchSize}");
     }
 }
 

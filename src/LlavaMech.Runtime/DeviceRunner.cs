@@ -14,7 +14,7 @@ public sealed record DeviceRunnerOptions
     /// <summary>Runner threads, each with its own warm copy of the model (TorchSharp dispose scopes are per thread).</summary>
     public int Threads { get; init; } = 1;
 
-    /// <summary>Examples queued or running at most (the channel's bound); 0 = 2 per thread. Writers wait when it is full.</summary>
+    /// <summary>Requests (single examples or batches) queued or running at most (the channel's bound); 0 = 2 per thread. Writers wait when it is full.</summary>
     public int Capacity { get; init; }
 
     /// <summary>A model spec to load at start so the first shard does not pay for it (null: load on the first request).</summary>
@@ -73,7 +73,8 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     /// <summary>Examples failing in a row (exceptions, not rejections) after which the runner counts as faulted, until one succeeds.</summary>
     public const int FaultAfterFailures = 3;
 
-    private sealed record Request(ModelSpec Model, ExampleWork Work, AnalysisSettings Settings, TaskCompletionSource<ExampleOutcome> Result, CancellationToken Cancel);
+    /// <summary>One work item of the channel: one example, or a batch (<see cref="AnalyzeBatchAsync"/>) run as one item.</summary>
+    private sealed record Request(ModelSpec Model, IReadOnlyList<ExampleWork> Works, AnalysisSettings Settings, TaskCompletionSource<ExampleOutcome[]> Result, CancellationToken Cancel);
 
     public DeviceRunner(DeviceRunnerOptions options, Action<string>? log = null)
     {
@@ -100,7 +101,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     /// <summary>Runner threads.</summary>
     public int ThreadCount => _threads.Length;
 
-    /// <summary>Examples queued or running right now.</summary>
+    /// <summary>Requests (single examples or batches) queued or running right now.</summary>
     public int Pending => _channel.Reader.Count + Volatile.Read(ref _running);
 
     /// <summary>Threads that loaded the <see cref="DeviceRunnerOptions.Preload"/> model when they started (0 without one).</summary>
@@ -159,11 +160,21 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     /// threw for failures that are not the example's (model load, device errors), <see cref="OperationCanceledException"/>
     /// when <paramref name="ct"/> fires before the example ran, <see cref="ObjectDisposedException"/> after stop.
     /// </summary>
-    public async Task<ExampleOutcome> AnalyzeAsync(ModelSpec model, ExampleWork work, AnalysisSettings settings, CancellationToken ct = default)
+    public async Task<ExampleOutcome> AnalyzeAsync(ModelSpec model, ExampleWork work, AnalysisSettings settings, CancellationToken ct = default) =>
+        (await AnalyzeBatchAsync(model, [work], settings, ct).ConfigureAwait(false))[0];
+
+    /// <summary>
+    /// Queues several examples as ONE work item (one slot of the bounded channel, run by one runner thread with
+    /// <see cref="PipelineAnalyzer.RunBatch"/>: equal-length examples share a hooked pass, up to
+    /// <see cref="AnalysisSettings.BatchSize"/> at a time) and completes with their outcomes in order. Failures as
+    /// <see cref="AnalyzeAsync"/>.
+    /// </summary>
+    public async Task<ExampleOutcome[]> AnalyzeBatchAsync(ModelSpec model, IReadOnlyList<ExampleWork> works, AnalysisSettings settings, CancellationToken ct = default)
     {
         if (Volatile.Read(ref _started) == 0) throw new InvalidOperationException($"device runner {Device} is not started");
-        var tcs = new TaskCompletionSource<ExampleOutcome>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var request = new Request(model, work, settings, tcs, ct);
+        if (works.Count == 0) return [];
+        var tcs = new TaskCompletionSource<ExampleOutcome[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var request = new Request(model, works, settings, tcs, ct);
         try
         {
             await _channel.Writer.WriteAsync(request, ct).ConfigureAwait(false);
@@ -237,11 +248,13 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
                         (model, analyzer, loaded) = (null, null, null);
                         (model, analyzer, loaded) = Load(request.Model, index);
                     }
-                    var outcome = analyzer.Run(request.Work, request.Settings);
-                    Interlocked.Increment(ref _examples);
-                    if (outcome.Rejected) Interlocked.Increment(ref _rejected);
+                    var outcomes = request.Works.Count == 1
+                        ? [analyzer.Run(request.Works[0], request.Settings)]
+                        : analyzer.RunBatch(request.Works, request.Settings);
+                    Interlocked.Add(ref _examples, outcomes.Length);
+                    Interlocked.Add(ref _rejected, outcomes.Count(o => o.Rejected));
                     if (Interlocked.Exchange(ref _consecutiveFailures, 0) >= FaultAfterFailures) Changed();
-                    request.Result.TrySetResult(outcome);
+                    request.Result.TrySetResult(outcomes);
                 }
                 catch (Exception e)
                 {

@@ -29,6 +29,12 @@ public sealed class PipelineAnalyzer : IDisposable
 
     public LoadedModel Model { get; }
 
+    /// <summary>Hooked forward passes run so far (one per example alone, one per batch).</summary>
+    public long ForwardPasses { get; private set; }
+
+    /// <summary>Batched passes that threw and whose examples were run again one by one.</summary>
+    public long BatchFallbacks { get; private set; }
+
     /// <summary>
     /// Analyzes one example. Input problems (unreadable or undecodable image, a prompt the model cannot take, an
     /// expected answer that is not one token under <see cref="TargetMode.Expected"/>) give a rejected outcome with the
@@ -36,60 +42,164 @@ public sealed class PipelineAnalyzer : IDisposable
     /// </summary>
     public ExampleOutcome Run(ExampleWork work, AnalysisSettings settings)
     {
+        var (input, target, reject) = Prepare(work, settings);
+        return reject ?? RunPrepared(work, input!, target, settings);
+    }
+
+    /// <summary>
+    /// Analyzes several examples, in order: each is prepared (rejects exactly as <see cref="Run"/>), the accepted ones
+    /// are grouped by sequence length and image geometry, and each group of up to
+    /// <see cref="AnalysisSettings.BatchSize"/> goes through ONE hooked pass [B, T] (equal lengths: no padding, no
+    /// attention mask); every batch row then gets the statistics and rows <see cref="Run"/> gives it alone. A batch
+    /// whose pass throws is run again one example at a time, so one bad example cannot fail the others. Forward and
+    /// statistics times of a batched example are the batch's divided by its size.
+    /// </summary>
+    public ExampleOutcome[] RunBatch(IReadOnlyList<ExampleWork> works, AnalysisSettings settings)
+    {
+        var outcomes = new ExampleOutcome[works.Count];
+        if (settings.BatchSize <= 1 || works.Count == 1)
+        {
+            for (int i = 0; i < works.Count; i++) outcomes[i] = Run(works[i], settings);
+            return outcomes;
+        }
+        var accepted = new List<(int Index, ModelInput Input, int? Target)>();
+        for (int i = 0; i < works.Count; i++)
+        {
+            var (input, target, reject) = Prepare(works[i], settings);
+            if (reject is not null) outcomes[i] = reject;
+            else accepted.Add((i, input!, target));
+        }
+        foreach (var group in accepted.GroupBy(a => BatchKey(a.Input)))
+        {
+            var members = group.ToList();
+            for (int start = 0; start < members.Count; start += settings.BatchSize)
+            {
+                var batch = members.Skip(start).Take(settings.BatchSize).ToList();
+                if (batch.Count == 1)
+                {
+                    var one = batch[0];
+                    outcomes[one.Index] = RunPrepared(works[one.Index], one.Input, one.Target, settings);
+                    continue;
+                }
+                ExampleOutcome[]? results = null;
+                try
+                {
+                    results = RunBatched(batch.Select(b => (works[b.Index], b.Input, b.Target)).ToList(), settings);
+                }
+                catch (Exception)
+                {
+                    BatchFallbacks++;
+                }
+                for (int j = 0; j < batch.Count; j++)
+                    outcomes[batch[j].Index] = results?[j] ?? RunPrepared(works[batch[j].Index], batch[j].Input, batch[j].Target, settings);
+            }
+        }
+        return outcomes;
+    }
+
+    /// <summary>What must be equal for examples to share a pass: sequence length, image or not, and the image's size.</summary>
+    private static (int SeqLen, bool Image, int Height, int Width, int ImageTokens) BatchKey(ModelInput input) =>
+        (input.SeqLen, input.PixelValues is not null, input.Image?.Geometry.CropHeight ?? 0, input.Image?.Geometry.CropWidth ?? 0, input.ImagePositions.Length);
+
+    /// <summary>The example's input and target, or its rejected outcome.</summary>
+    private (ModelInput? Input, int? Target, ExampleOutcome? Reject) Prepare(ExampleWork work, AnalysisSettings settings)
+    {
         var model = Model;
         int vocab = model.Config.Text.VocabSize;
         if (work.ImagePath is not null && !model.HasVision)
-            return Reject(work, $"model '{model.Directory}' is text-only ({model.Config.Kind}); it cannot take the image of a vqa example");
+            return (null, null, Reject(work, $"model '{model.Directory}' is text-only ({model.Config.Kind}); it cannot take the image of a vqa example"));
 
         int? target = null;
         if (settings.Target == TargetMode.Expected && work.Expected is not null)
         {
             target = TargetResolver.SingleToken(work.Expected, model.Tokenizer, vocab);
-            if (target is null) return Reject(work, TargetResolver.NotOneTokenReason(work.Expected, model.Tokenizer));
+            if (target is null) return (null, null, Reject(work, TargetResolver.NotOneTokenReason(work.Expected, model.Tokenizer)));
         }
 
-        ModelInput input;
         try
         {
-            input = model.Prepare(work.Prompt, work.ImagePath);
+            return (model.Prepare(work.Prompt, work.ImagePath), target, null);
         }
         catch (Exception e) when (e is ProcessingException or IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException)
         {
-            return Reject(work, e.Message);
+            return (null, null, Reject(work, e.Message));
         }
-
-        using var scope = NewDisposeScope();
-        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, input.PixelValues is not null));
-        var (stats, acts, forwardMs, statsMs) = Analyze(input, settings.ToStatisticsOptions(target), cache);
-        var rows = BuildRows(work, input, stats, acts, settings);
-        return new ExampleOutcome(work, rows, null, forwardMs, statsMs);
     }
 
-    private static ExampleOutcome Reject(ExampleWork work, string reason) => new(work, null, reason, 0, 0);
-
-    /// <summary><see cref="ExampleAnalyzer.Analyze"/> without the residual lens, keeping the captures (in the caller's cache and dispose scope).</summary>
-    private (ExampleStatistics Stats, LastPositionActivations Acts, double ForwardMs, double StatisticsMs) Analyze(ModelInput input, StatisticsOptions options,
-        ActivationCache cache)
+    private ExampleOutcome RunPrepared(ExampleWork work, ModelInput input, int? target, AnalysisSettings settings)
     {
         var model = Model;
-        bool image = input.PixelValues is not null;
-        int layers = model.Layers;
+        using var scope = NewDisposeScope();
+        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, input.PixelValues is not null));
         var sw = Stopwatch.StartNew();
         var (ids, pixels) = model.ToTensors(input);
         var logits = model.Forward(ids, pixels, cache);
         _ = logits.sum().item<float>();
+        ForwardPasses++;
         double forwardMs = sw.Elapsed.TotalMilliseconds;
 
         sw.Restart();
-        var acts = Captures.LastPosition(cache, layers);
+        var (stats, acts) = Analyze(input, settings.ToStatisticsOptions(target), cache, 0);
+        double statsMs = sw.Elapsed.TotalMilliseconds;
+        var rows = BuildRows(work, input, stats, acts, settings);
+        return new ExampleOutcome(work, rows, null, forwardMs, statsMs);
+    }
+
+    /// <summary>One hooked pass over examples of equal length and image geometry, then each row's statistics.</summary>
+    private ExampleOutcome[] RunBatched(IReadOnlyList<(ExampleWork Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings)
+    {
+        var model = Model;
+        int B = batch.Count;
+        var first = batch[0].Input;
+        int T = first.SeqLen;
+        bool image = first.PixelValues is not null;
+        using var scope = NewDisposeScope();
+        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, image));
+        var sw = Stopwatch.StartNew();
+        var ids = tensor(batch.SelectMany(b => b.Input.InputIds).ToArray(), [B, T], device: model.Device);
+        Tensor? pixels = null;
+        if (image)
+        {
+            var g = first.Image!.Geometry;
+            pixels = tensor(batch.SelectMany(b => b.Input.PixelValues!).ToArray(), [B, 3, g.CropHeight, g.CropWidth], device: model.Device);
+        }
+        var logits = model.Forward(ids, pixels, cache);
+        _ = logits.sum().item<float>();
+        ForwardPasses++;
+        double forwardMs = sw.Elapsed.TotalMilliseconds;
+
+        double statsMs = 0;
+        var rows = new ExampleRows[B];
+        for (int b = 0; b < B; b++)
+        {
+            using var rowScope = NewDisposeScope();
+            sw.Restart();
+            var (stats, acts) = Analyze(batch[b].Input, settings.ToStatisticsOptions(batch[b].Target), cache, b);
+            statsMs += sw.Elapsed.TotalMilliseconds;
+            rows[b] = BuildRows(batch[b].Work, batch[b].Input, stats, acts, settings);
+        }
+        return batch.Select((b, i) => new ExampleOutcome(b.Work, rows[i], null, forwardMs / B, statsMs / B)).ToArray();
+    }
+
+    private static ExampleOutcome Reject(ExampleWork work, string reason) => new(work, null, reason, 0, 0);
+
+    /// <summary>
+    /// <see cref="ExampleAnalyzer.Analyze"/>'s statistics without the residual lens, for batch row
+    /// <paramref name="batchRow"/> of the captures (in the caller's cache and dispose scope).
+    /// </summary>
+    private (ExampleStatistics Stats, LastPositionActivations Acts) Analyze(ModelInput input, StatisticsOptions options, ActivationCache cache, int batchRow)
+    {
+        var model = Model;
+        bool image = input.PixelValues is not null;
+        var acts = Captures.LastPosition(cache, model.Layers, batchRow: batchRow);
         var imagePositions = image ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: model.Device) : null;
         var o = options with
         {
             ImagePositions = imagePositions,
-            ImageFeatures = image ? cache[HookNames.ImageFeatures][0] : null,
+            ImageFeatures = image ? cache[HookNames.ImageFeatures][batchRow] : null,
         };
         var stats = Statistics.Compute(acts.To(ScalarType.Float32, model.Device), _analyzer.Weights, o);
-        return (stats, acts, forwardMs, sw.Elapsed.TotalMilliseconds);
+        return (stats, acts);
     }
 
     private ExampleRows BuildRows(ExampleWork work, ModelInput input, ExampleStatistics s, LastPositionActivations acts, AnalysisSettings settings)

@@ -13,7 +13,9 @@ namespace LlavaMech.Pipeline.Tests;
 [Collection(PipelineCollection.Name)]
 public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
 {
-    private const double Tol = 1e-6;
+    // The workers batch equal-length examples (default batch size 8): float32 rounding of the batched pass differs
+    // from the single-example reference by ~1e-6 (BatchingTests: batched and single agree within 1e-5).
+    private const double Tol = 1e-5;
 
     [Fact]
     public async Task Job_survives_a_killed_silo_and_its_tables_hold_every_example_once_with_single_process_statistics()

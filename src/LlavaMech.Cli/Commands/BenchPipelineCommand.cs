@@ -36,6 +36,7 @@ public static class BenchPipelineCommand
         new("top-neurons", "N", "neurons per example (0: no neuron statistics)", "20"),
         new("neurons", "ROUTE", "auto, exact or screened", "auto"),
         new("screen-k", "K", "screened route: exact scores for K candidates", "1024"),
+        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8"),
         new("device", "DEV", "the device of the loop and of each worker (cpu, cuda, cuda:N)", "cpu"),
         new("dtype", "TYPE", "auto, float32, bfloat16, float16", "auto"),
         new("out", "LOCATION", "where the pipeline runs write (default: a temporary folder, removed after); <out>/p<N> per run"),
@@ -86,7 +87,8 @@ public static class BenchPipelineCommand
         if (!File.Exists(dataset)) throw new UsageException($"--dataset: '{dataset}' does not exist");
         string device = cl.Require("device"), dtype = cl.Require("dtype");
         var options = new JobOptions(ShardSize: shardSize, Target: cl.Require("target"), TopHeads: cl.GetInt("top-heads"), TopNeurons: cl.GetInt("top-neurons"),
-            NeuronRoute: cl.Require("neurons"), ScreenK: cl.GetInt("screen-k"), DType: dtype, LeaseSeconds: 120);
+            NeuronRoute: cl.Require("neurons"), ScreenK: cl.GetInt("screen-k"), DType: dtype, LeaseSeconds: 120,
+            BatchSize: cl.GetInt("batch-size"));
         try { options.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 

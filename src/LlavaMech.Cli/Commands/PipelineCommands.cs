@@ -30,6 +30,7 @@ public static class PipelineCommands
         new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20"),
         new("neurons", "ROUTE", "neuron route: auto, exact or screened", "auto"),
         new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024"),
+        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8"),
         new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
         new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60"),
         new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
@@ -58,7 +59,8 @@ public static class PipelineCommands
             DType: cl.Require("dtype"),
             LeaseSeconds: GetDouble(cl, "lease-seconds"),
             MaxAttempts: cl.GetInt("max-attempts"),
-            StorageWaitSeconds: GetDouble(cl, "storage-wait"));
+            StorageWaitSeconds: GetDouble(cl, "storage-wait"),
+            BatchSize: cl.GetInt("batch-size"));
         var spec = new JobSpec(runId ?? cl.Get("run-id") ?? PipelineClient.DefaultRunId(output), model, manifest, output, options);
         try { spec.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }

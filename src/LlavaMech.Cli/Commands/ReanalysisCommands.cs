@@ -23,6 +23,7 @@ public static class ReanalysisCommands
         new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20"),
         new("neurons", "ROUTE", "neuron route: auto, exact or screened", "auto"),
         new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024"),
+        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8"),
         new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
         new("lease-seconds", "S", "shard lease duration", "60"),
         new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
