@@ -137,15 +137,25 @@ public sealed class LoadedModel : IDisposable
     }
 
     /// <summary>Input tensors of one example: ids [1, T] and pixels [1, 3, S, S] (or null).</summary>
-    public (Tensor Ids, Tensor? Pixels) ToTensors(ModelInput input)
+    public (Tensor Ids, Tensor? Pixels) ToTensors(ModelInput input) => ToTensors([input]);
+
+    /// <summary>
+    /// Inputs of equal length and image geometry as one batch: ids [B, T] and pixels [B, 3, H, W] (no padding, so no
+    /// attention mask). Throws <see cref="ArgumentException"/> for inputs that cannot share a pass.
+    /// </summary>
+    public (Tensor Ids, Tensor? Pixels) ToTensors(IReadOnlyList<ModelInput> inputs)
     {
-        var ids = tensor(input.InputIds, device: Device).unsqueeze(0);
+        if (inputs.Count == 0) throw new ArgumentException("a batch needs at least one input", nameof(inputs));
+        var first = inputs[0];
+        var g = first.Image?.Geometry;
+        if (inputs.Any(i => i.InputIds.Length != first.InputIds.Length || (i.PixelValues is null) != (first.PixelValues is null)
+                            || i.Image?.Geometry.CropHeight != g?.CropHeight || i.Image?.Geometry.CropWidth != g?.CropWidth))
+            throw new ArgumentException("inputs of one batch need equal lengths and image sizes", nameof(inputs));
+        var ids = tensor(inputs.Count == 1 ? first.InputIds : inputs.SelectMany(i => i.InputIds).ToArray(), [inputs.Count, first.InputIds.Length], device: Device);
         Tensor? pixels = null;
-        if (input.PixelValues is not null)
-        {
-            var g = input.Image!.Geometry;
-            pixels = tensor(input.PixelValues, [1, 3, g.CropHeight, g.CropWidth], device: Device);
-        }
+        if (first.PixelValues is not null)
+            pixels = tensor(inputs.Count == 1 ? first.PixelValues : inputs.SelectMany(i => i.PixelValues!).ToArray(),
+                [inputs.Count, 3, g!.CropHeight, g.CropWidth], device: Device);
         return (ids, pixels);
     }
 

@@ -126,43 +126,18 @@ public sealed class PipelineAnalyzer : IDisposable
         }
     }
 
-    private ExampleOutcome RunPrepared(ExampleWork work, ModelInput input, int? target, AnalysisSettings settings)
-    {
-        var model = Model;
-        using var scope = NewDisposeScope();
-        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, input.PixelValues is not null));
-        var sw = Stopwatch.StartNew();
-        var (ids, pixels) = model.ToTensors(input);
-        var logits = model.Forward(ids, pixels, cache);
-        _ = logits.sum().item<float>();
-        ForwardPasses++;
-        double forwardMs = sw.Elapsed.TotalMilliseconds;
+    private ExampleOutcome RunPrepared(ExampleWork work, ModelInput input, int? target, AnalysisSettings settings) =>
+        RunBatched([(work, input, target)], settings)[0];
 
-        sw.Restart();
-        var (stats, acts) = Analyze(input, settings.ToStatisticsOptions(target), cache, 0);
-        double statsMs = sw.Elapsed.TotalMilliseconds;
-        var rows = BuildRows(work, input, stats, acts, settings);
-        return new ExampleOutcome(work, rows, null, forwardMs, statsMs);
-    }
-
-    /// <summary>One hooked pass over examples of equal length and image geometry, then each row's statistics.</summary>
+    /// <summary>One hooked pass over examples of equal length and image geometry (one or more), then each row's statistics.</summary>
     private ExampleOutcome[] RunBatched(IReadOnlyList<(ExampleWork Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings)
     {
         var model = Model;
         int B = batch.Count;
-        var first = batch[0].Input;
-        int T = first.SeqLen;
-        bool image = first.PixelValues is not null;
         using var scope = NewDisposeScope();
-        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, image));
+        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, batch[0].Input.PixelValues is not null));
         var sw = Stopwatch.StartNew();
-        var ids = tensor(batch.SelectMany(b => b.Input.InputIds).ToArray(), [B, T], device: model.Device);
-        Tensor? pixels = null;
-        if (image)
-        {
-            var g = first.Image!.Geometry;
-            pixels = tensor(batch.SelectMany(b => b.Input.PixelValues!).ToArray(), [B, 3, g.CropHeight, g.CropWidth], device: model.Device);
-        }
+        var (ids, pixels) = model.ToTensors(batch.Select(b => b.Input).ToList());
         var logits = model.Forward(ids, pixels, cache);
         _ = logits.sum().item<float>();
         ForwardPasses++;
