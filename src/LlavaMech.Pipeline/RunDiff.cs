@@ -4,6 +4,7 @@ using System.Text.Json;
 using DuckDB.NET.Data;
 using LlavaMech.Reports;
 using LlavaMech.Storage;
+using static LlavaMech.Storage.DuckDbSql;
 
 namespace LlavaMech.Pipeline;
 
@@ -354,25 +355,4 @@ public static class RunDiff
 
     private static string Safe(string s) => new(s.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_').ToArray());
 
-    private static void Exec(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
-    }
-
-    private static List<object?[]> Rows(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        using var r = cmd.ExecuteReader();
-        var rows = new List<object?[]>();
-        while (r.Read())
-        {
-            var row = new object?[r.FieldCount];
-            for (int i = 0; i < row.Length; i++) row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
-            rows.Add(row);
-        }
-        return rows;
-    }
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using DuckDB.NET.Data;
+using static LlavaMech.Storage.DuckDbSql;
 
 namespace LlavaMech.Storage;
 
@@ -186,13 +187,6 @@ public static class Aggregates
                 paths[i] = path;
             }).ConfigureAwait(false);
         return paths.ToList();
-    }
-
-    private static void Exec(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
     }
 
     internal static string SqlString(string s) => "'" + s.Replace("'", "''") + "'";

@@ -6,6 +6,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Orleans.Runtime;
 using Xunit.Abstractions;
+using static LlavaMech.Storage.DuckDbSql;
 
 namespace LlavaMech.Pipeline.Tests;
 
@@ -153,22 +154,22 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
         Assert.Equal(Enumerable.Range(0, shards), manifests.Select(m => m.Shard).Order());
         Assert.All(manifests, m => Assert.Equal(RunId, m.RunId));
         int n = data.SourceOf.Count;
-        var ids = Query(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
+        var ids = Rows(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
         Assert.Equal(n, ids.Count);
         Assert.Equal(data.SourceOf.Keys.Order(StringComparer.Ordinal), ids.Order(StringComparer.Ordinal));   // each example exactly once
-        Assert.Equal(n * 4L * 4, Scalar(db, "SELECT count(*) FROM head_stats"));
-        Assert.Equal(n * 4L * 4, Scalar(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, head FROM head_stats)"));
-        Assert.Equal(n * 4L * 2, Scalar(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, component FROM layer_stats)"));
-        Assert.Equal(n * 4L * 2, Scalar(db, "SELECT count(*) FROM layer_stats"));
-        Assert.Equal(Scalar(db, "SELECT count(*) FROM position_stats"),
-            Scalar(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, head, position FROM position_stats)"));
-        Assert.Equal(n, Scalar(db, "SELECT count(DISTINCT example_id) FROM position_stats"));
-        Assert.Equal(n * 20L, Scalar(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, neuron FROM neuron_stats)"));
-        Assert.Equal(Scalar(db, "SELECT count(*) FROM logit_lens"), Scalar(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, position, rank FROM logit_lens)"));
-        Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar(db, "SELECT count(*) FROM rejects"));
-        Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar(db, "SELECT count(DISTINCT line) FROM rejects"));
+        Assert.Equal(n * 4L * 4, Scalar<long>(db, "SELECT count(*) FROM head_stats"));
+        Assert.Equal(n * 4L * 4, Scalar<long>(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, head FROM head_stats)"));
+        Assert.Equal(n * 4L * 2, Scalar<long>(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, component FROM layer_stats)"));
+        Assert.Equal(n * 4L * 2, Scalar<long>(db, "SELECT count(*) FROM layer_stats"));
+        Assert.Equal(Scalar<long>(db, "SELECT count(*) FROM position_stats"),
+            Scalar<long>(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, head, position FROM position_stats)"));
+        Assert.Equal(n, Scalar<long>(db, "SELECT count(DISTINCT example_id) FROM position_stats"));
+        Assert.Equal(n * 20L, Scalar<long>(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, layer, neuron FROM neuron_stats)"));
+        Assert.Equal(Scalar<long>(db, "SELECT count(*) FROM logit_lens"), Scalar<long>(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, position, rank FROM logit_lens)"));
+        Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar<long>(db, "SELECT count(*) FROM rejects"));
+        Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar<long>(db, "SELECT count(DISTINCT line) FROM rejects"));
         foreach (var table in TableNames.ShardTables)
-            Assert.Equal([RunId], Query(db, $"SELECT DISTINCT run_id FROM {table}").Select(r => (string)r[0]!));
+            Assert.Equal([RunId], Rows(db, $"SELECT DISTINCT run_id FROM {table}").Select(r => (string)r[0]!));
         Assert.True((await container.GetBlobClient($"{prefix}/{Finalizer.SummaryKey}").ExistsAsync()).Value);
         Assert.True((await container.GetBlobClient($"{prefix}/{Aggregates.HeadSummaryKey}").ExistsAsync()).Value);
         output.WriteLine($"{n} examples, {manifests.Count} committed shards: every example id exactly once in every table");
@@ -227,33 +228,4 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
     }
 
     private static string Tail(string s, int n) => s.Length <= n ? s : s[^n..];
-
-    internal static void Exec(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
-    }
-
-    internal static long Scalar(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        return Convert.ToInt64(cmd.ExecuteScalar());
-    }
-
-    internal static List<object?[]> Query(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        using var r = cmd.ExecuteReader();
-        var rows = new List<object?[]>();
-        while (r.Read())
-        {
-            var row = new object?[r.FieldCount];
-            for (int i = 0; i < row.Length; i++) row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
-            rows.Add(row);
-        }
-        return rows;
-    }
 }

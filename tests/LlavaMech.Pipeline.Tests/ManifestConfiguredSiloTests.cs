@@ -148,8 +148,8 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             Assert.Equal(Enumerable.Range(0, commits.Count), commits.Select(m => m.Shard).Order());
             Assert.InRange(commits.Count, 1, (ids.Count + ShardSize - 1) / ShardSize);
             Assert.All(commits, m => Assert.Equal(runId, m.RunId));
-            var examples = DistributedProcessTests.Query(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
-            var rejectLines = DistributedProcessTests.Query(db, "SELECT line FROM rejects").Select(r => Convert.ToInt32(r[0])).ToList();
+            var examples = DuckDbSql.Rows(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
+            var rejectLines = DuckDbSql.Rows(db, "SELECT line FROM rejects").Select(r => Convert.ToInt32(r[0])).ToList();
             var rejected = rejectLines.Select(line => ids[line - 1]).ToList();   // 1-based manifest lines
             Assert.Equal(examples.Count, examples.Distinct().Count());
             Assert.Empty(examples.Intersect(rejected));
@@ -162,12 +162,12 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             foreach (var table in TableNames.ShardTables.Where(t => t is not (TableNames.Rejects or TableNames.NeuronStats)))
             {
                 var expected = (table == TableNames.LogitLens ? examples.Where(withImage.Contains) : examples).Order(StringComparer.Ordinal).ToList();
-                var actual = DistributedProcessTests.Query(db, $"SELECT DISTINCT example_id FROM {table}").Select(r => (string)r[0]!).Order(StringComparer.Ordinal).ToList();
+                var actual = DuckDbSql.Rows(db, $"SELECT DISTINCT example_id FROM {table}").Select(r => (string)r[0]!).Order(StringComparer.Ordinal).ToList();
                 Assert.True(expected.SequenceEqual(actual), $"{table}: rows for {actual.Count} distinct examples, expected {expected.Count}");
             }
-            Assert.Equal(0, DistributedProcessTests.Scalar(db, "SELECT count(*) FROM neuron_stats"));
+            Assert.Equal(0, DuckDbSql.Scalar<long>(db, "SELECT count(*) FROM neuron_stats"));
             foreach (var table in TableNames.ShardTables)
-                Assert.All(DistributedProcessTests.Query(db, $"SELECT DISTINCT run_id FROM {table}"), r => Assert.Equal(runId, (string)r[0]!));
+                Assert.All(DuckDbSql.Rows(db, $"SELECT DISTINCT run_id FROM {table}"), r => Assert.Equal(runId, (string)r[0]!));
             Assert.True((await container.GetBlobClient($"{outPrefix}/{Finalizer.SummaryKey}").ExistsAsync()).Value);
             // The job state went to the manifests' state container.
             int stateBlobs = 0;

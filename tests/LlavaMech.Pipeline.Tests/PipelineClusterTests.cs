@@ -6,6 +6,7 @@ using LlavaMech.Storage;
 using LlavaMech.Testing;
 using Orleans.Runtime;
 using Xunit.Abstractions;
+using static LlavaMech.Storage.DuckDbSql;
 
 namespace LlavaMech.Pipeline.Tests;
 
@@ -75,17 +76,17 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         foreach (var t in TableNames.ShardTables.Concat(TableNames.SummaryTables))
             Exec(db, $"CREATE VIEW {t} AS SELECT * FROM read_parquet('{Path.Combine(outDir, t)}/*.parquet')");
 
-        var ids = Query(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
+        var ids = Rows(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
         Assert.Equal(192, ids.Count);
         Assert.Equal(ids.Count, ids.Distinct().Count());                                  // every example exactly once
         Assert.Equal(data.SourceOf.Keys.OrderBy(k => k, StringComparer.Ordinal), ids.OrderBy(k => k, StringComparer.Ordinal));
         foreach (var t in TableNames.ShardTables)
         {
-            var keys = Query(db, $"SELECT DISTINCT run_id, model_fingerprint FROM {t}");
+            var keys = Rows(db, $"SELECT DISTINCT run_id, model_fingerprint FROM {t}");
             Assert.All(keys, k => Assert.Equal(("cluster-run", fingerprint), ((string)k[0]!, (string)k[1]!)));
         }
 
-        var rejects = Query(db, "SELECT line, reason, raw FROM rejects ORDER BY line");
+        var rejects = Rows(db, "SELECT line, reason, raw FROM rejects ORDER BY line");
         Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, rejects.Count);
         Assert.Equal(rejects.Count, rejects.Select(r => (int)r[0]!).Distinct().Count());
         Assert.Contains(rejects, r => ((string)r[1]!).Contains("image file not found"));
@@ -94,7 +95,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
 
         // Statistics equal the single-process run of ExampleAnalyzer on the same inputs.
         int L = reference[0].LayerAttnIncrease.Length, H = reference[0].HeadIncrease[0].Length;
-        var ex = Query(db, "SELECT example_id, target_id, target_prob, correct, task, num_image_tokens FROM examples").ToDictionary(r => (string)r[0]!);
+        var ex = Rows(db, "SELECT example_id, target_id, target_prob, correct, task, num_image_tokens FROM examples").ToDictionary(r => (string)r[0]!);
         foreach (var (id, row) in ex)
         {
             var s = reference[data.SourceOf[id]];
@@ -103,7 +104,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
             Assert.Equal((string)row[4]! == "vqa" ? 36 : 0, (int)row[5]!);
         }
         int compared = 0;
-        foreach (var r in Query(db, "SELECT example_id, layer, component, log_prob_increase FROM layer_stats"))
+        foreach (var r in Rows(db, "SELECT example_id, layer, component, log_prob_increase FROM layer_stats"))
         {
             var s = reference[data.SourceOf[(string)r[0]!]];
             double expected = (string)r[2]! == Components.Attention ? s.LayerAttnIncrease[(int)r[1]!] : s.LayerFfnIncrease[(int)r[1]!];
@@ -112,7 +113,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         }
         Assert.Equal(192 * 2 * L, compared);
         compared = 0;
-        foreach (var r in Query(db, "SELECT example_id, layer, head, log_prob_increase, attn_to_image FROM head_stats"))
+        foreach (var r in Rows(db, "SELECT example_id, layer, head, log_prob_increase, attn_to_image FROM head_stats"))
         {
             var s = reference[data.SourceOf[(string)r[0]!]];
             Assert.Equal(s.HeadIncrease[(int)r[1]!][(int)r[2]!], (double)r[3]!, Tol);
@@ -122,7 +123,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         }
         Assert.Equal(192 * L * H, compared);
         compared = 0;
-        foreach (var r in Query(db, "SELECT example_id, layer, head, position, log_prob_increase FROM position_stats"))
+        foreach (var r in Rows(db, "SELECT example_id, layer, head, position, log_prob_increase FROM position_stats"))
         {
             var s = reference[data.SourceOf[(string)r[0]!]];
             var scores = s.PositionsOf((int)r[1]!, (int)r[2]!);
@@ -131,7 +132,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
             compared++;
         }
         Assert.True(compared > 192 * 3 * 10, $"{compared} position rows");
-        foreach (var g in Query(db, "SELECT example_id, list(layer ORDER BY log_prob_increase DESC, layer, neuron), list(neuron ORDER BY log_prob_increase DESC, layer, neuron), list(log_prob_increase ORDER BY log_prob_increase DESC, layer, neuron) FROM neuron_stats GROUP BY example_id"))
+        foreach (var g in Rows(db, "SELECT example_id, list(layer ORDER BY log_prob_increase DESC, layer, neuron), list(neuron ORDER BY log_prob_increase DESC, layer, neuron), list(log_prob_increase ORDER BY log_prob_increase DESC, layer, neuron) FROM neuron_stats GROUP BY example_id"))
         {
             var s = reference[data.SourceOf[(string)g[0]!]];
             var top = Enumerable.Range(0, s.Neurons!.Scores.Length)
@@ -141,7 +142,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
             Assert.Equal(top.Count, got.Count);
             for (int k = 0; k < got.Count; k++) Assert.Equal(top[k].v, got[k], Tol);
         }
-        foreach (var r in Query(db, "SELECT example_id, position, rank, token_id FROM logit_lens"))
+        foreach (var r in Rows(db, "SELECT example_id, position, rank, token_id FROM logit_lens"))
         {
             var img = reference[data.SourceOf[(string)r[0]!]].Image!;
             Assert.Equal(img.VisualTokenLens!.TopIds[Array.IndexOf(img.ImagePositions, (int)r[1]!)][(int)r[2]!], (int)r[3]!);
@@ -257,32 +258,4 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         return stats.Single(g => g.GrainId == job.GetGrainId()).SiloAddress;
     }
 
-    private static void Exec(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        cmd.ExecuteNonQuery();
-    }
-
-    private static List<object?[]> Query(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        using var r = cmd.ExecuteReader();
-        var rows = new List<object?[]>();
-        while (r.Read())
-        {
-            var row = new object?[r.FieldCount];
-            for (int i = 0; i < row.Length; i++) row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
-            rows.Add(row);
-        }
-        return rows;
-    }
-
-    private static T Scalar<T>(DuckDBConnection db, string sql)
-    {
-        using var cmd = db.CreateCommand();
-        cmd.CommandText = sql;
-        return (T)Convert.ChangeType(cmd.ExecuteScalar()!, typeof(T));
-    }
 }

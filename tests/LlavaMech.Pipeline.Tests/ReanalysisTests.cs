@@ -3,7 +3,7 @@ using DuckDB.NET.Data;
 using LlavaMech.Checkpoints;
 using LlavaMech.Runtime;
 using Xunit.Abstractions;
-using static LlavaMech.Pipeline.Tests.DistributedProcessTests;
+using static LlavaMech.Storage.DuckDbSql;
 using static TorchSharp.torch;
 
 namespace LlavaMech.Pipeline.Tests;
@@ -58,8 +58,8 @@ public class ReanalysisTests(ClusterFixture fx, ITestOutputHelper output)
         using (var db = new DuckDBConnection("DataSource=:memory:"))
         {
             db.Open();
-            Assert.Equal(n, Scalar(db, $"SELECT count(*) FROM read_parquet('{planA.Spec.Output}/examples/*.parquet')"));
-            Assert.Equal(n, Scalar(db, $"SELECT count(DISTINCT example_id) FROM read_parquet('{planA.Spec.Output}/examples/*.parquet')"));
+            Assert.Equal(n, Scalar<long>(db, $"SELECT count(*) FROM read_parquet('{planA.Spec.Output}/examples/*.parquet')"));
+            Assert.Equal(n, Scalar<long>(db, $"SELECT count(DISTINCT example_id) FROM read_parquet('{planA.Spec.Output}/examples/*.parquet')"));
         }
 
         // The diff command: B (layer 1's attention output x3) against A.
@@ -75,25 +75,25 @@ public class ReanalysisTests(ClusterFixture fx, ITestOutputHelper output)
         using var d = new DuckDBConnection("DataSource=:memory:");
         d.Open();
         string heads = Path.Combine(diffDir, "head_diff.parquet"), layers = Path.Combine(diffDir, "layer_diff.parquet");
-        Assert.Equal(2L * 4 * 4, Scalar(d, $"SELECT count(*) FROM read_parquet('{heads}')"));
+        Assert.Equal(2L * 4 * 4, Scalar<long>(d, $"SELECT count(*) FROM read_parquet('{heads}')"));
         foreach (var task in new[] { "vqa", "tqa" })
         {
             // The rescaled layer's heads moved most, by a wide margin, and the head that moved most is one of them.
-            var byLayer = Query(d, $"""
+            var byLayer = Rows(d, $"""
                 SELECT layer, avg(abs(diff)) FROM read_parquet('{heads}') WHERE task = '{task}' GROUP BY layer ORDER BY 2 DESC
                 """);
             output.WriteLine($"{task}: mean |head diff| by layer: {string.Join(", ", byLayer.Select(r => $"L{r[0]} {Convert.ToDouble(r[1]):0.0000}"))}");
             Assert.Equal(ScaledLayer, Convert.ToInt32(byLayer[0][0]));
             Assert.True(Convert.ToDouble(byLayer[0][1]) > 1.5 * Convert.ToDouble(byLayer[1][1]), "the rescaled layer does not stand out");
-            Assert.Equal(ScaledLayer, Convert.ToInt32(Query(d, $"SELECT layer FROM read_parquet('{heads}') WHERE task = '{task}' ORDER BY abs(diff) DESC LIMIT 1")[0][0]));
+            Assert.Equal(ScaledLayer, Convert.ToInt32(Rows(d, $"SELECT layer FROM read_parquet('{heads}') WHERE task = '{task}' ORDER BY abs(diff) DESC LIMIT 1")[0][0]));
             // Its attention block gained the most, and ranks are consistent with the means.
-            Assert.Equal(ScaledLayer, Convert.ToInt32(Query(d, $"""
+            Assert.Equal(ScaledLayer, Convert.ToInt32(Rows(d, $"""
                 SELECT layer FROM read_parquet('{layers}') WHERE task = '{task}' AND component = 'attn' ORDER BY diff DESC LIMIT 1
                 """)[0][0]));
-            Assert.Equal(0L, Scalar(d, $"""
+            Assert.Equal(0L, Scalar<long>(d, $"""
                 SELECT count(*) FROM read_parquet('{heads}') WHERE task = '{task}' AND (abs(diff - (mean_b - mean_a)) > 1e-12 OR rank_change <> rank_a - rank_b)
                 """));
-            Assert.Equal(Enumerable.Range(1, 16).Select(i => (long)i), Query(d, $"SELECT rank_a FROM read_parquet('{heads}') WHERE task = '{task}' ORDER BY mean_a DESC, layer, head")
+            Assert.Equal(Enumerable.Range(1, 16).Select(i => (long)i), Rows(d, $"SELECT rank_a FROM read_parquet('{heads}') WHERE task = '{task}' ORDER BY mean_a DESC, layer, head")
                 .Select(r => Convert.ToInt64(r[0])));
         }
         using var json = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(diffDir, "diff.json")));

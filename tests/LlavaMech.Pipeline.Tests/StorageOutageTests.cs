@@ -5,7 +5,7 @@ using Azure.Storage.Blobs.Models;
 using DuckDB.NET.Data;
 using LlavaMech.Storage;
 using Xunit.Abstractions;
-using static LlavaMech.Pipeline.Tests.DistributedProcessTests;
+using static LlavaMech.Storage.DuckDbSql;
 
 namespace LlavaMech.Pipeline.Tests;
 
@@ -147,6 +147,6 @@ public class StorageOutageTests(ClusterFixture fx, AzuriteFixture azurite, ITest
         foreach (var k in keys) await c.GetBlobClient($"{prefix}/{k}").DownloadToAsync(Path.Combine(dir, Path.GetFileName(k)));
         using var db = new DuckDBConnection("DataSource=:memory:");
         db.Open();
-        return Query(db, $"SELECT example_id FROM read_parquet('{dir}/*.parquet')").Select(r => (string)r[0]!).ToList();
+        return Rows(db, $"SELECT example_id FROM read_parquet('{dir}/*.parquet')").Select(r => (string)r[0]!).ToList();
     }
 }

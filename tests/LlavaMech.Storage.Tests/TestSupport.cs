@@ -33,18 +33,7 @@ internal static class Duck
                 _db = new DuckDBConnection("DataSource=:memory:");
                 _db.Open();
             }
-            using var cmd = _db.CreateCommand();
-            cmd.CommandText = sql;
-            using var r = cmd.ExecuteReader();
-            var rows = new List<object?[]>();
-            while (r.Read())
-            {
-                var row = new object?[r.FieldCount];
-                for (int i = 0; i < row.Length; i++)
-                    row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
-                rows.Add(row);
-            }
-            return rows;
+            return DuckDbSql.Rows(_db, sql);
         }
     }
 
