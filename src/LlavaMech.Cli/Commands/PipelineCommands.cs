@@ -18,12 +18,9 @@ public static class PipelineCommands
 {
     // ---------------------------------------------------------------- job options shared by run and submit
 
-    private static readonly CommandLine.OptionSpec[] JobSpecs =
+    /// <summary>The analysis and scheduling options of a job, the same for run, submit and reanalyze.</summary>
+    internal static readonly CommandLine.OptionSpec[] JobOptionSpecs =
     [
-        new("model", "DIR", "checkpoint folder (Hugging Face LLaVA or Llama layout)", Required: true),
-        new("dataset", "MANIFEST", "manifest.jsonl (datasets/README.md); bad lines go to the rejects table", Required: true),
-        new("out", "LOCATION", "output: a folder, az://container/prefix or an https blob URL (credentials: LLAVAMECH_STORAGE_CONNECTION)", Required: true),
-        new("run-id", "ID", "the run's name in every row (default: derived from --out, so the same command resumes)"),
         new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32"),
         new("target", "MODE", "argmax, or expected (the manifest's answer as one token; lines without one use the argmax)", "argmax"),
         new("top-heads", "K", "heads per example whose position scores go to position_stats", "3"),
@@ -35,6 +32,15 @@ public static class PipelineCommands
         new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60"),
         new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
         new("storage-wait", "S", "while the output storage is unreachable, the job pauses and retries for this long, then fails naming the endpoint", "300"),
+    ];
+
+    private static readonly CommandLine.OptionSpec[] JobSpecs =
+    [
+        new("model", "DIR", "checkpoint folder (Hugging Face LLaVA or Llama layout)", Required: true),
+        new("dataset", "MANIFEST", "manifest.jsonl (datasets/README.md); bad lines go to the rejects table", Required: true),
+        new("out", "LOCATION", "output: a folder, az://container/prefix or an https blob URL (credentials: LLAVAMECH_STORAGE_CONNECTION)", Required: true),
+        new("run-id", "ID", "the run's name in every row (default: derived from --out, so the same command resumes)"),
+        .. JobOptionSpecs,
     ];
 
     private static JobSpec ReadJob(CommandLine cl) => ReadJob(cl, null);
