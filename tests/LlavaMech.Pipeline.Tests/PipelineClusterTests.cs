@@ -183,7 +183,9 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         using var tmp = new TempDir();
         var data = TestData.Build(tmp.Sub("data"), perTask: 16, copies: 4);
         string outDir = tmp.Sub("out");
-        var spec = new JobSpec("grain-loss", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions(ShardSize: 4, LeaseSeconds: 3));
+        // One example per pass and a quick poll: the job must still be running when the test kills its grain's silo
+        // (batched shards finish a job of the tiny model in well under a second on a warm cluster).
+        var spec = new JobSpec("grain-loss", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions(ShardSize: 4, LeaseSeconds: 3, BatchSize: 1));
         var clock = Stopwatch.StartNew();
         var status = await fx.Client.SubmitAsync(spec);
         var job = fx.Cluster.Client.GetGrain<IJobGrain>(spec.JobId);
@@ -192,7 +194,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         int killedAt = -1;
         while (!status.IsTerminal)
         {
-            await Task.Delay(200);
+            await Task.Delay(50);
             status = await fx.Client.StatusAsync(spec.JobId);
             if (!killed && status.ShardsDone >= 2)
             {
