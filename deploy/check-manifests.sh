@@ -39,7 +39,7 @@ trap 'rm -rf "$probe"' EXIT
 mkdir -p "$probe/comp"
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nconfigMapGenerator:\n  - name: probe\n    literals: [a=b]\ncomponents:\n  - comp\n' > "$probe/kustomization.yaml"
 printf 'apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nlabels:\n  - pairs:\n      probe: ok\n' > "$probe/comp/kustomization.yaml"
-kustomize_works() { "$@" "$probe" 2>/dev/null | grep -q 'probe: ok'; }   # renders a component with labels?
+kustomize_works() { local r; r=$("$@" "$probe" 2>/dev/null) || return 1; [[ "$r" == *'probe: ok'* ]]; }   # renders a component with labels?
 find_kustomize() {
   if command -v kubectl >/dev/null 2>&1 && kustomize_works kubectl kustomize; then kustomize_cmd=(kubectl kustomize); return 0; fi
   if command -v kustomize >/dev/null 2>&1 && kustomize_works kustomize build; then kustomize_cmd=(kustomize build); return 0; fi

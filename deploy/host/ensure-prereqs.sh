@@ -12,7 +12,9 @@ sdk_major=$(dotnet --version 2>/dev/null | cut -d. -f1)
 [ "${sdk_major:-0}" -ge 10 ] || die "the .NET SDK on PATH is $(dotnet --version); version 10 or newer is required."
 
 need_glibcxx=GLIBCXX_3.4.32
-libstdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ {print $NF; exit}')
+# awk reads all of ldconfig's output (no early `exit`): under pipefail an early exit kills ldconfig with SIGPIPE
+# and the whole invocation would exit 141 without a message.
+libstdcxx=$(ldconfig -p 2>/dev/null | awk '/libstdc\+\+\.so\.6 .*x86-64/ && !found {print $NF; found=1}' || true)
 [ -n "$libstdcxx" ] || libstdcxx=/usr/lib/x86_64-linux-gnu/libstdc++.so.6
 if [ -r "$libstdcxx" ] && grep -aq "$need_glibcxx" "$libstdcxx"; then
   exit 0

@@ -19,7 +19,7 @@ log() { printf '{"timestamp":"%s","category":"nightly","message":"%s"}\n' "$(dat
 
 set -- --model "$NIGHTLY_MODEL" --dataset "$NIGHTLY_DATASET" --out "$NIGHTLY_OUT_ROOT" --diff-out "$diffs"
 # --device only where the reanalyze command takes it (it runs the analysis in process, like run).
-if [ -n "${NIGHTLY_DEVICE:-}" ] && llavamech reanalyze --help 2>&1 | grep -q -e '--device'; then
+if [ -n "${NIGHTLY_DEVICE:-}" ] && llavamech reanalyze --help 2>&1 | grep -e '--device' >/dev/null; then
   set -- "$@" --device "$NIGHTLY_DEVICE"
 fi
 log "reanalyze: $NIGHTLY_MODEL over $NIGHTLY_DATASET into the root $NIGHTLY_OUT_ROOT (diff -> $diffs)"
