@@ -21,12 +21,6 @@ public sealed record BlobStoreOptions
     /// <summary>Timeout of one network operation of one try (a try that times out is retried).</summary>
     public TimeSpan NetworkTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>
-    /// Moves use a server-side copy (no data through this machine). When the service refuses it (e.g. a credential
-    /// that cannot authorize the copy source), or when this is false, the move downloads and re-uploads instead.
-    /// </summary>
-    public bool ServerSideCopy { get; init; } = true;
-
     /// <summary>Create the container on the first write when it does not exist.</summary>
     public bool CreateContainer { get; init; } = true;
 
@@ -48,8 +42,8 @@ public sealed record BlobStoreOptions
 /// (connection refused, timeouts, 408/429/5xx) are retried with exponential backoff by the client's retry policy, and
 /// by this class for the errors that policy did not retry; when they persist a <see cref="StorageException"/> names the
 /// container URL (never the key, SAS or connection string). Put-if-absent is an upload with If-None-Match: *; a move is
-/// a server-side copy (or, where the credential cannot authorize that, a download and re-upload) followed by a delete
-/// of the source.
+/// a download and a re-upload with If-None-Match: * followed by a delete of the source (no server-side copy, whose
+/// destination would record the source URL, SAS included).
 /// </summary>
 public sealed class BlobObjectStore : IObjectStore
 {
@@ -59,10 +53,11 @@ public sealed class BlobObjectStore : IObjectStore
     private readonly int _sdkTries;
     private volatile bool _containerReady;
 
-    /// <summary>Over an existing client (its own retry options apply to each request).</summary>
+    /// <summary>Over an existing client (its own retry options apply to each request; a SAS in its URL is registered for redaction).</summary>
     public BlobObjectStore(BlobContainerClient container, string? prefix = null, BlobStoreOptions? options = null)
     {
         _container = container ?? throw new ArgumentNullException(nameof(container));
+        RegisterSasSignature(container.Uri.Query);
         _options = options ?? new BlobStoreOptions();
         _sdkTries = _options.MaxRetries + 1;
         var p = ObjectKeys.NormalizePrefix(prefix).TrimEnd('/');
@@ -117,7 +112,21 @@ public sealed class BlobObjectStore : IObjectStore
             var k = part[..eq].Trim();
             if (k.Equals("AccountKey", StringComparison.OrdinalIgnoreCase) || k.Equals("SharedAccessSignature", StringComparison.OrdinalIgnoreCase))
                 Redaction.RegisterSecret(part[(eq + 1)..].Trim());
+            if (k.Equals("SharedAccessSignature", StringComparison.OrdinalIgnoreCase))
+                RegisterSasSignature(part[(eq + 1)..]);
         }
+    }
+
+    /// <summary>Registers the signature of a SAS query string ("?sv=...&amp;sig=...") with <see cref="Redaction"/>, as written and URL-decoded.</summary>
+    internal static void RegisterSasSignature(string? query)
+    {
+        foreach (var p in (query ?? "").TrimStart('?').Split('&', StringSplitOptions.RemoveEmptyEntries))
+            if (p.StartsWith("sig=", StringComparison.OrdinalIgnoreCase))
+            {
+                string sig = p[4..].Trim();
+                Redaction.RegisterSecret(sig);
+                Redaction.RegisterSecret(Uri.UnescapeDataString(sig));
+            }
     }
 
     private static string KeysOf(string connectionString) => string.Join(", ", connectionString
@@ -219,58 +228,46 @@ public sealed class BlobObjectStore : IObjectStore
             catch (RequestFailedException e) when (e.Status == 404) { return false; }
         }, null, ct);
 
+    /// <summary>
+    /// Moves by download and re-upload, never by a server-side copy: a copy records its source URL, which with a SAS
+    /// credential carries the signature, in the destination's <c>x-ms-copy-source</c> property for anyone who may read
+    /// the blob's properties. The destination is written with If-None-Match: * (so a blob that exists is never
+    /// replaced), then the source is deleted.
+    /// </summary>
     public Task<bool> MoveAsync(string sourceKey, string destinationKey, CancellationToken ct = default) =>
         Run("move", sourceKey + " -> " + destinationKey, async () =>
         {
             var src = Blob(sourceKey);
             var dst = Blob(destinationKey);
-            bool? copied = null;
-            for (int round = 0; copied is null; round++)
+            bool copied;
+            for (int round = 0; ; round++)
             {
                 try
                 {
-                    copied = _options.ServerSideCopy && !_serverCopyRefused
-                        ? await ServerCopyAsync(src, dst, ct).ConfigureAwait(false)
-                        : await ReuploadAsync(src, dst, ct).ConfigureAwait(false);
-                }
-                catch (RequestFailedException e) when (e.Status is 401 or 403 && _options.ServerSideCopy && !_serverCopyRefused)
-                {
-                    _serverCopyRefused = true;   // this credential cannot authorize copy sources: re-upload from now on
+                    copied = await ReuploadAsync(src, dst, ct).ConfigureAwait(false);
+                    break;
                 }
                 catch (RequestFailedException e) when (e.Status == 404 && !IsContainerMissing(e))
                 {
-                    // The source is gone (moved by someone else when the destination is there and complete), or the
-                    // service could not verify the copy source.
-                    if (await CopyCompleteAsync(dst, ct).ConfigureAwait(false)) return false;
-                    if (await src.ExistsAsync(ct).ConfigureAwait(false) && !_serverCopyRefused && _options.ServerSideCopy)
-                    {
-                        _serverCopyRefused = true;
-                        continue;
-                    }
+                    // The source is gone: moved by someone else when the destination is there now.
+                    if (await CompleteAsync(dst, ct).ConfigureAwait(false)) return false;
                     throw new FileNotFoundException($"neither '{sourceKey}' nor '{destinationKey}' exists in {Location}");
                 }
                 catch (RequestFailedException e) when (e.Status is 409 or 412)
                 {
                     // The destination exists: an earlier (interrupted) move of this same source, or a concurrent one.
-                    if (await CopyCompleteAsync(dst, ct).ConfigureAwait(false)) copied = false;
-                    else if (round >= 3) throw;
-                    else await dst.DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false);   // failed or aborted copy
+                    if (await CompleteAsync(dst, ct).ConfigureAwait(false))
+                    {
+                        copied = false;
+                        break;
+                    }
+                    if (round >= 3) throw;
                 }
             }
             try { await src.DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false); }
             catch (RequestFailedException e) when (e.Status == 404) { }
-            return copied.Value;
+            return copied;
         }, null, ct);
-
-    private volatile bool _serverCopyRefused;
-
-    private static async Task<bool> ServerCopyAsync(BlobClient src, BlobClient dst, CancellationToken ct)
-    {
-        var options = new BlobCopyFromUriOptions { DestinationConditions = new BlobRequestConditions { IfNoneMatch = ETag.All } };
-        var op = await dst.StartCopyFromUriAsync(src.Uri, options, ct).ConfigureAwait(false);
-        await op.WaitForCompletionAsync(TimeSpan.FromMilliseconds(200), ct).ConfigureAwait(false);
-        return true;
-    }
 
     /// <summary>Copies through a local temp file (seekable, so the upload can be retried), uploading with If-None-Match: *.</summary>
     private static async Task<bool> ReuploadAsync(BlobClient src, BlobClient dst, CancellationToken ct)
@@ -292,8 +289,12 @@ public sealed class BlobObjectStore : IObjectStore
 
     private static bool IsContainerMissing(RequestFailedException e) => e.ErrorCode == "ContainerNotFound";
 
-    /// <summary>True when <paramref name="blob"/> exists and is not the target of a pending, failed or aborted copy (waits for a pending one).</summary>
-    private static async Task<bool> CopyCompleteAsync(BlobClient blob, CancellationToken ct)
+    /// <summary>
+    /// True when <paramref name="blob"/> exists whole. An upload makes a blob appear whole or not at all; only the
+    /// target of a server-side copy (left by versions that published by copy) can exist unfinished: a pending copy is
+    /// waited for, and a failed or aborted one is deleted (false).
+    /// </summary>
+    private static async Task<bool> CompleteAsync(BlobClient blob, CancellationToken ct)
     {
         for (int i = 0; i < 600; i++)
         {
@@ -301,7 +302,11 @@ public sealed class BlobObjectStore : IObjectStore
             try { p = (await blob.GetPropertiesAsync(cancellationToken: ct).ConfigureAwait(false)).Value; }
             catch (RequestFailedException e) when (e.Status == 404) { return false; }
             if (string.IsNullOrEmpty(p.CopyId) || p.CopyStatus == CopyStatus.Success) return true;
-            if (p.CopyStatus != CopyStatus.Pending) return false;
+            if (p.CopyStatus != CopyStatus.Pending)
+            {
+                await blob.DeleteIfExistsAsync(cancellationToken: ct).ConfigureAwait(false);
+                return false;
+            }
             await Task.Delay(200, ct).ConfigureAwait(false);
         }
         return false;

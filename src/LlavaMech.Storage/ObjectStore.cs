@@ -38,7 +38,8 @@ public interface IObjectStore
 
     /// <summary>
     /// Moves an object to a key that must be free or already hold this same content (an earlier, interrupted move):
-    /// local = rename without overwrite; blob = server-side copy, then delete of the source. Idempotent: when the
+    /// local = rename without overwrite; blob = download and re-upload with If-None-Match: * (never a server-side
+    /// copy, whose destination records the source URL and with it a SAS), then delete of the source. Idempotent: when the
     /// source is gone and the destination exists it returns false (already moved); true when this call moved it.
     /// Throws <see cref="FileNotFoundException"/> when neither exists.
     /// </summary>

@@ -94,7 +94,8 @@ public sealed record ShardCommitterOptions
 /// (invisible to readers of <c>&lt;table&gt;/*.parquet</c>).</item>
 /// <item>Commit: put-if-absent <c>_commits/shard-&lt;s&gt;.json</c> listing the parts. The first attempt to create it wins; a loser
 /// deletes its staging files and reports <see cref="CommitOutcome.AlreadyCommitted"/>.</item>
-/// <item>Publish: move each staged part to <c>&lt;table&gt;/part-&lt;s&gt;-&lt;attempt&gt;.parquet</c>. Anyone who finds a manifest
+/// <item>Publish: move each staged part to <c>&lt;table&gt;/part-&lt;s&gt;-&lt;attempt&gt;.parquet</c> (the winner uploads its
+/// scratch copy there with put-if-absent and deletes the staged one; no server-side copy). Anyone who finds a manifest
 /// whose parts are still staged finishes the moves (roll-forward), so a crash after the commit is completed by the next
 /// committer of that shard or by <see cref="RepairAsync"/>.</item>
 /// </list>
@@ -190,11 +191,27 @@ public sealed partial class ShardCommitter
             return await AlreadyCommittedAsync(existing, null, fingerprint, ct).ConfigureAwait(false);
 
         string attempt = Guid.NewGuid().ToString("N");
+        var localCopies = new Dictionary<string, string>(StringComparer.Ordinal);   // staging key -> this attempt's scratch file
+        try
+        {
+            return await StageAndCommitAsync(shard, attempt, list, localCopies, ct).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var f in localCopies.Values)
+                try { File.Delete(f); } catch (IOException) { }
+        }
+    }
+
+    private async Task<CommitResult> StageAndCommitAsync(int shard, string attempt, List<TableBatch> list, Dictionary<string, string> localCopies,
+        CancellationToken ct)
+    {
+        string fingerprint = list[0].ModelFingerprint;
         var parts = new List<CommitPart>(list.Count);
         try
         {
             foreach (var b in list)
-                parts.Add(await StageAsync(shard, attempt, b, ct).ConfigureAwait(false));
+                parts.Add(await StageAsync(shard, attempt, b, localCopies, ct).ConfigureAwait(false));
         }
         catch
         {
@@ -204,7 +221,7 @@ public sealed partial class ShardCommitter
         await Step("staged").ConfigureAwait(false);
 
         // Someone may have committed while we staged: then don't even try.
-        existing = await ReadManifestAsync(shard, ct).ConfigureAwait(false);
+        var existing = await ReadManifestAsync(shard, ct).ConfigureAwait(false);
         if (existing is not null)
         {
             await DeleteQuietlyAsync(parts.Select(p => p.StagingPath)).ConfigureAwait(false);
@@ -229,7 +246,7 @@ public sealed partial class ShardCommitter
         }
         await Step("committed").ConfigureAwait(false);
 
-        int moved = await PublishAsync(manifest, ct).ConfigureAwait(false);
+        int moved = await PublishAsync(manifest, ct, localCopies).ConfigureAwait(false);
         return new CommitResult(shard, CommitOutcome.Committed, attempt, manifest, moved);
     }
 
@@ -257,7 +274,11 @@ public sealed partial class ShardCommitter
         return new CommitResult(existing.Shard, CommitOutcome.AlreadyCommitted, attempt, existing, moved);
     }
 
-    private async Task<CommitPart> StageAsync(int shard, string attempt, TableBatch batch, CancellationToken ct)
+    /// <summary>
+    /// Writes one table's part under its staging key. A remote store gets it uploaded from a scratch file, which is
+    /// kept (in <paramref name="localCopies"/>) so that publishing uploads it again instead of reading the staged part back.
+    /// </summary>
+    private async Task<CommitPart> StageAsync(int shard, string attempt, TableBatch batch, Dictionary<string, string> localCopies, CancellationToken ct)
     {
         string key = StagingKey(shard, attempt, batch.Table);
         long bytes;
@@ -274,30 +295,39 @@ public sealed partial class ShardCommitter
             string dir = _options.ScratchDir ?? Path.Combine(Path.GetTempPath(), "llavamech-storage");
             Directory.CreateDirectory(dir);
             string tmp = Path.Combine(dir, $"{attempt}-{batch.Table}.parquet");
-            try
-            {
-                await batch.WriteParquetAsync(tmp, ct).ConfigureAwait(false);
-                bytes = new FileInfo(tmp).Length;
-                await _store.PutFileAsync(key, tmp, ct).ConfigureAwait(false);
-            }
-            finally
-            {
-                try { File.Delete(tmp); } catch (IOException) { }
-            }
+            localCopies[key] = tmp;   // deleted by CommitAsync, whatever happens
+            await batch.WriteParquetAsync(tmp, ct).ConfigureAwait(false);
+            bytes = new FileInfo(tmp).Length;
+            await _store.PutFileAsync(key, tmp, ct).ConfigureAwait(false);
         }
         return new CommitPart(batch.Table, PartKey(batch.Table, shard, attempt), key, batch.RowCount, bytes);
     }
 
-    /// <summary>Moves every staged part of a committed shard to its final name (idempotent); returns how many this call moved.</summary>
-    private async Task<int> PublishAsync(CommitManifest manifest, CancellationToken ct)
+    /// <summary>
+    /// Moves every staged part of a committed shard to its final name (idempotent); returns how many this call moved.
+    /// A part whose bytes this process still has in a scratch file (<paramref name="localCopies"/>, the winning
+    /// attempt's own) is uploaded from it with put-if-absent, then its staged copy is deleted: the end state of a move,
+    /// without reading the staged part back from a remote store.
+    /// </summary>
+    private async Task<int> PublishAsync(CommitManifest manifest, CancellationToken ct, IReadOnlyDictionary<string, string>? localCopies = null)
     {
         int moved = 0;
         foreach (var p in manifest.Parts)
         {
             try
             {
-                if (await _store.MoveAsync(p.StagingPath, p.Path, ct).ConfigureAwait(false))
-                    moved++;
+                bool done;
+                if (localCopies is not null && localCopies.TryGetValue(p.StagingPath, out var file))
+                {
+                    await using (var fs = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true))
+                        done = await _store.PutIfAbsentAsync(p.Path, fs, ct).ConfigureAwait(false);
+                    await _store.DeleteAsync(p.StagingPath, ct).ConfigureAwait(false);
+                }
+                else
+                {
+                    done = await _store.MoveAsync(p.StagingPath, p.Path, ct).ConfigureAwait(false);
+                }
+                if (done) moved++;
             }
             catch (FileNotFoundException)
             {

@@ -317,7 +317,7 @@ public sealed class LocalCommitTests : CommitContract
 }
 
 [Collection(AzuriteCollection.Name)]
-public sealed class BlobCommitTests(AzuriteFixture azurite) : CommitContract
+public sealed class BlobCommitTests(AzuriteFixture azurite, Xunit.Abstractions.ITestOutputHelper output) : CommitContract
 {
     private readonly Dictionary<IObjectStore, string> _containers = new();
 
@@ -334,6 +334,64 @@ public sealed class BlobCommitTests(AzuriteFixture azurite) : CommitContract
         string name;
         lock (_containers) name = _containers[store];
         return new BlobObjectStore(azurite.ConnectionString, name, "out/run", AzuriteFixture.Fast);
+    }
+
+    /// <summary>Counts the requests that read staged parts back, server-side copies, and the bytes uploaded.</summary>
+    private sealed class Traffic : Azure.Core.Pipeline.HttpPipelineSynchronousPolicy
+    {
+        public int StagedReads, Copies;
+        public long StagedBytesRead, BytesUploaded;
+
+        public override void OnReceivedResponse(Azure.Core.HttpMessage message)
+        {
+            var r = message.Request;
+            lock (this)
+            {
+                if (r.Method == Azure.Core.RequestMethod.Get && r.Uri.Path.Contains("/" + ShardCommitter.StagingPrefix, StringComparison.Ordinal))
+                {
+                    StagedReads++;
+                    StagedBytesRead += message.Response.Headers.ContentLength ?? 0;
+                }
+                if (r.Headers.Contains("x-ms-copy-source")) Copies++;
+                if (r.Method == Azure.Core.RequestMethod.Put && r.Content is not null && r.Content.TryComputeLength(out long n)) BytesUploaded += n;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task The_winning_attempt_publishes_from_its_own_copy_and_a_roll_forward_reads_each_staged_part_once()
+    {
+        var container = azurite.NewContainer();
+        var traffic = new Traffic();
+        var options = AzuriteFixture.Fast.ToClientOptions();
+        options.AddPolicy(traffic, Azure.Core.HttpPipelinePosition.PerRetry);
+        var store = new BlobObjectStore(new Azure.Storage.Blobs.BlobContainerClient(azurite.ConnectionString, container.Name, options), "out", AzuriteFixture.Fast);
+
+        var r = await new ShardCommitter(store, new ShardCommitterOptions { ScratchDir = Scratch.Path }).CommitAsync(0, Sample.Shard(0, 200));
+        long partBytes = r.Manifest.Parts.Sum(p => p.Bytes);
+        output.WriteLine($"commit: {r.Manifest.Parts.Count} parts, {partBytes} bytes; uploaded {traffic.BytesUploaded} bytes, " +
+                         $"{traffic.StagedReads} staged reads ({traffic.StagedBytesRead} bytes), {traffic.Copies} server-side copies");
+        Assert.Equal(r.Manifest.Parts.Count, r.PartsMoved);
+        Assert.Equal(0, traffic.StagedReads);
+        Assert.Equal(0, traffic.Copies);
+        Assert.InRange(traffic.BytesUploaded, 2 * partBytes, 2 * partBytes + 64 * 1024);   // staged + final + the manifest
+        Assert.Empty(Directory.GetFiles(Scratch.Path, "*", SearchOption.AllDirectories));   // the scratch copies are gone
+
+        var crashing = new ShardCommitter(store, new ShardCommitterOptions { ScratchDir = Scratch.Path })
+        {
+            StepHook = step => step == "committed" ? throw new SimulatedCrash(step) : Task.CompletedTask,
+        };
+        await Assert.ThrowsAsync<SimulatedCrash>(() => crashing.CommitAsync(1, Sample.Shard(1, 200)));
+        var manifest = (await new ShardCommitter(store).ReadManifestAsync(1))!;
+        Assert.Empty(Directory.GetFiles(Scratch.Path, "*", SearchOption.AllDirectories));
+        traffic.StagedReads = 0;
+        traffic.StagedBytesRead = 0;
+        var repair = await new ShardCommitter(store).RepairAsync();
+        output.WriteLine($"roll-forward: {repair.PartsRolledForward} parts, {traffic.StagedReads} staged reads ({traffic.StagedBytesRead} bytes), {traffic.Copies} server-side copies");
+        Assert.Equal(manifest.Parts.Count, repair.PartsRolledForward);
+        Assert.Equal(manifest.Parts.Count, traffic.StagedReads);
+        Assert.Equal(manifest.Parts.Sum(p => p.Bytes), traffic.StagedBytesRead);
+        Assert.Equal(0, traffic.Copies);
     }
 
     [Fact]

@@ -149,14 +149,34 @@ public sealed class BlobObjectStoreTests(AzuriteFixture azurite) : ObjectStoreCo
     }
 
     [Fact]
-    public async Task Move_by_reupload_when_server_side_copy_is_off()
+    public async Task Move_re_uploads_and_leaves_no_copy_record()
     {
-        var s = new BlobObjectStore(azurite.NewContainer(), "p", AzuriteFixture.Fast with { ServerSideCopy = false });
+        var container = azurite.NewContainer();
+        var s = new BlobObjectStore(container, "p", AzuriteFixture.Fast);
         await s.PutAsync("_staging/a.parquet", Encoding.UTF8.GetBytes("payload"));
         Assert.True(await s.MoveAsync("_staging/a.parquet", "t/a.parquet"));
         Assert.False(await s.MoveAsync("_staging/a.parquet", "t/a.parquet"));
         Assert.Equal("payload", Encoding.UTF8.GetString((await s.GetBytesAsync("t/a.parquet"))!));
         Assert.Equal(new[] { "t/a.parquet" }, (await s.ListAllAsync("")).Select(o => o.Key));
+        var p = (await container.GetBlobClient("p/t/a.parquet").GetPropertiesAsync()).Value;
+        Assert.Null(p.CopySource);
+        Assert.True(string.IsNullOrEmpty(p.CopyId));
+    }
+
+    [Fact]
+    public async Task Move_accepts_a_destination_completed_by_an_earlier_server_side_copy()
+    {
+        // Outputs published by earlier versions hold copy targets; a finished one counts as moved.
+        var container = azurite.NewContainer();
+        var s = new BlobObjectStore(container, "p", AzuriteFixture.Fast);
+        await s.PutAsync("_staging/b.parquet", Encoding.UTF8.GetBytes("payload-b"));
+        var dst = container.GetBlobClient("p/t/b.parquet");
+        var copy = await dst.StartCopyFromUriAsync(container.GetBlobClient("p/_staging/b.parquet").Uri);
+        await copy.WaitForCompletionAsync();
+        Assert.False(string.IsNullOrEmpty((await dst.GetPropertiesAsync()).Value.CopyId));
+        Assert.False(await s.MoveAsync("_staging/b.parquet", "t/b.parquet"));
+        Assert.Equal("payload-b", Encoding.UTF8.GetString((await s.GetBytesAsync("t/b.parquet"))!));
+        Assert.False(await s.ExistsAsync("_staging/b.parquet"));
     }
 
     [Fact]
