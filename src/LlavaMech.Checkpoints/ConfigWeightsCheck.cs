@@ -41,7 +41,7 @@ public static class ConfigWeightsCheck
         c.Dim(config.Describe(tp + "vocab_size", t.VocabSize), t.VocabSize, model + "embed_tokens.weight", 0);
         c.Dim(config.Describe(tp + "vocab_size", t.VocabSize), t.VocabSize, lmHead, 0);
         c.Dim(config.Describe(tp + "hidden_size", t.HiddenSize), t.HiddenSize, model + "norm.weight", 0);
-        c.Dim(config.Describe(tp + "intermediate_size", t.IntermediateSize), t.IntermediateSize, model + "layers.0.mlp.gate_proj.weight", 0);
+        c.Dim(config.Describe(tp + "intermediate_size", t.IntermediateSize), t.IntermediateSize, model + "layers.0.mlp.down_proj.weight", 1);
         long qd = (long)t.NumAttentionHeads * t.HeadDim, kvd = (long)t.NumKeyValueHeads * t.HeadDim;
         c.Dim($"{tp}num_attention_heads x {tp}head_dim = {t.NumAttentionHeads} x {t.HeadDim} = {qd}", qd, model + "layers.0.self_attn.q_proj.weight", 0);
         c.Dim($"{tp}num_key_value_heads x {tp}head_dim = {t.NumKeyValueHeads} x {t.HeadDim} = {kvd}", kvd, model + "layers.0.self_attn.k_proj.weight", 0);

@@ -61,7 +61,7 @@ public class ConfigWeightsCheckTests : IDisposable
         { "tiny-llava-mha", "vision_config.hidden_size", "1000000000",
           "vision_config.hidden_size = 1000000000, but tensor 'vision_tower.embeddings.patch_embedding.weight' in file '{weights}' has shape [64,3,14,14]" },
         { "tiny-llava-mha", "text_config.intermediate_size", "2000000000",
-          "text_config.intermediate_size = 2000000000, but tensor 'language_model.model.layers.0.mlp.gate_proj.weight' in file '{weights}' has shape [176,64]" },
+          "text_config.intermediate_size = 2000000000, but tensor 'language_model.model.layers.0.mlp.down_proj.weight' in file '{weights}' has shape [64,176]" },
         { "tiny-llava-mha", "text_config.vocab_size", "2147483647",
           "text_config.vocab_size = 2147483647, but tensor 'language_model.model.embed_tokens.weight' in file '{weights}' has shape [602,64]" },
         { "tiny-llava-mha", "text_config.head_dim", "1073741824",
