@@ -95,4 +95,25 @@ public class HostileConfigTests : IDisposable
         AssertRefused(CliRunner.Run(TimeBound, "forward", "--model", dir, "--prompt", "The color of the sky is"),
             Path.Combine(dir, "config.json"), message);
     }
+
+    [Fact]
+    public void Integer_weights_and_bytes_outside_every_tensor_are_refused()
+    {
+        // I32 has the size of F32, so the header stays consistent; only the dtype says these bytes are not weights.
+        var dir = Hostile("tiny-vicuna", _ => { });
+        string weights = Weights(dir);
+        var bytes = File.ReadAllBytes(weights);
+        int headerEnd = 8 + (int)BitConverter.ToInt64(bytes, 0);
+        var header = System.Text.Encoding.UTF8.GetString(bytes, 8, headerEnd - 8);
+        int at = header.IndexOf("\"F32\"", header.IndexOf("\"model.norm.weight\"", StringComparison.Ordinal), StringComparison.Ordinal);
+        System.Text.Encoding.UTF8.GetBytes("\"I32\"").CopyTo(bytes, 8 + at);
+        File.WriteAllBytes(weights, bytes);
+        AssertRefused(CliRunner.Run(TimeBound, "forward", "--model", dir, "--prompt", "The color of the sky is"),
+            $"tensor 'model.norm.weight' in file '{weights}' is stored as I32, but model weights must be floating point (F32, F16 or BF16)");
+
+        File.Copy(Fixtures.File("tiny-vicuna", "model.safetensors"), weights, overwrite: true);
+        using (var fs = new FileStream(weights, FileMode.Append)) fs.Write(new byte[64]);
+        AssertRefused(CliRunner.Run(TimeBound, "forward", "--model", dir, "--prompt", "The color of the sky is"),
+            $"safetensors file '{weights}': 64 trailing bytes after the last tensor");
+    }
 }
