@@ -258,31 +258,35 @@ public static class ModelFingerprint
         }
     }
 
-    /// <summary>statx(2) of glibc (2.28+) and musl (1.2.5+): its struct layout is the same on every architecture.</summary>
+    /// <summary>
+    /// statx(2) of glibc (2.28+) or musl (1.2.5+), whose struct layout is the same on every architecture. Resolved by
+    /// soname ("libc.so.6" first: on glibc "libc.so" is a linker script, present only with the development package).
+    /// </summary>
     private static class Statx
     {
         private const int AtFdCwd = -100;
         private const uint MaskBasicStats = 0x7ff;
         private const uint Needed = 0x40 /* MTIME */ | 0x80 /* CTIME */ | 0x100 /* INO */ | 0x200 /* SIZE */;
-        private static bool _unavailable;
 
-        [DllImport("libc", EntryPoint = "statx", SetLastError = true)]
-        private static extern int Call(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, byte[] buffer);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl, SetLastError = true)]
+        private delegate int StatxFn(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string path, int flags, uint mask, [In, Out] byte[] buffer);
+
+        private static readonly StatxFn? Fn = Resolve();
+
+        private static StatxFn? Resolve()
+        {
+            foreach (var name in new[] { "libc.so.6", "libc.musl-x86_64.so.1", "libc.musl-aarch64.so.1", "libc" })
+                if (NativeLibrary.TryLoad(name, out var lib) && NativeLibrary.TryGetExport(lib, "statx", out var fn))
+                    return Marshal.GetDelegateForFunctionPointer<StatxFn>(fn);
+            return null;
+        }
 
         public static bool TryGet(string path, out (long Size, long MtimeNs, long CtimeNs, ulong Inode, ulong Device) stat)
         {
             stat = default;
-            if (_unavailable) return false;
+            if (Fn is null) return false;
             var b = new byte[256];
-            try
-            {
-                if (Call(AtFdCwd, path, 0, MaskBasicStats, b) != 0) return false;
-            }
-            catch (Exception e) when (e is EntryPointNotFoundException or DllNotFoundException)
-            {
-                _unavailable = true;
-                return false;
-            }
+            if (Fn(AtFdCwd, path, 0, MaskBasicStats, b) != 0) return false;
             ulong U64(int at) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(at)) : BinaryPrimitives.ReadUInt64BigEndian(b.AsSpan(at));
             uint U32(int at) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(at)) : BinaryPrimitives.ReadUInt32BigEndian(b.AsSpan(at));
             long Ns(int at) => (long)U64(at) * 1_000_000_000L + U32(at + 8);

@@ -52,7 +52,7 @@ public class HostileConfigTests : IDisposable
         AssertRefused(CliRunner.Run(TimeBound, "forward", "--model", dir, "--prompt", VisionPrompt, "--image", Fixtures.File("tiny-llava-mha", "red_circle.png")), named);
         AssertRefused(CliRunner.Run(TimeBound, "explain", "--model", dir, "--prompt", VisionPrompt, "--image", Fixtures.File("tiny-llava-mha", "red_circle.png"),
             "--out", Path.Combine(_tmp, "explain")), named);
-        Assert.False(Directory.Exists(Path.Combine(_tmp, "explain", "explain.json")));
+        Assert.False(File.Exists(Path.Combine(_tmp, "explain", "explain.json")));
         AssertRefused(CliRunner.Run(TimeBound, "inspect", "--model", dir), named);
         AssertRefused(CliRunner.Run(TimeBound, "bench", "--model", dir, "--iterations", "1", "--examples", "0"), named);
     }

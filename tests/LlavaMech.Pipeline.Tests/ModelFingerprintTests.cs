@@ -118,6 +118,13 @@ public class ModelFingerprintTests : IDisposable
         if (!OperatingSystem.IsLinux()) return;   // ctime and inode come from statx(2)
         string dir = CopyModel("a");
         var first = Fp(dir);
+        // The cache key holds what statx(2) gave: an inode and a ctime for every file (not the size + mtime fallback).
+        using (var doc = JsonDocument.Parse(File.ReadAllBytes(first.CachePath!)))
+            foreach (var f in doc.RootElement.GetProperty("files").EnumerateArray())
+            {
+                Assert.True(f.GetProperty("inode").GetUInt64() > 0, f.ToString());
+                Assert.True(f.GetProperty("ctime_ns").GetInt64() > 0, f.ToString());
+            }
         string tokenizer = Path.Combine(dir, "tokenizer.json");
         var mtime = File.GetLastWriteTimeUtc(tokenizer);
         var bytes = File.ReadAllBytes(tokenizer);
