@@ -63,7 +63,7 @@ internal static class ConfigReader
     {
         var text = ParseLlama(root, "", null, r);
         ValidateLlama(text, "", r);
-        return new ModelConfig(ModelKind.Llama, text, null, -1, 0, "default", "", false, 0, r.Source);
+        return new ModelConfig(ModelKind.Llama, text, null, -1, 0, "default", "", false, 0, r.Source) { DefaultedKeys = r.Defaulted };
     }
 
     private static ModelConfig ParseLlava(JsonElement root, Reader r)
@@ -80,6 +80,7 @@ internal static class ConfigReader
         else if (textEl is null)
         {
             // LlavaConfig builds a default LlamaConfig when text_config is absent.
+            r.Defaulted.Add("text_config");
             using var empty = JsonDocument.Parse("{}");
             text = ParseLlama(empty.RootElement, "text_config.", root, r);
         }
@@ -103,6 +104,9 @@ internal static class ConfigReader
         else if (visEl is null)
         {
             // LlavaConfig's own fallback when vision_config is absent: CLIP ViT-L/14 at 336 px.
+            r.Defaulted.Add("vision_config");
+            foreach (var k in new[] { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels", "image_size", "patch_size" })
+                r.Defaulted.Add("vision_config." + k);
             vision = new ClipVisionConfig(1024, 4096, 24, 16, 3, 336, 14, 1e-5, "quick_gelu");
         }
         else
@@ -139,14 +143,14 @@ internal static class ConfigReader
             throw r.Fail($"image_seq_length must be positive, found {seqLen}");
 
         return new ModelConfig(ModelKind.Llava, text, vision, imageToken, featureLayer, strategy, projAct, projBias,
-            seqLen, r.Source);
+            seqLen, r.Source) { DefaultedKeys = r.Defaulted };
     }
 
     /// <param name="outer">The llava top level, whose vocab/token/tie values apply when text_config lacks them.</param>
     private static LlamaConfig ParseLlama(JsonElement o, string p, JsonElement? outer, Reader r)
     {
         int Inherit(string key, int dflt) =>
-            r.Has(o, key) || outer is null ? r.Int(o, p, key, dflt) : r.Int(outer.Value, "", key, dflt);
+            outer is not null && !r.Has(o, key) && r.Has(outer.Value, key) ? r.Int(outer.Value, "", key, dflt) : r.Int(o, p, key, dflt);
 
         int vocab = Inherit("vocab_size", 32000);
         int hidden = r.Int(o, p, "hidden_size", 4096);
@@ -252,6 +256,9 @@ internal static class ConfigReader
             throw r.Fail($"{p}hidden_size {v.HiddenSize} is not divisible by num_attention_heads {v.NumAttentionHeads}");
         if (v.PatchSize > v.ImageSize)
             throw r.Fail($"{p}patch_size {v.PatchSize} is larger than image_size {v.ImageSize}");
+        long side = v.ImageSize / v.PatchSize;
+        if (side * side + 1 > int.MaxValue)
+            throw r.Fail($"{p}image_size {v.ImageSize} with patch_size {v.PatchSize} gives {side * side} patches, more than a tensor dimension can index");
         if (!(v.LayerNormEps > 0))
             throw r.Fail($"{p}layer_norm_eps must be positive, found {v.LayerNormEps}");
     }
@@ -271,9 +278,17 @@ internal static class ConfigReader
 
         public CheckpointException Fail(string detail) => new($"config '{Source}': {detail}");
 
+        /// <summary>Keys (with their prefix, e.g. "text_config.hidden_size") that config.json leaves out, so Hugging Face's default applies.</summary>
+        public HashSet<string> Defaulted { get; } = new(StringComparer.Ordinal);
+
         public bool Has(JsonElement o, string key) => Prop(o, key) is not null;
 
-        public int Int(JsonElement o, string p, string key, int dflt) => OptInt(o, p, key) ?? dflt;
+        public int Int(JsonElement o, string p, string key, int dflt)
+        {
+            if (OptInt(o, p, key) is { } v) return v;
+            Defaulted.Add(p + key);
+            return dflt;
+        }
 
         public int? OptInt(JsonElement o, string p, string key)
         {

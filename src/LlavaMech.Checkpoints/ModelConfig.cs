@@ -29,6 +29,35 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     int VisionFeatureLayer, string VisionFeatureSelectStrategy, string ProjectorHiddenAct,
     bool MultimodalProjectorBias, int ImageSeqLength, string SourcePath)
 {
+    /// <summary>
+    /// The integer keys config.json leaves out, so that Hugging Face's default applies ("text_config.hidden_size"), plus
+    /// "text_config" / "vision_config" when a whole sub-config is absent; for messages that blame a value on a default.
+    /// Not part of equality.
+    /// </summary>
+    public IReadOnlySet<string> DefaultedKeys { get; init; } = new HashSet<string>();
+
+    /// <summary>"text_config.hidden_size = 4096", with a note when the value is Hugging Face's default rather than config.json's.</summary>
+    public string Describe(string key, long value)
+    {
+        if (!DefaultedKeys.Contains(key)) return $"{key} = {value}";
+        int dot = key.IndexOf('.');
+        string section = dot > 0 ? key[..dot] : "";
+        return DefaultedKeys.Contains(section)
+            ? $"{key} = {value} (Hugging Face's default: config.json has no {section})"
+            : $"{key} = {value} (Hugging Face's default: config.json does not set it)";
+    }
+
+    /// <summary>The key prefix of the text model's settings: "text_config." for llava, "" for a plain llama config.</summary>
+    public string TextKeyPrefix => Kind == ModelKind.Llava ? "text_config." : "";
+
+    public bool Equals(ModelConfig? other) =>
+        other is not null && Kind == other.Kind && Text == other.Text && Vision == other.Vision && ImageTokenId == other.ImageTokenId &&
+        VisionFeatureLayer == other.VisionFeatureLayer && VisionFeatureSelectStrategy == other.VisionFeatureSelectStrategy &&
+        ProjectorHiddenAct == other.ProjectorHiddenAct && MultimodalProjectorBias == other.MultimodalProjectorBias &&
+        ImageSeqLength == other.ImageSeqLength && SourcePath == other.SourcePath;
+
+    public override int GetHashCode() => HashCode.Combine(Kind, Text, Vision, ImageTokenId, ImageSeqLength, SourcePath);
+
     /// <summary>Reads modelDir/config.json (a path to the json file itself is accepted too).</summary>
     public static ModelConfig Load(string modelDir)
     {
@@ -57,30 +86,37 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     public IReadOnlyDictionary<string, long[]> ExpectedWeights()
     {
         var w = new Dictionary<string, long[]>(StringComparer.Ordinal);
+        foreach (var (name, shape) in EnumerateWeights()) w[name] = shape;
+        return w;
+    }
+
+    /// <summary>The same as <see cref="ExpectedWeights"/>, one at a time (nothing is held: a config-only count of a
+    /// huge configuration costs time, not memory).</summary>
+    private IEnumerable<(string Name, long[] Shape)> EnumerateWeights()
+    {
         if (Kind == ModelKind.Llava)
         {
             var v = Vision!;
-            AddClip(w, "vision_tower.", v);
+            foreach (var x in Clip("vision_tower.", v)) yield return x;
             // The projector maps the CLIP hidden size to the text hidden size through a GELU.
             long th = Text.HiddenSize;
-            w["multi_modal_projector.linear_1.weight"] = [th, v.HiddenSize];
-            if (MultimodalProjectorBias) w["multi_modal_projector.linear_1.bias"] = [th];
-            w["multi_modal_projector.linear_2.weight"] = [th, th];
-            if (MultimodalProjectorBias) w["multi_modal_projector.linear_2.bias"] = [th];
-            AddLlama(w, "language_model.model.", "language_model.lm_head.weight", Text);
+            yield return ("multi_modal_projector.linear_1.weight", [th, v.HiddenSize]);
+            if (MultimodalProjectorBias) yield return ("multi_modal_projector.linear_1.bias", [th]);
+            yield return ("multi_modal_projector.linear_2.weight", [th, th]);
+            if (MultimodalProjectorBias) yield return ("multi_modal_projector.linear_2.bias", [th]);
+            foreach (var x in Llama("language_model.model.", "language_model.lm_head.weight", Text)) yield return x;
         }
         else
         {
-            AddLlama(w, "model.", "lm_head.weight", Text);
+            foreach (var x in Llama("model.", "lm_head.weight", Text)) yield return x;
         }
-        return w;
     }
 
     /// <summary>Exact number of parameters of the Hugging Face model, unused CLIP post_layernorm included.</summary>
     public long ParameterCount()
     {
         long n = 0;
-        foreach (var shape in ExpectedWeights().Values)
+        foreach (var (_, shape) in EnumerateWeights())
             n += Shapes.CheckedNumel(shape) ?? throw new OverflowException("parameter count overflows");
         return n;
     }
@@ -98,62 +134,62 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
         _ => throw new ArgumentException($"no element size known for {dtype}", nameof(dtype)),
     };
 
-    private static void AddClip(Dictionary<string, long[]> w, string p, ClipVisionConfig v)
+    private static IEnumerable<(string, long[])> Clip(string p, ClipVisionConfig v)
     {
         long h = v.HiddenSize, i = v.IntermediateSize;
-        w[p + "embeddings.class_embedding"] = [h];
-        w[p + "embeddings.patch_embedding.weight"] = [h, v.NumChannels, v.PatchSize, v.PatchSize];
-        w[p + "embeddings.position_embedding.weight"] = [v.NumPositions, h];
-        w[p + "pre_layrnorm.weight"] = [h]; // sic: Hugging Face's spelling
-        w[p + "pre_layrnorm.bias"] = [h];
+        yield return (p + "embeddings.class_embedding", [h]);
+        yield return (p + "embeddings.patch_embedding.weight", [h, v.NumChannels, v.PatchSize, v.PatchSize]);
+        yield return (p + "embeddings.position_embedding.weight", [v.NumPositions, h]);
+        yield return (p + "pre_layrnorm.weight", [h]); // sic: Hugging Face's spelling
+        yield return (p + "pre_layrnorm.bias", [h]);
         for (int l = 0; l < v.NumHiddenLayers; l++)
         {
             var q = $"{p}encoder.layers.{l}.";
             foreach (var proj in new[] { "q_proj", "k_proj", "v_proj", "out_proj" })
             {
-                w[q + $"self_attn.{proj}.weight"] = [h, h];
-                w[q + $"self_attn.{proj}.bias"] = [h];
+                yield return (q + $"self_attn.{proj}.weight", [h, h]);
+                yield return (q + $"self_attn.{proj}.bias", [h]);
             }
-            w[q + "layer_norm1.weight"] = [h];
-            w[q + "layer_norm1.bias"] = [h];
-            w[q + "mlp.fc1.weight"] = [i, h];
-            w[q + "mlp.fc1.bias"] = [i];
-            w[q + "mlp.fc2.weight"] = [h, i];
-            w[q + "mlp.fc2.bias"] = [h];
-            w[q + "layer_norm2.weight"] = [h];
-            w[q + "layer_norm2.bias"] = [h];
+            yield return (q + "layer_norm1.weight", [h]);
+            yield return (q + "layer_norm1.bias", [h]);
+            yield return (q + "mlp.fc1.weight", [i, h]);
+            yield return (q + "mlp.fc1.bias", [i]);
+            yield return (q + "mlp.fc2.weight", [h, i]);
+            yield return (q + "mlp.fc2.bias", [h]);
+            yield return (q + "layer_norm2.weight", [h]);
+            yield return (q + "layer_norm2.bias", [h]);
         }
         // LLaVA never uses it (features come from an inner layer) but the checkpoint carries it.
-        w[p + "post_layernorm.weight"] = [h];
-        w[p + "post_layernorm.bias"] = [h];
+        yield return (p + "post_layernorm.weight", [h]);
+        yield return (p + "post_layernorm.bias", [h]);
     }
 
-    private static void AddLlama(Dictionary<string, long[]> w, string p, string lmHead, LlamaConfig t)
+    private static IEnumerable<(string, long[])> Llama(string p, string lmHead, LlamaConfig t)
     {
         long h = t.HiddenSize, i = t.IntermediateSize, qd = (long)t.NumAttentionHeads * t.HeadDim,
             kvd = (long)t.NumKeyValueHeads * t.HeadDim;
-        w[p + "embed_tokens.weight"] = [t.VocabSize, h];
+        yield return (p + "embed_tokens.weight", [t.VocabSize, h]);
         for (int l = 0; l < t.NumHiddenLayers; l++)
         {
             var q = $"{p}layers.{l}.";
-            w[q + "self_attn.q_proj.weight"] = [qd, h];
-            if (t.AttentionBias) w[q + "self_attn.q_proj.bias"] = [qd];
-            w[q + "self_attn.k_proj.weight"] = [kvd, h];
-            if (t.AttentionBias) w[q + "self_attn.k_proj.bias"] = [kvd];
-            w[q + "self_attn.v_proj.weight"] = [kvd, h];
-            if (t.AttentionBias) w[q + "self_attn.v_proj.bias"] = [kvd];
-            w[q + "self_attn.o_proj.weight"] = [h, qd];
-            if (t.AttentionBias) w[q + "self_attn.o_proj.bias"] = [h];
-            w[q + "mlp.gate_proj.weight"] = [i, h];
-            if (t.MlpBias) w[q + "mlp.gate_proj.bias"] = [i];
-            w[q + "mlp.up_proj.weight"] = [i, h];
-            if (t.MlpBias) w[q + "mlp.up_proj.bias"] = [i];
-            w[q + "mlp.down_proj.weight"] = [h, i];
-            if (t.MlpBias) w[q + "mlp.down_proj.bias"] = [h];
-            w[q + "input_layernorm.weight"] = [h];
-            w[q + "post_attention_layernorm.weight"] = [h];
+            yield return (q + "self_attn.q_proj.weight", [qd, h]);
+            if (t.AttentionBias) yield return (q + "self_attn.q_proj.bias", [qd]);
+            yield return (q + "self_attn.k_proj.weight", [kvd, h]);
+            if (t.AttentionBias) yield return (q + "self_attn.k_proj.bias", [kvd]);
+            yield return (q + "self_attn.v_proj.weight", [kvd, h]);
+            if (t.AttentionBias) yield return (q + "self_attn.v_proj.bias", [kvd]);
+            yield return (q + "self_attn.o_proj.weight", [h, qd]);
+            if (t.AttentionBias) yield return (q + "self_attn.o_proj.bias", [h]);
+            yield return (q + "mlp.gate_proj.weight", [i, h]);
+            if (t.MlpBias) yield return (q + "mlp.gate_proj.bias", [i]);
+            yield return (q + "mlp.up_proj.weight", [i, h]);
+            if (t.MlpBias) yield return (q + "mlp.up_proj.bias", [i]);
+            yield return (q + "mlp.down_proj.weight", [h, i]);
+            if (t.MlpBias) yield return (q + "mlp.down_proj.bias", [h]);
+            yield return (q + "input_layernorm.weight", [h]);
+            yield return (q + "post_attention_layernorm.weight", [h]);
         }
-        w[p + "norm.weight"] = [h];
-        if (!t.TieWordEmbeddings) w[lmHead] = [t.VocabSize, h];
+        yield return (p + "norm.weight", [h]);
+        if (!t.TieWordEmbeddings) yield return (lmHead, [t.VocabSize, h]);
     }
 }

@@ -184,7 +184,7 @@ public sealed class SafetensorsFile : IDisposable
             }
         }
 
-        CheckOverlaps(tensors.Values, path);
+        CheckLayout(tensors.Values, path, dataLength);
         return new SafetensorsFile(path, handle, dataStart, dataLength, tensors, metadata);
     }
 
@@ -249,7 +249,12 @@ public sealed class SafetensorsFile : IDisposable
         return new TensorEntry(name, dtype, shape, begin, end, path);
     }
 
-    private static void CheckOverlaps(IEnumerable<TensorEntry> entries, string path)
+    /// <summary>
+    /// The data section must be exactly the tensors' bytes, as the reference implementation requires: no two tensors
+    /// share a byte, and no byte (before the first tensor, between two, or after the last) belongs to no tensor.
+    /// Bytes outside every tensor are never read, so a file with them is corrupt, hand-edited or hiding something.
+    /// </summary>
+    private static void CheckLayout(IEnumerable<TensorEntry> entries, string path, long dataLength)
     {
         // Empty tensors occupy no bytes and may share an offset with anything.
         var sorted = entries.Where(e => e.End > e.Begin).OrderBy(e => e.Begin).ThenBy(e => e.End).ToList();
@@ -260,7 +265,21 @@ public sealed class SafetensorsFile : IDisposable
             if (b.Begin < a.End)
                 throw new CheckpointException(
                     $"tensors '{a.Name}' [{a.Begin}, {a.End}] and '{b.Name}' [{b.Begin}, {b.End}] in file '{path}' overlap");
+            if (b.Begin > a.End)
+                throw new CheckpointException(
+                    $"safetensors file '{path}': {b.Begin - a.End} bytes between tensors '{a.Name}' [{a.Begin}, {a.End}] and " +
+                    $"'{b.Name}' [{b.Begin}, {b.End}] belong to no tensor (a gap in the data section)");
         }
+        if (sorted.Count > 0 && sorted[0].Begin > 0)
+            throw new CheckpointException(
+                $"safetensors file '{path}': the first {sorted[0].Begin} bytes of the data section, before tensor '{sorted[0].Name}' " +
+                $"[{sorted[0].Begin}, {sorted[0].End}], belong to no tensor (a gap in the data section)");
+        long used = sorted.Count == 0 ? 0 : sorted[^1].End;
+        if (used < dataLength)
+            throw new CheckpointException(
+                $"safetensors file '{path}': {dataLength - used} trailing bytes after the last tensor" +
+                (sorted.Count == 0 ? "" : $" '{sorted[^1].Name}' [{sorted[^1].Begin}, {sorted[^1].End}]") +
+                $" belong to no tensor (data section {dataLength} bytes)");
     }
 
     /// <summary>

@@ -96,6 +96,9 @@ public static class WeightNames
 
     public static WeightLayout Detect(IEnumerable<string> fileKeys, ModelKind kind) => Detect(fileKeys.ToList(), kind, null);
 
+    /// <summary>The layout of <paramref name="ckpt"/>; the error names the checkpoint's file.</summary>
+    public static WeightLayout Detect(Checkpoint ckpt, ModelKind kind) => Detect(ckpt.Tensors.Keys.ToList(), kind, ckpt.IndexPath ?? ckpt.Files[0].Path);
+
     private static WeightLayout Detect(List<string> keys, ModelKind kind, string? source)
     {
         var candidates = kind == ModelKind.Llava ? LlavaLayouts : [WeightLayout.Llama];
@@ -145,7 +148,7 @@ public static class WeightNames
         ModelKind kind)
     {
         var keys = ckpt.Tensors.Keys.ToList();
-        var layout = Detect(keys, kind, ckpt.IndexPath ?? ckpt.Files[0].Path);
+        var layout = Detect(ckpt, kind);
 
         var bound = new Dictionary<string, string>(StringComparer.Ordinal);
         var missing = new List<string>();

@@ -50,7 +50,8 @@ public sealed class LoadedModel : IDisposable
     public bool HasVision => Llava is not null;
     public int Layers => Config.Text.NumHiddenLayers;
 
-    /// <summary>Validates config, tokenizer and weights, then builds the network on the chosen device.</summary>
+    /// <summary>Validates config, tokenizer and weights (config.json against the safetensors headers:
+    /// <see cref="ConfigWeightsCheck"/>), then builds the network on the chosen device.</summary>
     public static LoadedModel Load(string dir, ModelLoadOptions? options = null)
     {
         options ??= new ModelLoadOptions();
@@ -65,6 +66,8 @@ public sealed class LoadedModel : IDisposable
             config.Kind == ModelKind.Llava ? config.ImageTokenId : null, config.ImageSeqLength, config.Text.MaxPositionEmbeddings, dir);
 
         using var checkpoint = Checkpoint.Open(dir);
+        // config.json against the headers before any module is sized from it (a hostile size would allocate first).
+        ConfigWeightsCheck.Validate(config, checkpoint);
         LlavaForConditionalGeneration? llava = null;
         LlamaForCausalLM lm;
         nn.Module network;
@@ -82,7 +85,7 @@ public sealed class LoadedModel : IDisposable
         network.eval();
 
         string lmHead = config.Kind == ModelKind.Llava ? "language_model.lm_head.weight" : "lm_head.weight";
-        bool tied = config.Text.TieWordEmbeddings && !checkpoint.Tensors.ContainsKey(WeightNames.ToFile(lmHead, WeightNames.Detect(checkpoint.Tensors.Keys, config.Kind)));
+        bool tied = config.Text.TieWordEmbeddings && !checkpoint.Tensors.ContainsKey(WeightNames.ToFile(lmHead, WeightNames.Detect(checkpoint, config.Kind)));
         WeightLoader.Load(network, checkpoint, config.Kind, tied ? new HashSet<string> { lmHead } : null);
         if (tied)
         {

@@ -17,7 +17,8 @@ public static class Finalizer
     public const string SummaryKey = "summary.json";
     public const int TopHeadsInSummary = 5;
 
-    public static async Task<RunSummary> RunAsync(JobSpec spec, CancellationToken ct = default)
+    /// <param name="modelFingerprint">the run's <see cref="LlavaMech.Runtime.ModelFingerprint"/>, written to summary.json as <c>model_fingerprint</c>.</param>
+    public static async Task<RunSummary> RunAsync(JobSpec spec, string modelFingerprint, CancellationToken ct = default)
     {
         var store = OutputLocation.Parse(spec.Output).OpenStore();
         var aggregate = new AggregateOptions { TopK = spec.Options.SummaryTopK };
@@ -45,7 +46,7 @@ public static class Finalizer
             files.Add(SummaryKey);
             var summary = new RunSummary(tables[TableNames.Examples], tables[TableNames.Rejects], tasks, top, tables, files.ToArray(),
                 manifests.Count, store.Location);
-            await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
+            await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, modelFingerprint, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
                 .ConfigureAwait(false);
             return summary;
         }
@@ -126,10 +127,11 @@ public static class Finalizer
         return paths;
     }
 
-    private static object SummaryJson(JobSpec spec, RunSummary s) => new Dictionary<string, object?>
+    private static object SummaryJson(JobSpec spec, string modelFingerprint, RunSummary s) => new Dictionary<string, object?>
     {
         ["run_id"] = spec.RunId,
         ["model"] = spec.ModelDir,
+        ["model_fingerprint"] = modelFingerprint,
         ["manifest"] = spec.ManifestPath,
         ["output"] = s.Output,
         ["finished_at"] = DateTimeOffset.UtcNow,

@@ -152,7 +152,7 @@ public sealed class PipelineWorker(
         {
             if (lease.Kind == WorkKind.Finalize)
             {
-                var summary = await Finalizer.RunAsync(lease.Spec, token).ConfigureAwait(false);
+                var summary = await Finalizer.RunAsync(lease.Spec, lease.ModelFingerprint, token).ConfigureAwait(false);
                 await GrainCalls.RetryAsync(() => job.CompleteFinalizeAsync(lease.LeaseId, summary), stop).ConfigureAwait(false);
                 Interlocked.Increment(ref _finalized);
                 return;

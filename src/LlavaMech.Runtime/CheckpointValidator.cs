@@ -27,15 +27,7 @@ public static class CheckpointValidator
         _ = TokenizerLoader.Load(dir);
         if (config.Kind == ModelKind.Llava) _ = ClipImageProcessor.FromDirectory(dir);
         using (var ckpt = Checkpoint.Open(dir))
-        {
-            var expected = new Dictionary<string, long[]>(config.ExpectedWeights(), StringComparer.Ordinal);
-            if (config.Text.TieWordEmbeddings)
-            {
-                expected.Remove("lm_head.weight");
-                expected.Remove("language_model.lm_head.weight");
-            }
-            WeightNames.Bind(ckpt, expected, config.Kind);
-        }
+            ConfigWeightsCheck.Validate(config, ckpt);
         var t = config.Text;
         return new CheckpointSummary(dir, config.Kind.ToString(), t.NumHiddenLayers, t.NumAttentionHeads, t.IntermediateSize, t.VocabSize,
             config.Kind == ModelKind.Llava, config.Kind == ModelKind.Llava ? config.ImageSeqLength : 0, ModelFingerprint.Compute(dir));

@@ -357,3 +357,70 @@ public class SafetensorsCorruptionTests : IDisposable
         Assert.Equal($"tensor 'flags' in file '{_file}': BOOL data holds byte 7, expected 0 or 1", e.Message);
     }
 }
+
+/// <summary>The data section must be exactly the tensors' bytes: a gap, an overlap or trailing bytes are named.</summary>
+public class SafetensorsLayoutTests : IDisposable
+{
+    private readonly TempDir _tmp = new();
+    private readonly string _file;
+
+    public SafetensorsLayoutTests()
+    {
+        // tiny-vicuna: lm_head.weight [0,154112], model.embed_tokens.weight [154112,308224], ..., data section 1113344 bytes.
+        _file = _tmp.File("model.safetensors");
+        File.Copy(Fixtures.File("tiny-vicuna", "model.safetensors"), _file);
+    }
+
+    public void Dispose() => _tmp.Dispose();
+
+    private CheckpointException Fails() => Assert.Throws<CheckpointException>(() => SafetensorsFile.Open(_file));
+
+    [Fact]
+    public void Fixture_data_section_is_exactly_its_tensors()
+    {
+        using var f = SafetensorsFile.Open(_file);
+        Assert.Equal(f.DataLength, f.Tensors.Values.Sum(e => e.ByteLength));
+    }
+
+    [Fact]
+    public void Trailing_bytes_after_the_last_tensor_are_refused()
+    {
+        using (var fs = new FileStream(_file, FileMode.Append)) fs.Write(new byte[16]);
+        Assert.Equal($"safetensors file '{_file}': 16 trailing bytes after the last tensor 'model.norm.weight' [1113088, 1113344] belong to no " +
+                     "tensor (data section 1113360 bytes)", Fails().Message);
+    }
+
+    [Fact]
+    public void A_gap_between_tensors_is_refused()
+    {
+        // Drop lm_head's entry but keep its bytes: the first 154112 bytes belong to nothing.
+        SafetensorsBytes.EditJson(_file, o => o.Remove("lm_head.weight"));
+        Assert.Equal($"safetensors file '{_file}': the first 154112 bytes of the data section, before tensor 'model.embed_tokens.weight' " +
+                     "[154112, 308224], belong to no tensor (a gap in the data section)", Fails().Message);
+    }
+
+    [Fact]
+    public void A_gap_in_the_middle_is_refused()
+    {
+        // Shift embed_tokens' entry 4 bytes later (its size unchanged): a 4-byte hole after lm_head and an overlap after it.
+        SafetensorsBytes.EditHeader(_file, h => SafetensorsBytes.ReplaceFirst(h, "[154112,308224]", "[154116,308228]"));
+        Assert.Equal($"safetensors file '{_file}': 4 bytes between tensors 'lm_head.weight' [0, 154112] and 'model.embed_tokens.weight' " +
+                     "[154116, 308228] belong to no tensor (a gap in the data section)", Fails().Message);
+    }
+
+    [Fact]
+    public void Two_tensors_on_the_same_bytes_are_refused()
+    {
+        SafetensorsBytes.EditHeader(_file, h => SafetensorsBytes.ReplaceFirst(h, "[154112,308224]", "[0,154112]"));
+        Assert.Equal($"tensors 'lm_head.weight' [0, 154112] and 'model.embed_tokens.weight' [0, 154112] in file '{_file}' overlap", Fails().Message);
+    }
+
+    [Fact]
+    public void Removing_a_tensor_with_its_bytes_leaves_a_valid_file()
+    {
+        SafetensorsBytes.RemoveTensor(_file, "lm_head.weight");
+        using var f = SafetensorsFile.Open(_file);
+        Assert.False(f.Tensors.ContainsKey("lm_head.weight"));
+        Assert.Equal(f.DataLength, f.Tensors.Values.Sum(e => e.ByteLength));
+    }
+}

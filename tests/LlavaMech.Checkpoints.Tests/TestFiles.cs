@@ -71,6 +71,24 @@ public static class SafetensorsBytes
         return s[..i] + with + s[(i + find.Length)..];
     }
 
+    /// <summary>Removes a tensor's header entry and its bytes, moving the later tensors down: a valid file without it.</summary>
+    public static void RemoveTensor(string path, string name)
+    {
+        var (h, data) = Split(path);
+        var o = JsonNode.Parse(h)!.AsObject();
+        var offsets = o[name]!["data_offsets"]!.AsArray();
+        long begin = (long)offsets[0]!, end = (long)offsets[1]!;
+        o.Remove(name);
+        foreach (var (key, node) in o)
+        {
+            if (key == "__metadata__") continue;
+            var off = node!["data_offsets"]!.AsArray();
+            long b = (long)off[0]!, e = (long)off[1]!;
+            if (b >= end) { off[0] = b - (end - begin); off[1] = e - (end - begin); }
+        }
+        Join(path, Encoding.UTF8.GetBytes(o.ToJsonString()), [.. data[..(int)begin], .. data[(int)end..]]);
+    }
+
     public static void SetHeaderLength(string path, ulong length)
     {
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Write);

@@ -14,6 +14,12 @@ public class ReanalysisTests(ClusterFixture fx, ITestOutputHelper output)
 {
     private const int ScaledLayer = 1;
 
+    private static string? SummaryFingerprint(string runDir)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(runDir, Finalizer.SummaryKey)));
+        return doc.RootElement.GetProperty("model_fingerprint").GetString();
+    }
+
     [Fact]
     public async Task Each_model_version_gets_its_own_resumable_run_and_the_diff_singles_out_the_rescaled_layer()
     {
@@ -41,6 +47,10 @@ public class ReanalysisTests(ClusterFixture fx, ITestOutputHelper output)
         Assert.True(b.State == JobState.Completed, $"{b.State}: {b.Error}");
         await Reanalysis.RecordAsync(planB, b);
         Assert.Equal([planA.Spec.RunId, planB.Spec.RunId], (await Reanalysis.ListAsync(root)).Select(r => r.RunId));
+        // summary.json names the model each run analysed.
+        Assert.Equal(planA.Fingerprint, SummaryFingerprint(planA.Spec.Output));
+        Assert.Equal(planB.Fingerprint, SummaryFingerprint(planB.Spec.Output));
+        Assert.Equal(ModelFingerprint.Compute(modelB), planB.Fingerprint);
 
         // Version A again, with the CLI: the same run, every shard already computed for that fingerprint; the previous
         // run (B) is diffed right away.

@@ -35,8 +35,7 @@ public static class InspectCommand
         if (File.Exists(Path.Combine(dir, "model.safetensors")) || File.Exists(Path.Combine(dir, "model.safetensors.index.json")))
         {
             using var ckpt = Checkpoint.Open(dir);
-            var expected = c.ExpectedWeights();
-            WeightNames.Bind(ckpt, expected, c.Kind);
+            ConfigWeightsCheck.Validate(c, ckpt);
             tensors = ckpt.Tensors.Count;
             weights = string.Join(", ", ckpt.Tensors.Values.GroupBy(e => e.DType).Select(g => $"{g.Count()} x {g.Key}"));
         }

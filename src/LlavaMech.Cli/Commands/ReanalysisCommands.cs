@@ -27,8 +27,9 @@ public static class ReanalysisCommands
     ];
 
     public const string ReanalyzeDescription = """
-        The nightly reanalysis of a model version. The model's fingerprint (config.json, weight
-        headers and sampled weight bytes) names the run: fp-<16 hex digits>, written to
+        The nightly reanalysis of a model version. The model's fingerprint (SHA-256 of every byte
+        of config.json, the tokenizer and image processor files and the weights; cached in
+        <model>/.llavamech-fingerprint.json) names the run: fp-<16 hex digits>, written to
         <out>/fp-<...>. A new model version therefore starts a new run, and the same version run
         again resumes its run: the shards already committed for that fingerprint are skipped and
         only what is missing is computed (nothing at all when the run is complete; the summaries
