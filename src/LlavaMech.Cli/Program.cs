@@ -73,11 +73,39 @@ namespace LlavaMech.Cli
                 Console.Error.WriteLine($"llavamech {command.Name}: {e.Message}. See ./llavamech {command.Name} --help");
                 return 2;
             }
-            catch (Exception e) when (e is CheckpointException or ProcessingException or IOException or ArgumentException or InvalidOperationException or NotSupportedException)
+            catch (Exception e)
             {
-                Console.Error.WriteLine($"llavamech {command.Name}: error: {e.Message}");
-                return 1;
+                return ReportError(command.Name, e);
             }
+        }
+
+        /// <summary>Set to 1 to see the stack trace of an error.</summary>
+        public const string DebugVariable = "LLAVAMECH_DEBUG";
+
+        internal static bool Debug => Environment.GetEnvironmentVariable(DebugVariable) is "1" or "true";
+
+        /// <summary>
+        /// Errors of the user's input or environment (bad checkpoint, file, image, manifest, option combination) print
+        /// their message; anything else prints its type and message and how to get the trace. Never a stack trace
+        /// unless LLAVAMECH_DEBUG=1. Exit code 1.
+        /// </summary>
+        internal static int ReportError(string command, Exception e)
+        {
+            while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerException!;
+            if (e is UsageException)
+            {
+                Console.Error.WriteLine($"llavamech {command}: {e.Message}. See ./llavamech {command} --help");
+                return 2;
+            }
+            bool known = e is CheckpointException or ProcessingException or IOException or UnauthorizedAccessException or ArgumentException
+                or InvalidOperationException or NotSupportedException or FormatException or OverflowException or InvalidDataException
+                or LlavaMech.Pipeline.JobPreparationException or LlavaMech.Storage.StorageException;
+            Console.Error.WriteLine(known
+                ? $"llavamech {command}: error: {e.Message}"
+                : $"llavamech {command}: internal error ({e.GetType().Name}): {e.Message}");
+            if (Debug) Console.Error.WriteLine(e.ToString());
+            else if (!known) Console.Error.WriteLine($"llavamech {command}: run with {DebugVariable}=1 for the stack trace");
+            return 1;
         }
 
         private static void PrintOverview()

@@ -129,13 +129,16 @@ public sealed class LoadedModel : IDisposable
         public int? BosId => null;
     }
 
-    /// <summary>Tokenizes the prompt (expanding &lt;image&gt;) and preprocesses the image, if any.</summary>
-    public ModelInput Prepare(string prompt, string? imagePath)
+    /// <summary>
+    /// Tokenizes the prompt (expanding &lt;image&gt;) and preprocesses the image, if any. A prompt over
+    /// <paramref name="maxPromptTokens"/> (0: the model's max_position_embeddings) is refused before the image is read.
+    /// </summary>
+    public ModelInput Prepare(string prompt, string? imagePath, int maxPromptTokens = 0)
     {
         if (imagePath is not null && !HasVision)
             throw new ProcessingException($"model '{Directory}' is a text-only {Config.Kind} model; it cannot take an image ('{imagePath}')");
+        var encoding = Prompts.Encode(prompt, hasImage: imagePath is not null, maxPromptTokens);
         var image = imagePath is null ? null : ImageProcessor!.Preprocess(imagePath);
-        var encoding = Prompts.Encode(prompt, hasImage: image is not null);
         return new ModelInput(encoding.InputIds, image?.PixelValues, encoding.ImagePositions, image, prompt, imagePath);
     }
 

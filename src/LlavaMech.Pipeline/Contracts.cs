@@ -1,3 +1,4 @@
+using LlavaMech.Datasets.Manifest;
 using LlavaMech.Analysis;
 using LlavaMech.Runtime;
 
@@ -17,6 +18,11 @@ namespace LlavaMech.Pipeline;
 /// <param name="StorageWaitSeconds">how long the job pauses and retries while its output storage is unreachable (every
 /// request already retried with backoff) before it fails with the endpoint and the cause; 0 fails at the first such error.</param>
 /// <param name="BatchSize">examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it.</param>
+/// <param name="MaxLineBytes">a manifest line longer than this many bytes is rejected without being held in memory.</param>
+/// <param name="MaxPromptTokens">a prompt of more tokens (BOS and image tokens included) is rejected, checked before it is
+/// tokenized; 0: the model's max_position_embeddings (never more than that).</param>
+/// <param name="ImageRoots">folders, one per line (absolute), where absolute image paths and the targets of symbolic links
+/// may lie besides the manifest's folder; empty: none.</param>
 [GenerateSerializer, Immutable]
 public sealed record JobOptions(
     [property: Id(0)] int ShardSize = 32,
@@ -30,8 +36,17 @@ public sealed record JobOptions(
     [property: Id(8)] int MaxAttempts = 3,
     [property: Id(9)] int SummaryTopK = 10,
     [property: Id(10)] double StorageWaitSeconds = 300,
-    [property: Id(11)] int BatchSize = 8)
+    [property: Id(11)] int BatchSize = 8,
+    [property: Id(12)] long MaxLineBytes = ManifestLimits.DefaultMaxLineBytes,
+    [property: Id(13)] int MaxPromptTokens = 0,
+    [property: Id(14)] string ImageRoots = "")
 {
+    /// <summary>The <see cref="ImageRoots"/> as a list.</summary>
+    public IReadOnlyList<string> ImageRootList => ImageRoots.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+
+    /// <summary>What the job's manifest read accepts.</summary>
+    public ManifestLimits ToManifestLimits() => new(MaxLineBytes, ImageRootList);
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
     public void Validate()
     {
@@ -44,6 +59,9 @@ public sealed record JobOptions(
         if (MaxAttempts < 1) throw new ArgumentException($"max attempts must be at least 1, got {MaxAttempts}");
         if (SummaryTopK < 1) throw new ArgumentException($"summary top-k must be at least 1, got {SummaryTopK}");
         if (!(StorageWaitSeconds >= 0)) throw new ArgumentException($"storage wait must be >= 0 s, got {StorageWaitSeconds}");
+        if (MaxPromptTokens < 0) throw new ArgumentException($"max prompt tokens must be >= 0 (0: the model's limit), got {MaxPromptTokens}");
+        if (ImageRootList.Any(r => !Path.IsPathRooted(r))) throw new ArgumentException($"image roots must be absolute paths, got '{ImageRoots}'");
+        ToManifestLimits().Validate();
         ToSettings().Validate();
     }
 
@@ -56,6 +74,7 @@ public sealed record JobOptions(
         NeuronRoute = NeuronRoute switch { "exact" => Analysis.NeuronRoute.Exact, "screened" => Analysis.NeuronRoute.Screened, _ => Analysis.NeuronRoute.Auto },
         ScreenK = ScreenK,
         BatchSize = BatchSize,
+        MaxPromptTokens = MaxPromptTokens,
     };
 }
 
@@ -131,8 +150,16 @@ public sealed record ShardExample(
 }
 
 /// <summary>A manifest line the reader rejected; written to the rejects table by the shard it falls in.</summary>
+/// <param name="Raw">the line, or its start where it was over the length limit.</param>
+/// <param name="RawBytes">the whole line's length in bytes.</param>
+/// <param name="RawSha256">SHA-256 (hex) of the whole line.</param>
 [GenerateSerializer, Immutable]
-public sealed record ShardReject([property: Id(0)] int Line, [property: Id(1)] string Reason, [property: Id(2)] string Raw);
+public sealed record ShardReject(
+    [property: Id(0)] int Line,
+    [property: Id(1)] string Reason,
+    [property: Id(2)] string Raw,
+    [property: Id(3)] long RawBytes = 0,
+    [property: Id(4)] string RawSha256 = "");
 
 /// <summary>
 /// The right to work on one shard (or on the job's finalization) until <see cref="ExpiresAt"/>; renew it before then.

@@ -44,6 +44,7 @@ public sealed class JobGrain : Grain, IJobGrain
 
     // Output storage outage (see StorageOutage): since when the storage fails, how often, and until when leasing pauses.
     private DateTimeOffset? _outageSince, _pausedUntil;
+    private string? _outageError;
     private int _outageTries;
     private string? _outageEndpoint;
     private volatile string? _prepareNotice;   // written by the preparation task while it waits for the storage
@@ -121,6 +122,7 @@ public sealed class JobGrain : Grain, IJobGrain
     public async Task<JobStatus> GetStatusAsync()
     {
         await IntegrateAsync();
+        await GiveUpIfStorageWaitSpentAsync();
         if (!_record.RecordExists && R.Spec is null) return JobStatus.Unknown(JobId);
         ExpireLeases();
         // Keep the registry honest (it may have lost its state with a silo when its storage is not shared).
@@ -162,6 +164,7 @@ public sealed class JobGrain : Grain, IJobGrain
     public async Task<WorkLease?> AcquireAsync(string workerId)
     {
         await IntegrateAsync();
+        await GiveUpIfStorageWaitSpentAsync();
         if (R.State is not (JobState.Running or JobState.Finalizing) || _shards is null) return null;
         ExpireLeases();
         var now = Now;
@@ -308,6 +311,7 @@ public sealed class JobGrain : Grain, IJobGrain
         _outageSince ??= now;
         _outageTries++;
         _outageEndpoint = endpoint;
+        _outageError = error;
         var waited = now - _outageSince.Value;
         double wait = R.Spec!.Options.StorageWaitSeconds;
         if (waited.TotalSeconds >= wait)
@@ -324,8 +328,24 @@ public sealed class JobGrain : Grain, IJobGrain
             JobId, endpoint, _outageTries, waited.TotalSeconds, (_pausedUntil.Value - now).TotalSeconds, error);
     }
 
+    /// <summary>
+    /// Fails the job as soon as its storage wait is spent (checked on every status poll and lease request), not when
+    /// the next storage request fails: that request's own retries would add their time to the wait.
+    /// </summary>
+    private async Task GiveUpIfStorageWaitSpentAsync()
+    {
+        if (!Active || _outageSince is not { } since || _outageEndpoint is not { } endpoint) return;
+        var waited = Now - since;
+        double wait = R.Spec!.Options.StorageWaitSeconds;
+        if (waited.TotalSeconds < wait) return;
+        string message = StorageOutage.GiveUpMessage(endpoint, waited, _outageTries, wait, _outageError ?? "unreachable");
+        ClearOutage();
+        await FinishAsync(JobState.Failed, message, null);
+    }
+
     private void ClearOutage()
     {
+        _outageError = null;
         _outageSince = null;
         _pausedUntil = null;
         _outageTries = 0;
@@ -364,32 +384,44 @@ public sealed class JobGrain : Grain, IJobGrain
     /// </summary>
     internal static async Task<JobPlan> PrepareWithRetriesAsync(JobSpec spec, Action<string?> notice, CancellationToken ct)
     {
+        // The wait runs from the start of the first attempt that failed; every later attempt is cut off at its end, so
+        // an attempt's own request retries cannot carry the total past the asked time.
         DateTimeOffset? since = null;
         int tries = 0;
+        LlavaMech.Storage.StorageException? last = null;
+        var waitFor = TimeSpan.FromSeconds(spec.Options.StorageWaitSeconds);
         while (true)
         {
+            var started = DateTimeOffset.UtcNow;
+            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            if (since is { } s0) attempt.CancelAfter(Max(TimeSpan.Zero, s0 + waitFor - started));
             try
             {
-                var plan = await JobPlan.PrepareAsync(spec, ct).ConfigureAwait(false);
+                var plan = await JobPlan.PrepareAsync(spec, attempt.Token).ConfigureAwait(false);
                 notice(null);
                 return plan;
             }
-            catch (Exception e) when (StorageOutage.Find(e) is { } storage && !ct.IsCancellationRequested)
+            catch (Exception e) when (!ct.IsCancellationRequested && (StorageOutage.Find(e) is not null || (e is OperationCanceledException && attempt.IsCancellationRequested)))
             {
                 var now = DateTimeOffset.UtcNow;
-                since ??= now;
+                since ??= started;
                 tries++;
                 var waited = now - since.Value;
-                if (waited.TotalSeconds >= spec.Options.StorageWaitSeconds)
-                    throw new JobPreparationException(StorageOutage.GiveUpMessage(storage.Endpoint, waited, tries, spec.Options.StorageWaitSeconds, storage.Message), storage);
+                var storage = StorageOutage.Find(e);
+                last = storage ?? last;
+                if (waited >= waitFor || storage is null)
+                    throw new JobPreparationException(StorageOutage.GiveUpMessage(last?.Endpoint ?? "of the job", waited, tries, spec.Options.StorageWaitSeconds,
+                        storage?.Message ?? $"the storage wait ran out during try {tries}{(last is null ? "" : $" (before: {last.Message})")}"), (Exception?)last ?? e);
                 var pause = StorageOutage.Pause(tries);
-                var remaining = TimeSpan.FromSeconds(spec.Options.StorageWaitSeconds) - waited;
+                var remaining = waitFor - waited;
                 if (remaining < pause) pause = remaining;
                 notice(StorageOutage.PausedNotice(storage.Endpoint, waited, tries, pause, spec.Options.StorageWaitSeconds));
                 await Task.Delay(pause, ct).ConfigureAwait(false);
             }
         }
     }
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     /// <summary>Takes in a finished preparation: shards (committed ones done), or the job's failure with the reason.</summary>
     private async Task IntegrateAsync()

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
@@ -33,7 +32,9 @@ public sealed record RunRecord(
     string NeuronRoute,
     int ScreenK,
     [property: JsonPropertyName("dtype")] string DType,
-    DateTimeOffset CreatedAt)
+    DateTimeOffset CreatedAt,
+    long MaxLineBytes = 0,
+    int MaxPromptTokens = 0)
 {
     public const string CurrentFormat = "llavamech-run/1";
     public const string Key = "_pipeline/run.json";
@@ -66,6 +67,8 @@ public sealed record RunRecord(
         Check("neuron route", NeuronRoute, other.NeuronRoute);
         Check("screen-k", ScreenK, other.ScreenK);
         Check("dtype", DType, other.DType);
+        if (MaxLineBytes != 0) Check("max line bytes", MaxLineBytes, other.MaxLineBytes);   // 0: a record from before the limit existed
+        if (MaxLineBytes != 0) Check("max prompt tokens", MaxPromptTokens, other.MaxPromptTokens);
         return diffs.Count == 0
             ? null
             : $"run '{RunId}' in {location} was started with other inputs; a resumed run must keep them: {string.Join("; ", diffs)}. Use another --out for a new run";
@@ -100,13 +103,10 @@ public sealed record JobPlan(
         }
 
         ManifestReadResult manifest;
-        string[] lines;
-        byte[] manifestBytes;
         try
         {
-            manifestBytes = await File.ReadAllBytesAsync(spec.ManifestPath, ct).ConfigureAwait(false);
-            manifest = ManifestReader.Read(spec.ManifestPath);
-            lines = Encoding.UTF8.GetString(manifestBytes).Split('\n');
+            // Streamed with a bounded line: one huge line or a binary file cannot exhaust memory (ManifestLimits).
+            manifest = ManifestReader.Read(spec.ManifestPath, spec.Options.ToManifestLimits());
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -115,11 +115,11 @@ public sealed record JobPlan(
         if (manifest.Examples.Count == 0 && manifest.Rejects.Count == 0)
             throw new JobPreparationException($"manifest '{manifest.ManifestPath}' has no lines");
 
-        var shards = Cut(manifest, lines, spec.Options.ShardSize);
+        var shards = Cut(manifest, spec.Options.ShardSize);
         var o = spec.Options;
         var record = new RunRecord(RunRecord.CurrentFormat, spec.RunId, checkpoint.Fingerprint, checkpoint.ModelDir, manifest.ManifestPath,
-            Convert.ToHexStringLower(SHA256.HashData(manifestBytes)), o.ShardSize, shards.Count, manifest.Examples.Count, manifest.Rejects.Count,
-            o.Target, o.TopHeads, o.TopNeurons, o.NeuronRoute, o.ScreenK, o.DType, DateTimeOffset.UtcNow);
+            manifest.Sha256, o.ShardSize, shards.Count, manifest.Examples.Count, manifest.Rejects.Count,
+            o.Target, o.TopHeads, o.TopNeurons, o.NeuronRoute, o.ScreenK, o.DType, DateTimeOffset.UtcNow, o.MaxLineBytes, o.MaxPromptTokens);
 
         IObjectStore store;
         try
@@ -141,9 +141,8 @@ public sealed record JobPlan(
     /// Examples in manifest order, <paramref name="shardSize"/> per shard; each reject goes with the shard of the next
     /// accepted example after it (the last shard for trailing rejects), so shard contents depend only on the manifest.
     /// </summary>
-    public static List<PlannedShard> Cut(ManifestReadResult manifest, string[] lines, int shardSize)
+    public static List<PlannedShard> Cut(ManifestReadResult manifest, int shardSize)
     {
-        string Raw(int line) => line >= 1 && line <= lines.Length ? lines[line - 1].TrimEnd('\r') : "";
         var examples = manifest.Examples;
         int count = Math.Max(1, (examples.Count + shardSize - 1) / shardSize);
         var ex = new List<ShardExample>[count];
@@ -152,14 +151,14 @@ public sealed record JobPlan(
         for (int i = 0; i < examples.Count; i++)
         {
             var e = examples[i];
-            ex[i / shardSize].Add(new ShardExample(e.Id, e.Task, e.ImagePath, e.ImageRelative, e.Prompt, e.Expected, e.ObjectBox, e.MetadataJson, e.Line, Raw(e.Line)));
+            ex[i / shardSize].Add(new ShardExample(e.Id, e.Task, e.ImagePath, e.ImageRelative, e.Prompt, e.Expected, e.ObjectBox, e.MetadataJson, e.Line, e.RawLine));
         }
         int next = 0;   // index of the first accepted example after the reject
         foreach (var r in manifest.Rejects.OrderBy(r => r.Line))
         {
             while (next < examples.Count && examples[next].Line < r.Line) next++;
             int shard = Math.Min(count - 1, next / shardSize);
-            rej[shard].Add(new ShardReject(r.Line, r.Reason, r.RawLine));
+            rej[shard].Add(new ShardReject(r.Line, r.Reason, r.RawLine, r.RawBytes, r.RawSha256));
         }
         return Enumerable.Range(0, count).Select(s => new PlannedShard(s, ex[s].ToArray(), rej[s].ToArray())).ToList();
     }

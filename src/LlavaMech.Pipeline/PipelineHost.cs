@@ -48,7 +48,10 @@ public static class PipelineHost
     private static void ConfigureLogging(ILoggingBuilder logging, LogLevel level)
     {
         logging.ClearProviders();
-        logging.AddSimpleConsole(o => { o.SingleLine = true; o.TimestampFormat = "HH:mm:ss "; });
+        // Warnings and errors name their exception's type and message; the stack trace only at debug level or with LLAVAMECH_DEBUG=1.
+        bool traces = level <= LogLevel.Debug || Environment.GetEnvironmentVariable("LLAVAMECH_DEBUG") is "1" or "true";
+        logging.AddConsole(o => o.FormatterName = BriefConsoleFormatter.Name);
+        logging.AddConsoleFormatter<BriefConsoleFormatter, BriefConsoleFormatterOptions>(o => { o.TimestampFormat = "HH:mm:ss "; o.StackTraces = traces; });
         logging.Services.Configure<ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
         logging.SetMinimumLevel(level);
         // Orleans warns about ServerGC and watchdog delays on every start; keep its noise out unless asked for.

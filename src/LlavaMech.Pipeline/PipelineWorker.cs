@@ -262,7 +262,9 @@ public sealed class PipelineWorker(
         // Counted when analysed, whether or not this attempt's commit wins: the counter's rate is the silo's throughput.
         metrics.ExamplesProcessed(outcomes.Length - rejected, runner.Device);
         metrics.ExamplesProcessed(rejected, runner.Device, "rejected");
-        foreach (var r in lease.Rejects) tables.Rejects.Add(r.Line, r.Reason, r.Raw);
+        foreach (var r in lease.Rejects)
+            if (r.RawSha256.Length > 0) tables.Rejects.Add(r.Line, r.Reason, r.Raw, r.RawBytes, r.RawSha256);
+            else tables.Rejects.Add(r.Line, r.Reason, r.Raw);
 
         var result = await committer.CommitAsync(lease.Shard, tables, token).ConfigureAwait(false);
         if (result.Won) Interlocked.Increment(ref _committed);

@@ -173,7 +173,7 @@ public static class RunDiff
 
     public static string Markdown(RunDiffResult r, string nameA = "A", string nameB = "B", int top = 15)
     {
-        static string F(double v) => double.IsNaN(v) ? "" : v.ToString("+0.00000;-0.00000;0", CultureInfo.InvariantCulture);
+        static string F(double v) => double.IsNaN(v) ? "" : SignedNumber.Format(v, 5);
         static string G(double v) => v.ToString("0.00000", CultureInfo.InvariantCulture);
         var sb = new StringBuilder();
         sb.AppendLine($"# Head and layer importance: {nameB} vs {nameA}");

@@ -310,9 +310,9 @@ public sealed class ClipImageProcessor
         using var stream = new MemoryStream(encoded, writable: false);
         using var codec = SKCodec.Create(stream, out var createResult);
         if (codec == null)
-            throw new ProcessingException(createResult == SKCodecResult.IncompleteInput
+            throw new ProcessingException(PngHeader.Problem(encoded, name) ?? (createResult == SKCodecResult.IncompleteInput
                 ? $"{name}: image header is truncated"
-                : $"{name}: not a recognised image (PNG, JPEG, WebP, GIF or BMP expected; the decoder says {createResult})");
+                : $"{name}: not a recognised image (PNG, JPEG, WebP, GIF or BMP expected; the decoder says {createResult})"));
 
         var info = codec.Info;
         int w = info.Width, h = info.Height;

@@ -51,9 +51,20 @@ public sealed class PromptEncoder
     /// <c>&lt;image&gt;</c>; without, none (a text-only prompt, also allowed through a vision model: the TQA setting).
     /// </summary>
     /// <exception cref="ProcessingException">The prompt does not fit the model or the image, or is too long.</exception>
-    public PromptEncoding Encode(string prompt, bool hasImage)
+    /// <param name="maxTokens">The longest accepted sequence (BOS and image tokens included); 0 or more than the model's
+    /// max_position_embeddings: that. A prompt whose length in characters alone shows it is over is refused without
+    /// being tokenized (see <see cref="MaxCharsPerToken"/>), so no huge prompt reaches the tokenizer.</param>
+    public PromptEncoding Encode(string prompt, bool hasImage, int maxTokens = 0)
     {
         ArgumentNullException.ThrowIfNull(prompt);
+        int limit = maxTokens > 0 && maxTokens < _maxPositions ? maxTokens : _maxPositions;
+        string limitName = limit == _maxPositions ? $"{_maxPositions} positions (max_position_embeddings) of the model in {_modelDir}" : $"{limit} tokens (--max-prompt-tokens)";
+        // Every token covers at most MaxCharsPerToken characters, so a longer text has more tokens than fit.
+        long textBudget = Math.Max(0, limit - 1 - (hasImage && _imageTokenId != null ? _imageSeqLength : 0));
+        long maxChars = textBudget * MaxCharsPerToken + (hasImage ? ImagePlaceholder.Length : 0);
+        if (MaxCharsPerToken > 0 && prompt.Length > maxChars)
+            throw new ProcessingException(
+                $"prompt is {prompt.Length} characters long, more than the {maxChars} that {textBudget} tokens of text can hold: over the limit of {limitName} (not tokenized)");
         int count = CountPlaceholders(prompt);
 
         if (_imageTokenId == null)
@@ -106,11 +117,32 @@ public sealed class PromptEncoder
                 throw new ProcessingException($"prompt text encodes to the image token id {_imageTokenId} but no image was given (model {_modelDir})");
         }
 
-        if (ids.Count > _maxPositions)
+        if (ids.Count > limit)
             throw new ProcessingException(
-                $"prompt is {ids.Count} tokens long{(hasImage ? $" ({_imageSeqLength} of them image tokens)" : "")}, more than the limit of {_maxPositions} positions (max_position_embeddings) of the model in {_modelDir}");
+                $"prompt is {ids.Count} tokens long{(hasImage ? $" ({_imageSeqLength} of them image tokens)" : "")}, more than the limit of {limitName}");
 
         return new PromptEncoding(ids.ToArray(), positions);
+    }
+
+    private int _maxCharsPerToken = -1;
+
+    /// <summary>
+    /// An upper bound on the characters one token covers: twice the longest vocabulary piece (the factor leaves room for
+    /// normalizers that compose characters). 0 when the tokenizer has no vocabulary (no bound is applied).
+    /// </summary>
+    public int MaxCharsPerToken
+    {
+        get
+        {
+            if (_maxCharsPerToken < 0)
+            {
+                int longest = 0;
+                for (int id = 0; id < _tokenizer.VocabSize; id++)
+                    longest = Math.Max(longest, _tokenizer.IdToToken(id).Length);
+                _maxCharsPerToken = 2 * longest;
+            }
+            return _maxCharsPerToken;
+        }
     }
 
     private static int CountPlaceholders(string prompt)

@@ -40,6 +40,10 @@ public sealed record AnalysisSettings
     /// </summary>
     public int BatchSize { get; init; } = 8;
 
+    /// <summary>A prompt of more tokens (BOS and image tokens included) is rejected before it is tokenized where its
+    /// length alone shows it; 0: the model's max_position_embeddings (the cap never exceeds it).</summary>
+    public int MaxPromptTokens { get; init; }
+
     /// <summary>The statistics options for one example's target (null: argmax).</summary>
     public StatisticsOptions ToStatisticsOptions(long? targetId) => new()
     {

@@ -118,7 +118,7 @@ public sealed class PipelineAnalyzer : IDisposable
 
         try
         {
-            return (model.Prepare(work.Prompt, work.ImagePath), target, null);
+            return (model.Prepare(work.Prompt, work.ImagePath, settings.MaxPromptTokens), target, null);
         }
         catch (Exception e) when (e is ProcessingException or IOException or UnauthorizedAccessException or ArgumentException or InvalidDataException)
         {

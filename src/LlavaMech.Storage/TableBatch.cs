@@ -515,31 +515,64 @@ public sealed class LogitLensBatch(string runId, string modelFingerprint) : Tabl
     }
 }
 
-/// <summary>Rows of <c>rejects</c>.</summary>
+/// <summary>
+/// Rows of <c>rejects</c>. A line is stored as its first <see cref="RawPrefixChars"/> characters with the whole line's
+/// length in bytes and SHA-256, so one huge bad line cannot make a huge table; a reason is cut at
+/// <see cref="ReasonChars"/>.
+/// </summary>
 public sealed class RejectsBatch(string runId, string modelFingerprint) : TableBatch(runId, modelFingerprint)
 {
+    /// <summary>Characters of a rejected line kept in <c>raw</c>.</summary>
+    public const int RawPrefixChars = 256;
+
+    /// <summary>Characters of a reason kept in <c>reason</c> (a reason may quote a value of the line).</summary>
+    public const int ReasonChars = 1024;
+
     private readonly Column<int> _line = new();
-    private readonly Column<string?> _reason = new(), _raw = new();
+    private readonly Column<long> _rawBytes = new();
+    private readonly Column<string?> _reason = new(), _raw = new(), _rawSha = new();
 
     public override string Table => TableNames.Rejects;
     public override int RowCount => _line.Count;
 
     public void Add(RejectRow r) => Add(r.Line, r.Reason, r.Raw);
 
+    /// <summary>Adds a line held whole: its length and hash are computed here.</summary>
     public void Add(int line, string reason, string raw)
     {
-        _line.Add(line);
-        _reason.Add(reason ?? throw new ArgumentNullException(nameof(reason)));
-        _raw.Add(raw ?? "");
+        raw ??= "";
+        var bytes = System.Text.Encoding.UTF8.GetBytes(raw);
+        Add(line, reason, raw, bytes.Length, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
     }
 
-    public override void Clear() { _line.Clear(); _reason.Clear(); _raw.Clear(); }
+    /// <summary>Adds a line of which only the start may be held (<paramref name="rawStart"/>), with the whole line's length and SHA-256.</summary>
+    public void Add(int line, string reason, string rawStart, long rawBytes, string rawSha256)
+    {
+        ArgumentNullException.ThrowIfNull(reason);
+        _line.Add(line);
+        _reason.Add(Cut(reason, ReasonChars));
+        _raw.Add(Cut(rawStart ?? "", RawPrefixChars));
+        _rawBytes.Add(rawBytes);
+        _rawSha.Add(rawSha256 ?? "");
+    }
+
+    /// <summary>The first <paramref name="chars"/> characters, not splitting a surrogate pair.</summary>
+    internal static string Cut(string s, int chars)
+    {
+        if (s.Length <= chars) return s;
+        int n = char.IsHighSurrogate(s[chars - 1]) ? chars - 1 : chars;
+        return s[..n];
+    }
+
+    public override void Clear() { _line.Clear(); _reason.Clear(); _raw.Clear(); _rawBytes.Clear(); _rawSha.Clear(); }
 
     private protected override async Task WriteColumnsAsync(ParquetRowGroupWriter rg, int s, int n, CancellationToken ct)
     {
         await Write(rg, F.Line, _line, s, n, ct).ConfigureAwait(false);
         await Write(rg, F.Reason, _reason, s, n).ConfigureAwait(false);
         await Write(rg, F.Raw, _raw, s, n).ConfigureAwait(false);
+        await Write(rg, F.RawBytes, _rawBytes, s, n, ct).ConfigureAwait(false);
+        await Write(rg, F.RawSha256, _rawSha, s, n).ConfigureAwait(false);
     }
 }
 

@@ -88,6 +88,8 @@ public static class TableSchemas
         public static readonly DataField<int> Line = Int("line");
         public static readonly DataField<string> Reason = Str("reason");
         public static readonly DataField<string> Raw = Str("raw");
+        public static readonly DataField<long> RawBytes = new("raw_bytes", false);
+        public static readonly DataField<string> RawSha256 = Str("raw_sha256");
     }
 
     public static ParquetSchema Examples { get; } = new(RunId, ModelFingerprint,
@@ -112,7 +114,7 @@ public static class TableSchemas
         StatFields.ExampleId, StatFields.Position, StatFields.Rank, StatFields.TokenId, StatFields.Token);
 
     public static ParquetSchema Rejects { get; } = new(RunId, ModelFingerprint,
-        StatFields.Line, StatFields.Reason, StatFields.Raw);
+        StatFields.Line, StatFields.Reason, StatFields.Raw, StatFields.RawBytes, StatFields.RawSha256);
 
     /// <summary>The schema of a shard table by name.</summary>
     public static ParquetSchema For(string table) => table switch
@@ -167,5 +169,5 @@ public sealed record NeuronStatRow(string ExampleId, int Layer, int Neuron, doub
 /// <summary>One row of <c>logit_lens</c>: the token at <paramref name="Rank"/> (0 = top) of the lens at one position.</summary>
 public sealed record LogitLensRow(string ExampleId, int Position, int Rank, int TokenId, string Token);
 
-/// <summary>One row of <c>rejects</c>: an input line the pipeline could not use.</summary>
+/// <summary>One row of <c>rejects</c>: an input line the pipeline could not use (the table keeps its start, length and hash).</summary>
 public sealed record RejectRow(int Line, string Reason, string Raw);

@@ -89,7 +89,9 @@ public sealed class CocoImporterTests : IDisposable
         Assert.Equal("USER: <image>\nWhat is the color of the traffic light?\nASSISTANT: The color of the traffic light is",
             result.Examples[0].Prompt);
         Assert.NotNull(new FileInfo(result.Examples[0].ImagePath!).LinkTarget);
-        Assert.Empty(ManifestReader.Read(result.ManifestPath).Rejects);
+        // Links out of the dataset folder are followed only under a named image root.
+        Assert.All(ManifestReader.Read(result.ManifestPath).Rejects, r => Assert.Contains("leads through a symbolic link", r.Reason));
+        Assert.Empty(ManifestReader.Read(result.ManifestPath, new ManifestLimits(ImageRoots: [_images])).Rejects);
 
         var filtered = CocoImporter.Import(_instances, _images, _tmp.File("big"), new CocoImportOptions { MinBoxSide = 12, MaxExamples = 5 });
         Assert.Equal(["coco-1-cat", "coco-3-dog"], filtered.Examples.Select(e => e.Id));

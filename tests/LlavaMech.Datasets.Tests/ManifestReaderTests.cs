@@ -77,7 +77,7 @@ public sealed class ManifestReaderTests : IDisposable
         Assert.Equal("vqa example without image", reasons[10]);
         Assert.Equal("tqa example with image (tqa has no image; use task vqa)", reasons[11]);
         Assert.Equal("image file not found: 'images/missing.png'", reasons[12]);
-        Assert.Equal("image path '/etc/hostname' is absolute (must be relative to the manifest's folder)", reasons[13]);
+        Assert.Equal("image path '/etc/hostname' is absolute (must be relative to the manifest's folder, or lie under a folder named with --image-root)", reasons[13]);
         Assert.Equal("image path '../outside.png' escapes the dataset folder ('..')", reasons[14]);
         Assert.Equal("missing prompt", reasons[15]);
         Assert.Equal("vqa prompt has no <image> token (needs exactly one)", reasons[16]);

@@ -11,7 +11,7 @@ public class PlanTests
         var data = TestData.Build(tmp.Path, perTask: 4, copies: 2);
         var manifest = ManifestReader.Read(data.ManifestPath);
         var lines = File.ReadAllText(data.ManifestPath).Split('\n');
-        var shards = JobPlan.Cut(manifest, lines, 3);
+        var shards = JobPlan.Cut(manifest, 3);
 
         Assert.Equal((manifest.Examples.Count + 2) / 3, shards.Count);
         Assert.Equal(manifest.Examples.Select(e => e.Id), shards.SelectMany(s => s.Examples).Select(e => e.Id));

@@ -146,16 +146,20 @@ public sealed class ImageDecodingTests
         Assert.Contains("decompression-bomb", e.Message);
     }
 
-    private static void FixIhdrCrc(byte[] png)
-    {
+    private static void FixIhdrCrc(byte[] png) =>
         // IHDR chunk: length at 8, type at 12, data 16..28, CRC (over type + data) at 29.
-        uint crc = 0xFFFFFFFF;
-        for (int i = 12; i < 29; i++)
-        {
-            crc ^= png[i];
-            for (int k = 0; k < 8; k++) crc = (crc & 1) != 0 ? (crc >> 1) ^ 0xEDB88320u : crc >> 1;
-        }
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(29), ~crc);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(29), PngHeader.Crc32(png.AsSpan(12, 17)));
+
+    [Fact]
+    public void A_png_with_a_bad_ihdr_crc_says_so()
+    {
+        var png = File.ReadAllBytes(Fixtures.File("tiny-llava-mha", "red_circle.png"));
+        Assert.Null(PngHeader.Problem(png, "red_circle.png"));
+        png[32] ^= 0xFF;   // last CRC byte of IHDR
+        var e = Assert.Throws<ProcessingException>(() => Proc.Preprocess(png, "badcrc.png"));
+        Assert.StartsWith("PNG badcrc.png: IHDR chunk CRC mismatch (stored 0x", e.Message);
+        FixIhdrCrc(png);
+        Assert.NotEmpty(Proc.Preprocess(png, "fixed.png").PixelValues);   // the same bytes with the CRC repaired decode
     }
 
     [Fact]

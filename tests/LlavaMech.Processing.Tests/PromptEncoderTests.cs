@@ -114,4 +114,38 @@ public sealed class PromptEncoderTests
         Assert.Contains("limit of 60", e.Message);
         Assert.Contains("max_position_embeddings", e.Message);
     }
+
+    [Fact]
+    public void A_50_MB_prompt_is_refused_from_its_length_before_tokenizing()
+    {
+        var g = Golden.Load(Golden.AllCases.First()[0].ToString()!, Golden.AllCases.First()[1].ToString()!);
+        var enc = For(g, TokenizerLoader.Load(g.Dir));
+        var (_, _, _, max) = g.ModelNumbers();
+        string prompt = "USER: " + string.Concat(Enumerable.Repeat("What is the color of the circle? ", 1_500_000)) + "\nASSISTANT:";
+        Assert.True(prompt.Length > 45_000_000);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        var e = Assert.Throws<ProcessingException>(() => enc.Encode(prompt, hasImage: false));
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Contains($"prompt is {prompt.Length} characters long", e.Message);
+        Assert.Contains($"over the limit of {max} positions (max_position_embeddings)", e.Message);
+        Assert.Contains("(not tokenized)", e.Message);
+        Assert.True(allocated < 16L << 20, $"allocated {allocated >> 20} MiB");   // the vocabulary scan, not the prompt
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"{clock.Elapsed}");
+    }
+
+    [Fact]
+    public void The_token_cap_is_checked_on_the_token_count_below_the_length_bound()
+    {
+        var g = Golden.Load(Golden.AllCases.First()[0].ToString()!, Golden.AllCases.First()[1].ToString()!);
+        var enc = For(g, TokenizerLoader.Load(g.Dir));
+        const string prompt = "USER: What is the color of the banana?\nASSISTANT: The color of the banana is";
+        int n = enc.Encode(prompt, hasImage: false).InputIds.Length;
+        Assert.Equal(n, enc.Encode(prompt, hasImage: false, maxTokens: n).InputIds.Length);
+        var e = Assert.Throws<ProcessingException>(() => enc.Encode(prompt, hasImage: false, maxTokens: n - 1));
+        Assert.Equal($"prompt is {n} tokens long, more than the limit of {n - 1} tokens (--max-prompt-tokens)", e.Message);
+        // A cap above the model's limit is the model's limit.
+        Assert.Equal(n, enc.Encode(prompt, hasImage: false, maxTokens: int.MaxValue).InputIds.Length);
+        Assert.True(enc.MaxCharsPerToken >= 2, $"{enc.MaxCharsPerToken}");
+    }
 }

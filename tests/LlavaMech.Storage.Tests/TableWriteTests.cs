@@ -102,11 +102,12 @@ public class TableWriteTests
                     Assert.Equal("UTF8", s[3]);
                 }
                 else if (clr == typeof(int)) Assert.Equal("INT32", physical);
+                else if (clr == typeof(long)) Assert.Equal("INT64", physical);
                 else if (clr == typeof(double)) Assert.Equal("DOUBLE", physical);
                 else if (clr == typeof(bool)) Assert.Equal("BOOLEAN", physical);
                 else Assert.Fail($"unexpected type {field.ClrType} of {field.Name}");
                 if (physical != "BYTE_ARRAY")
-                    Assert.True(s[3] is null or "INT_32", $"{b.Table}.{field.Name} has converted type {s[3]}");
+                    Assert.True(s[3] is null or "INT_32" or "INT_64", $"{b.Table}.{field.Name} has converted type {s[3]}");
             }
             Assert.Equal(b.RowCount, Duck.Scalar<long>($"SELECT count(*) FROM read_parquet({f})"));
         }
@@ -119,7 +120,7 @@ public class TableWriteTests
         string f = await WriteAsync(dir, new RejectsBatch("r", "m"));
         Assert.Equal(0L, Duck.Scalar<long>($"SELECT count(*) FROM read_parquet({f})"));
         var cols = Duck.Rows($"DESCRIBE SELECT * FROM read_parquet({f})").Select(r => (string)r[0]!);
-        Assert.Equal(new[] { "run_id", "model_fingerprint", "line", "reason", "raw" }, cols);
+        Assert.Equal(new[] { "run_id", "model_fingerprint", "line", "reason", "raw", "raw_bytes", "raw_sha256" }, cols);
     }
 
     [Fact]

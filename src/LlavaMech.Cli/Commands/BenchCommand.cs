@@ -1,3 +1,4 @@
+using LlavaMech.Reports;
 using System.Diagnostics;
 using System.Text.Json;
 using LlavaMech.Checkpoints;
@@ -16,16 +17,16 @@ public static class BenchCommand
     [
         new("model", "DIR", "a checkpoint folder to benchmark (e.g. tests/fixtures/tiny-llava-mha)"),
         new("config", "FILE", "a config.json to instantiate with random weights instead (e.g. the llava-1.5-7b-hf config)"),
-        new("layers", "N", "with --config: keep only N decoder layers (0 = as configured)", "2"),
-        new("vision-layers", "N", "with --config: keep only N CLIP layers (0 = as configured)", "0"),
-        new("iterations", "N", "timed passes per mode (interleaved, median reported), after a warm-up pass of each", "5"),
-        new("examples", "N", "consecutive hooked examples for the memory run (0 = skip)", "500"),
-        new("threads", "N", "torch intra-op threads (0 = library default)", "0"),
+        new("layers", "N", "with --config: keep only N decoder layers (0 = as configured)", "2") { Range = CommandLine.NumericRange.Int(0, 1024) },
+        new("vision-layers", "N", "with --config: keep only N CLIP layers (0 = as configured)", "0") { Range = CommandLine.NumericRange.Int(0, 1024) },
+        new("iterations", "N", "timed passes per mode (interleaved, median reported), after a warm-up pass of each", "5") { Range = CommandLine.NumericRange.Int(1, 100_000) },
+        new("examples", "N", "consecutive hooked examples for the memory run (0 = skip)", "500") { Range = CommandLine.NumericRange.Int(0, 10_000_000) },
+        new("threads", "N", "torch intra-op threads (0 = library default)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
         new("analysis", null, "also time the statistics and every attribution method on the same input"),
-        new("screen-k", "K", "with --analysis: exact neuron scores for the K best first-order candidates (screened route)", "1024"),
-        new("ig-steps", "N", "with --analysis: integrated-gradients steps", "20"),
-        new("occlusion-patches", "N", "with --analysis: time occlusion on N patches and extrapolate to all (0 = all)", "0"),
-        new("batch-size", "B", "with --analysis: batch of the intervention passes (IG steps, occluded copies)", "16"),
+        new("screen-k", "K", "with --analysis: exact neuron scores for the K best first-order candidates (screened route)", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
+        new("ig-steps", "N", "with --analysis: integrated-gradients steps", "20") { Range = CommandLine.NumericRange.Int(1, 10_000) },
+        new("occlusion-patches", "N", "with --analysis: time occlusion on N patches and extrapolate to all (0 = all)", "0") { Range = CommandLine.NumericRange.Int(0, 1 << 20) },
+        new("batch-size", "B", "with --analysis: batch of the intervention passes (IG steps, occluded copies)", "16") { Range = CommandLine.NumericRange.Int(1, 4096) },
         new("json", null, "print figures as JSON"),
         .. DeviceOptions.Specs,
     ];
@@ -143,9 +144,9 @@ public static class BenchCommand
             ["peak_rss_mib"] = Math.Round(peak / 1048576.0, 1),
         };
         Console.WriteLine($"plain forward     {plain,10:0.00} ms/example");
-        Console.WriteLine($"hooked forward    {hooked,10:0.00} ms/example  ({overhead:+0.0%;-0.0%} over plain)");
+        Console.WriteLine($"hooked forward    {hooked,10:0.00} ms/example  ({SignedNumber.Percent(overhead)} over plain)");
         if (examples > 0)
-            Console.WriteLine($"resident memory   {ResourceUsage.Mib(rss50)} at example {Math.Min(50, examples)}, {ResourceUsage.Mib(rssEnd)} at {examples} ({growth:+0.0%;-0.0%}); peak {ResourceUsage.Mib(peak)}");
+            Console.WriteLine($"resident memory   {ResourceUsage.Mib(rss50)} at example {Math.Min(50, examples)}, {ResourceUsage.Mib(rssEnd)} at {examples} ({SignedNumber.Percent(growth)}); peak {ResourceUsage.Mib(peak)}");
         if (cl.Flag("analysis")) AnalysisBench(cl, model, idsArr, imageTokens, plain, figures);
         if (cl.Flag("json")) Console.WriteLine(JsonSerializer.Serialize(figures, Json.Indented));
         return 0;

@@ -1,3 +1,4 @@
+using LlavaMech.Reports;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -26,17 +27,17 @@ public static class BenchPipelineCommand
     [
         new("model", "DIR", "checkpoint folder", Required: true),
         new("dataset", "MANIFEST", "manifest.jsonl; its accepted examples are repeated (new ids) up to --examples", Required: true),
-        new("examples", "N", "examples per measured run (the manifest repeated)", "2000"),
+        new("examples", "N", "examples per measured run (the manifest repeated)", "2000") { Range = CommandLine.NumericRange.Int(1, 10_000_000) },
         new("processes", "LIST", "worker processes of the pipeline runs: 1, 2, or 1,2 for both", "1"),
-        new("warmup", "N", "examples run before the measured ones (the loop's, and a warm-up job on the worker processes): JIT and caches warm", "128"),
-        new("torch-threads", "N", "libtorch intra-op threads of the loop and of each worker process", "1"),
-        new("shard-size", "N", "examples per shard", "32"),
+        new("warmup", "N", "examples run before the measured ones (the loop's, and a warm-up job on the worker processes): JIT and caches warm", "128") { Range = CommandLine.NumericRange.Int(0, 10_000_000) },
+        new("torch-threads", "N", "libtorch intra-op threads of the loop and of each worker process", "1") { Range = CommandLine.NumericRange.Int(0, 4096) },
+        new("shard-size", "N", "examples per shard", "32") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
         new("target", "MODE", "argmax or expected", "argmax"),
-        new("top-heads", "K", "heads per example with position scores", "3"),
-        new("top-neurons", "N", "neurons per example (0: no neuron statistics)", "20"),
+        new("top-heads", "K", "heads per example with position scores", "3") { Range = CommandLine.NumericRange.Int(0, 4096) },
+        new("top-neurons", "N", "neurons per example (0: no neuron statistics)", "20") { Range = CommandLine.NumericRange.Int(0, 1 << 20) },
         new("neurons", "ROUTE", "auto, exact or screened", "auto"),
-        new("screen-k", "K", "screened route: exact scores for K candidates", "1024"),
-        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8"),
+        new("screen-k", "K", "screened route: exact scores for K candidates", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
+        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8") { Range = CommandLine.NumericRange.Int(1, 4096) },
         new("device", "DEV", "the device of the loop and of each worker (cpu, cuda, cuda:N)", "cpu"),
         new("dtype", "TYPE", "auto, float32, bfloat16, float16", "auto"),
         new("out", "LOCATION", "where the pipeline runs write (default: a temporary folder, removed after); <out>/p<N> per run"),
@@ -474,11 +475,11 @@ public static class BenchPipelineCommand
         [
             m.Mode, m.Examples.ToString(CultureInfo.InvariantCulture), m.Seconds.ToString("0.0", CultureInfo.InvariantCulture), m.PerSecond.ToString("0.0", CultureInfo.InvariantCulture),
             m.SteadyPerSecond?.ToString("0.0", CultureInfo.InvariantCulture) ?? "", m.FinalizeSeconds?.ToString("0.0", CultureInfo.InvariantCulture) ?? "",
-            m.Overhead is { } o ? (o * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "", m.CpuMsPerExample.ToString("0.00", CultureInfo.InvariantCulture),
+            m.Overhead is { } o ? SignedNumber.Percent(o) : "", m.CpuMsPerExample.ToString("0.00", CultureInfo.InvariantCulture),
             m.SteadyCpuMsPerExample?.ToString("0.00", CultureInfo.InvariantCulture) ?? "",
-            m.CpuOverhead is { } c ? (c * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "",
+            m.CpuOverhead is { } c ? SignedNumber.Percent(c) : "",
             m.JitMsPerExample?.ToString("0.00", CultureInfo.InvariantCulture) ?? "",
-            m.CpuOverheadWithoutJit is { } cj ? (cj * 100).ToString("+0.0;-0.0", CultureInfo.InvariantCulture) + "%" : "",
+            m.CpuOverheadWithoutJit is { } cj ? SignedNumber.Percent(cj) : "",
             Mib(m.RssAt10), Mib(m.RssAt100), Mib(m.PeakRss),
         ]).ToList();
         Console.WriteLine(LlavaMech.Reports.MarkdownTable.Render(

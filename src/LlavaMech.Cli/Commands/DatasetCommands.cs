@@ -9,6 +9,7 @@ public static class DatasetCommands
     public static readonly CommandLine.OptionSpec[] ValidateSpecs =
     [
         new("manifest", "MANIFEST", "manifest.jsonl to check (may also be given as the first argument)", Required: true),
+        .. PipelineCommands.JobOptionSpecs.Where(s => s.Name is "max-line-bytes" or "image-root"),
     ];
 
     public const string ValidateDescription = """
@@ -21,17 +22,18 @@ public static class DatasetCommands
 
     public static int Validate(CommandLine cl)
     {
-        var (report, code) = ManifestValidator.Validate(cl.Require("manifest"));
+        var (report, code) = ManifestValidator.Validate(cl.Require("manifest"),
+            new ManifestLimits(cl.GetLong("max-line-bytes"), cl.GetAll("image-root").Select(Path.GetFullPath).ToList()));
         (code == 0 ? Console.Out : Console.Error).WriteLine(report);
         return code;
     }
 
     public static readonly CommandLine.OptionSpec[] SynthSpecs =
     [
-        new("count", "N", "number of VQA images (and as many TQA questions)", Required: true),
-        new("seed", "S", "random seed (same seed, same bytes)", "17"),
-        new("size", "PX", "image side in pixels (84 fits the tiny models, 336 llava-1.5)", "84"),
-        new("tqa", "N", "number of TQA questions (default: --count)"),
+        new("count", "N", "number of VQA images (and as many TQA questions)", Required: true) { Range = CommandLine.NumericRange.Int(0, 10_000_000) },
+        new("seed", "S", "random seed (same seed, same bytes)", "17") { Range = CommandLine.NumericRange.Int(int.MinValue) },
+        new("size", "PX", "image side in pixels (84 fits the tiny models, 336 llava-1.5)", "84") { Range = CommandLine.NumericRange.Int(14, 4096) },
+        new("tqa", "N", "number of TQA questions (default: --count)") { Range = CommandLine.NumericRange.Int(0, 10_000_000) },
         new("out", "DIR", "output folder (manifest.jsonl, tqa.jsonl, images/)", Required: true),
     ];
 
@@ -46,7 +48,7 @@ public static class DatasetCommands
     public static int Synth(CommandLine cl)
     {
         int count = cl.GetInt("count"), size = cl.GetInt("size");
-        var options = new SynthOptions { ImageSize = size, TextQaCount = cl.Get("tqa") is { } t ? int.Parse(t) : null };
+        var options = new SynthOptions { ImageSize = size, TextQaCount = cl.Get("tqa") is null ? null : cl.GetInt("tqa") };
         var r = SynthColors.Generate(cl.Require("out"), count, cl.GetInt("seed"), options);
         Console.WriteLine($"wrote {r.ManifestPath}: {r.Examples.Count(e => e.IsVqa)} vqa + {r.Examples.Count(e => !e.IsVqa)} tqa examples");
         return 0;
@@ -58,8 +60,8 @@ public static class DatasetCommands
         new("images", "DIR", "folder of the COCO images", Required: true),
         new("out", "DIR", "output folder (manifest.jsonl, images/)", Required: true),
         new("categories", "LIST", "comma-separated category names to ask about (default: all)"),
-        new("max", "N", "stop after N examples"),
-        new("symlink", null, "link images instead of copying them"),
+        new("max", "N", "stop after N examples") { Range = CommandLine.NumericRange.Int(1) },
+        new("symlink", null, "link images instead of copying them (links out of the dataset folder are followed only under an --image-root: run and validate with --image-root IMAGES)"),
     ];
 
     public const string CocoDescription = """
@@ -73,11 +75,13 @@ public static class DatasetCommands
         var options = new CocoImportOptions
         {
             Categories = cl.Get("categories")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
-            MaxExamples = cl.Get("max") is { } m ? int.Parse(m) : null,
+            MaxExamples = cl.Get("max") is null ? null : cl.GetInt("max"),
             ImageMode = cl.Flag("symlink") ? CocoImageMode.Symlink : CocoImageMode.Copy,
         };
         var r = CocoImporter.Import(cl.Require("instances"), cl.Require("images"), cl.Require("out"), options);
         Console.WriteLine($"wrote {r.ManifestPath}: {r.Examples.Count} examples from {r.ImagesScanned} images ({r.MissingImages} missing files, {r.SmallBoxes} boxes too small)");
+        if (options.ImageMode == CocoImageMode.Symlink)
+            Console.WriteLine($"images are symbolic links into {Path.GetFullPath(cl.Require("images"))}: give --image-root {Path.GetFullPath(cl.Require("images"))} to run, submit and dataset validate");
         return 0;
     }
 }

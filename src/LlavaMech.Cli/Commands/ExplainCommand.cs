@@ -17,10 +17,10 @@ public static class ExplainCommand
         new("image", "FILE", "PNG, JPEG or WebP image", Required: true),
         new("prompt", "TEXT", "prompt with one <image>, e.g. \"USER: <image>\\nWhat is the color of the dog?\\nASSISTANT: The color of the dog is\"", Required: true),
         new("target", "TOKEN", "answer token to explain: an id, a vocabulary piece or a one-token word (default: the model's argmax)"),
-        new("heads", "K", "top heads whose position scores are computed and reported", "3"),
-        new("heatmap-heads", "N", "top heads whose position scores make the log-increase heatmap", "1"),
+        new("heads", "K", "top heads whose position scores are computed and reported", "3") { Range = CommandLine.NumericRange.Int(1, 4096) },
+        new("heatmap-heads", "N", "top heads whose position scores make the log-increase heatmap", "1") { Range = CommandLine.NumericRange.Int(1, 4096) },
         new("neurons", "ROUTE", "neuron scores: auto, exact, screened or none", "auto"),
-        new("screen-k", "K", "with the screened route: exact scores for the K best first-order candidates", "1024"),
+        new("screen-k", "K", "with the screened route: exact scores for the K best first-order candidates", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
         new("lens-layers", "L,L,..", "also apply the logit lens (and its attention/FFN split) to the residual stream at image positions of these layers"),
         new("out", "DIR", "output folder for explain.json and the PNG figures", Required: true),
         new("json", null, "print explain.json to standard output instead of the summary"),
@@ -56,7 +56,9 @@ public static class ExplainCommand
             "auto" => NeuronRoute.Auto, "exact" => NeuronRoute.Exact, "screened" => NeuronRoute.Screened, "none" => NeuronRoute.None,
             var r => throw new UsageException($"--neurons {r}: use auto, exact, screened or none"),
         };
-        var lensLayers = cl.Get("lens-layers")?.Split(',', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray();
+        var lensLayers = cl.Get("lens-layers")?.Split(',', StringSplitOptions.RemoveEmptyEntries)
+            .Select(x => int.TryParse(x, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int n) && n >= 0
+                ? n : throw new UsageException($"--lens-layers: '{x}' is not a layer number (0 or more)")).ToArray();
 
         using var model = LoadedModel.Load(cl.Require("model"), options);
         if (!model.HasVision) throw new UsageException("explain needs a LLaVA model; for text-only models use compare-tasks");
@@ -167,11 +169,11 @@ public static class ExplainCommand
         Console.WriteLine();
         Console.WriteLine("layer   attention     FFN   (increase of log p(target))");
         for (int l = 0; l < s.LayerAttnIncrease.Length; l++)
-            Console.WriteLine($"{l,5}  {s.LayerAttnIncrease[l],10:+0.0000;-0.0000}  {s.LayerFfnIncrease[l],10:+0.0000;-0.0000}");
+            Console.WriteLine($"{l,5}  {SignedNumber.Format(s.LayerAttnIncrease[l]),10}  {SignedNumber.Format(s.LayerFfnIncrease[l]),10}");
         Console.WriteLine();
-        Console.WriteLine("top heads     " + string.Join("   ", s.TopHeads.Select(h => $"L{h.Layer}H{h.Head} {h.Score:+0.0000;-0.0000}")));
+        Console.WriteLine("top heads     " + string.Join("   ", s.TopHeads.Select(h => $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Score)}")));
         var neurons = TopNeurons(s, 5);
-        if (neurons.Count > 0) Console.WriteLine("top neurons   " + string.Join("   ", neurons.Select(n => $"L{n.Layer}N{n.Neuron} {n.Score:+0.0000;-0.0000}")));
+        if (neurons.Count > 0) Console.WriteLine("top neurons   " + string.Join("   ", neurons.Select(n => $"L{n.Layer}N{n.Neuron} {SignedNumber.Format(n.Score)}")));
         var tool = Heatmaps.LogIncrease(s, heatmapHeads);
         int side = (int)Math.Round(Math.Sqrt(tool.Length));
         if (side * side == tool.Length)

@@ -14,7 +14,7 @@ public static class FindingsCommand
         new("model", "DIR", "LLaVA checkpoint folder", Required: true),
         new("dataset", "MANIFEST", "manifest with VQA examples that have object_box (and ideally expected)", Required: true),
         new("out", "DIR", "output folder (findings.md, findings.json, heads.png, layers.png)", Required: true),
-        new("limit", "N", "at most N examples (0 = all)", "0"),
+        new("limit", "N", "at most N examples (0 = all)", "0") { Range = CommandLine.NumericRange.Int(0) },
         new("target", "MODE", "expected (the manifest's answer token) or argmax", "expected"),
         .. DeviceOptions.Specs,
     ];

@@ -13,7 +13,7 @@ public static class ForwardCommand
         new("model", "DIR", "Hugging Face checkpoint folder (LlavaForConditionalGeneration or LlamaForCausalLM)", Required: true),
         new("image", "FILE", "PNG, JPEG or WebP image (omit for a text-only prompt)"),
         new("prompt", "TEXT", "prompt; a vision prompt contains one <image>, e.g. \"USER: <image>\\nWhat is the color of the dog?\\nASSISTANT:\"", Required: true),
-        new("top", "K", "how many next-token candidates to show", "5"),
+        new("top", "K", "how many next-token candidates to show", "5") { Range = CommandLine.NumericRange.Int(1, 1 << 20) },
         new("json", null, "print one JSON object instead of a table"),
         .. DeviceOptions.Specs,
     ];

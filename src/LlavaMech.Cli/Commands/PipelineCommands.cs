@@ -1,5 +1,7 @@
+using LlavaMech.Reports;
 using System.Diagnostics;
 using System.Globalization;
+using LlavaMech.Datasets.Manifest;
 using LlavaMech.Model.Devices;
 using LlavaMech.Pipeline;
 using LlavaMech.Storage;
@@ -21,17 +23,20 @@ public static class PipelineCommands
     /// <summary>The analysis and scheduling options of a job, the same for run, submit and reanalyze.</summary>
     internal static readonly CommandLine.OptionSpec[] JobOptionSpecs =
     [
-        new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32"),
+        new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
         new("target", "MODE", "argmax, or expected (the manifest's answer as one token; lines without one use the argmax)", "argmax"),
-        new("top-heads", "K", "heads per example whose position scores go to position_stats", "3"),
-        new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20"),
+        new("top-heads", "K", "heads per example whose position scores go to position_stats", "3") { Range = CommandLine.NumericRange.Int(0, 4096) },
+        new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20") { Range = CommandLine.NumericRange.Int(0, 1 << 20) },
         new("neurons", "ROUTE", "neuron route: auto, exact or screened", "auto"),
-        new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024"),
-        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8"),
+        new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
+        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8") { Range = CommandLine.NumericRange.Int(1, 4096) },
         new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
-        new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60"),
-        new("max-attempts", "N", "attempts per shard before it counts as failed", "3"),
-        new("storage-wait", "S", "while the output storage is unreachable, the job pauses and retries for this long, then fails naming the endpoint", "300"),
+        new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60") { Range = CommandLine.NumericRange.Real(1, 86_400) },
+        new("max-attempts", "N", "attempts per shard before it counts as failed", "3") { Range = CommandLine.NumericRange.Int(1, 1000) },
+        new("storage-wait", "S", "while the output storage is unreachable, the job pauses and retries for this long, then fails naming the endpoint", "300") { Range = CommandLine.NumericRange.Real(0, 604_800) },
+        new("max-line-bytes", "N", "a manifest line longer than this is rejected (its start, length and SHA-256 go to rejects) without being held in memory", ManifestLimits.DefaultMaxLineBytes.ToString(CultureInfo.InvariantCulture)) { Range = CommandLine.NumericRange.Int(64, ManifestLimits.MaxMaxLineBytes) },
+        new("max-prompt-tokens", "N", "a longer prompt (BOS and image tokens included) is rejected, before it is tokenized where its length shows it (0: the model's max_position_embeddings)", "0") { Range = CommandLine.NumericRange.Int(0, 1 << 24) },
+        new("image-root", "DIR", "a folder where absolute image paths, and targets of symbolic links in the dataset folder, may lie (otherwise images must be inside the manifest's folder)") { Repeatable = true },
     ];
 
     private static readonly CommandLine.OptionSpec[] JobSpecs =
@@ -63,20 +68,17 @@ public static class PipelineCommands
             NeuronRoute: cl.Require("neurons"),
             ScreenK: cl.GetInt("screen-k"),
             DType: cl.Require("dtype"),
-            LeaseSeconds: GetDouble(cl, "lease-seconds"),
+            LeaseSeconds: cl.GetDouble("lease-seconds"),
             MaxAttempts: cl.GetInt("max-attempts"),
-            StorageWaitSeconds: GetDouble(cl, "storage-wait"),
-            BatchSize: cl.GetInt("batch-size"));
+            StorageWaitSeconds: cl.GetDouble("storage-wait"),
+            BatchSize: cl.GetInt("batch-size"),
+            MaxLineBytes: cl.GetLong("max-line-bytes"),
+            MaxPromptTokens: cl.GetInt("max-prompt-tokens"),
+            ImageRoots: string.Join('\n', cl.GetAll("image-root").Select(Path.GetFullPath)));
         var spec = new JobSpec(runId ?? cl.Get("run-id") ?? PipelineClient.DefaultRunId(output), model, manifest, output, options);
         try { spec.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
         return spec;
-    }
-
-    private static double GetDouble(CommandLine cl, string name)
-    {
-        var v = cl.Require(name);
-        return double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : throw new UsageException($"--{name} expects a number, got '{v}'");
     }
 
     // ---------------------------------------------------------------- run
@@ -98,8 +100,8 @@ public static class PipelineCommands
             _ => s,
         }),
         new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list (cuda:0,cuda:1)", "cpu"),
-        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1"),
-        new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0"),
+        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1") { Range = CommandLine.NumericRange.Int(1, 64) },
+        new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder (CUDA without TorchSharp-cuda-linux); also ${TorchRuntime.LibTorchEnvironmentVariable}"),
         new("verbose", null, "log the silo's and the workers' progress to standard error"),
     ];
@@ -262,7 +264,7 @@ public static class PipelineCommands
         else Console.WriteLine("accuracy      n/a (no expected answers in the manifest)");
         foreach (var g in sum.TopHeads.GroupBy(h => h.Task))
             Console.WriteLine($"top heads {g.Key,-4}" + string.Join("  ", g.Select(h =>
-                $"L{h.Layer}H{h.Head} {h.Mean:+0.0000;-0.0000} (top-{spec?.Options.SummaryTopK ?? 10} in {h.TopKShare:P0}{(h.MeanAttnToImage is { } a ? $", {a:P0} on image" : "")})")));
+                $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Mean)} (top-{spec?.Options.SummaryTopK ?? 10} in {h.TopKShare:P0}{(h.MeanAttnToImage is { } a ? $", {a:P0} on image" : "")})")));
         Console.WriteLine($"model         {s.ModelFingerprint?[..16]}  (model_fingerprint, sha256)");
         Console.WriteLine($"tables        {sum.Output}/<table>/*.parquet:");
         foreach (var (table, rows) in sum.Tables)
@@ -280,17 +282,17 @@ public static class PipelineCommands
         new("clustering", "KIND", "Cluster:Clustering: localhost (one machine) or azuretable (membership table in Azure Storage)"),
         new("connection", "TEXT", $"Cluster:ConnectionString of azuretable clustering (prefer ${ClusterSettings.ConnectionVariable})"),
         new("cluster-id", "ID", "Cluster:ClusterId (default llavamech)"),
-        new("silo-port", "PORT", "Cluster:SiloPort (default 11111)"),
-        new("gateway-port", "PORT", "Cluster:GatewayPort for clients (default 30000)"),
-        new("primary-port", "PORT", "Cluster:PrimarySiloPort, localhost clustering: the first silo's port (default: this silo is the primary)"),
+        new("silo-port", "PORT", "Cluster:SiloPort (default 11111)") { Range = CommandLine.NumericRange.Port },
+        new("gateway-port", "PORT", "Cluster:GatewayPort for clients (default 30000)") { Range = CommandLine.NumericRange.Port },
+        new("primary-port", "PORT", "Cluster:PrimarySiloPort, localhost clustering: the first silo's port (default: this silo is the primary)") { Range = CommandLine.NumericRange.Port },
         new("advertise", "IP", "Cluster:AdvertisedAddress, azuretable: the address other silos reach this one at"),
         new("devices", "DEVS", "Pipeline:Devices: cpu, cuda:0,cuda:1, or none (hosts grains only; default cpu)"),
-        new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)"),
-        new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)"),
+        new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)") { Range = CommandLine.NumericRange.Int(1, 64) },
+        new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)") { Range = CommandLine.NumericRange.Int(0, 4096) },
         new("state-store", "LOCATION", "Pipeline:StateStore: memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)"),
-        new("health-port", "PORT", "Telemetry:HealthPort: serve /healthz and /readyz on this port (default 0: no endpoint)"),
+        new("health-port", "PORT", "Telemetry:HealthPort: serve /healthz and /readyz on this port (default 0: no endpoint)") { Range = CommandLine.NumericRange.Port },
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
-        new("parent-pid", "PID", "stop this silo when process PID exits (supervisors, tests)"),
+        new("parent-pid", "PID", "stop this silo when process PID exits (supervisors, tests)") { Range = CommandLine.NumericRange.Int(1) },
         new("verbose", null, "log at information level"),
     ];
 
@@ -419,7 +421,7 @@ public static class PipelineCommands
         new("clustering", "KIND", "localhost or azuretable (default localhost)"),
         new("connection", "TEXT", $"azuretable connection string (prefer ${ClusterSettings.ConnectionVariable})"),
         new("cluster-id", "ID", "cluster id (default llavamech)"),
-        new("gateway-port", "PORT", "localhost clustering: a silo's gateway port (default 30000)"),
+        new("gateway-port", "PORT", "localhost clustering: a silo's gateway port (default 30000)") { Range = CommandLine.NumericRange.Port },
     ];
 
     public static readonly CommandLine.OptionSpec[] SubmitSpecs =

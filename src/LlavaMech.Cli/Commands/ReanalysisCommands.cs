@@ -1,3 +1,4 @@
+using LlavaMech.Reports;
 using System.Globalization;
 using LlavaMech.Checkpoints;
 using LlavaMech.Model.Devices;
@@ -20,8 +21,8 @@ public static class ReanalysisCommands
         .. PipelineCommands.JobOptionSpecs,
         new("diff-out", "DIR", "when the root holds a completed run of another model version, write the diff against the latest one here"),
         new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list", "cpu"),
-        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1"),
-        new("torch-threads", "N", "libtorch intra-op threads (0: one per core)", "0"),
+        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1") { Range = CommandLine.NumericRange.Int(1, 64) },
+        new("torch-threads", "N", "libtorch intra-op threads (0: one per core)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
         new("verbose", null, "log the silo's and the workers' progress to standard error"),
     ];
@@ -99,7 +100,7 @@ public static class ReanalysisCommands
         new("out", "DIR", "folder for head_diff.parquet, layer_diff.parquet, diff.md, diff.json, heads_diff_<task>.png", Required: true),
         new("name-a", "NAME", "label of A in the tables and figures", "A"),
         new("name-b", "NAME", "label of B", "B"),
-        new("top", "N", "heads listed per task on the terminal", "5"),
+        new("top", "N", "heads listed per task on the terminal", "5") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
     ];
 
     public const string DiffDescription = """
@@ -155,9 +156,9 @@ public static class ReanalysisCommands
             Console.WriteLine($"{t.Task,-12} {t.Examples} shared examples; Spearman of head importance {t.SpearmanHeads:0.000}, of layer blocks {t.SpearmanLayers:0.000}; " +
                               $"top-{t.TopK} heads overlap {t.TopKJaccard:0.00}");
             Console.WriteLine($"             layer that changed most: {layer.Layer} (mean |head diff| {layer.MeanAbsHeadDiff:0.0000}, " +
-                              $"attn block {layer.AttnDiff:+0.0000;-0.0000}, ffn block {layer.FfnDiff:+0.0000;-0.0000})");
+                              $"attn block {SignedNumber.Format(layer.AttnDiff)}, ffn block {SignedNumber.Format(layer.FfnDiff)})");
             Console.WriteLine("             heads that changed most: " + string.Join("  ", r.MostChangedHeads(t.Task).Take(top).Select(h =>
-                string.Create(CultureInfo.InvariantCulture, $"L{h.Layer}H{h.Head} {h.MeanA:+0.0000;-0.0000} -> {h.MeanB:+0.0000;-0.0000} (rank {h.RankA} -> {h.RankB})"))));
+                string.Create(CultureInfo.InvariantCulture, $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.MeanA)} -> {SignedNumber.Format(h.MeanB)} (rank {h.RankA} -> {h.RankB})"))));
         }
         Console.WriteLine($"files        {string.Join(", ", files)}");
     }

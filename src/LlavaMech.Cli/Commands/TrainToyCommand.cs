@@ -15,11 +15,11 @@ public static class TrainToyCommand
     [
         new("data", "DIR", "where the training data comes from: a folder to generate it in (kept), or a folder holding a manifest.jsonl to train on (see above)"),
         new("out", "DIR", "folder the trained model is written to, Hugging Face layout (created; files in it overwritten)", Required: true),
-        new("steps", "N", "optimizer steps of the main phase (after the vision pre-training)", Defaults.Steps.ToString(CultureInfo.InvariantCulture)),
+        new("steps", "N", "optimizer steps of the main phase (after the vision pre-training)", Defaults.Steps.ToString(CultureInfo.InvariantCulture)) { Range = CommandLine.NumericRange.Int(0, 10_000_000) },
         new("time-budget", "TIME", "stop training (then save and evaluate) once this much time has passed, e.g. 15m, 900s, 1h, 00:15:00; none: no limit", "15m"),
-        new("seed", "S", "seed of the weights, batch order and augmentation", Defaults.Seed.ToString(CultureInfo.InvariantCulture)),
-        new("threads", "N", "CPU threads for TorchSharp (0: all cores)", "0"),
-        new("held-out", "N", "generated held-out VQA examples (and as many TQA), seed HeldOutSeed; 0 skips the evaluation", Defaults.HeldOutCount.ToString(CultureInfo.InvariantCulture)),
+        new("seed", "S", "seed of the weights, batch order and augmentation", Defaults.Seed.ToString(CultureInfo.InvariantCulture)) { Range = CommandLine.NumericRange.Int(int.MinValue) },
+        new("threads", "N", "CPU threads for TorchSharp (0: all cores)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
+        new("held-out", "N", "generated held-out VQA examples (and as many TQA), seed HeldOutSeed; 0 skips the evaluation", Defaults.HeldOutCount.ToString(CultureInfo.InvariantCulture)) { Range = CommandLine.NumericRange.Int(0, 1_000_000) },
         new("held-out-manifest", "MANIFEST", "evaluate on this manifest (examples with expected answers) instead of generated held-out data"),
         new("config", "FILE", "JSON file of ToyTrainingOptions overrides, e.g. {\"TextLayers\": 2, \"TrainCount\": 4000}, or a training_record.json (its options)"),
     ];

@@ -15,46 +15,97 @@ public static class ManifestReader
     /// <summary>Slack for object_box against the image size: COCO boxes are floats.</summary>
     internal const double BoxTolerancePx = 0.5;
 
-    public static ManifestReadResult Read(string manifestPath)
+    public static ManifestReadResult Read(string manifestPath) => Read(manifestPath, null);
+
+    /// <summary>
+    /// Reads the manifest as a stream of bytes, one line at a time, holding at most
+    /// <see cref="ManifestLimits.MaxLineBytes"/> of one line in memory: a longer line becomes a reject (its prefix,
+    /// full length and SHA-256 are kept, the rest is only hashed), a line that is not UTF-8 becomes a reject naming
+    /// the byte, and a NUL byte (a binary file, /dev/zero) fails the whole read at once with a
+    /// <see cref="ManifestFormatException"/> naming the file and line.
+    /// </summary>
+    public static ManifestReadResult Read(string manifestPath, ManifestLimits? limits)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(manifestPath);
+        limits ??= ManifestLimits.Default;
+        limits.Validate();
         string fullPath = Path.GetFullPath(manifestPath);
-        string text;
-        try
-        {
-            text = File.ReadAllText(fullPath, Encoding.UTF8);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new IOException($"Cannot read dataset manifest '{manifestPath}': {e.Message}", e);
-        }
-
         string dir = Path.GetDirectoryName(fullPath)!;
         var examples = new List<ManifestExample>();
         var rejects = new List<ManifestReject>();
         var firstLineOfId = new Dictionary<string, int>(StringComparer.Ordinal);
+        var roots = ImageRoots.Create(dir, limits.ImageRoots);
 
-        string[] lines = text.Split('\n');
-        // A trailing newline yields one empty last element, which is skipped like any blank line.
-        for (int i = 0; i < lines.Length; i++)
+        string fileSha;
+        try
         {
-            string raw = lines[i].TrimEnd('\r');
-            if (string.IsNullOrWhiteSpace(raw))
-                continue;
-            int lineNo = i + 1;
-            var problems = new List<string>();
-            var example = ParseLine(raw, lineNo, dir, firstLineOfId, problems);
-            if (example != null && problems.Count == 0)
-                examples.Add(example);
-            else
-                rejects.Add(new ManifestReject(lineNo, string.Join("; ", problems), raw));
+            using var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            using var lines = new BoundedLineReader(stream, limits.MaxLineBytes);
+            while (lines.Next() is { } line)
+            {
+                int lineNo = line.Number;
+                if (line.NulAt is long nul)
+                    throw new ManifestFormatException(
+                        $"manifest '{manifestPath}' line {lineNo}: NUL byte at column {nul + 1}: not a JSON Lines text file");
+                if (line.Truncated)
+                {
+                    rejects.Add(new ManifestReject(lineNo,
+                        $"line is {line.Length} bytes, longer than the limit of {limits.MaxLineBytes} bytes (--max-line-bytes)",
+                        Utf8Prefix(line.Bytes.Span)) { RawBytes = line.Length, RawSha256 = line.Sha256 });
+                    continue;
+                }
+                var text = line.Bytes.Span;
+                if (lineNo == 1 && text.StartsWith(Utf8Bom)) text = text[Utf8Bom.Length..];
+                string raw;
+                try
+                {
+                    raw = StrictUtf8.GetString(text);
+                }
+                catch (DecoderFallbackException e)
+                {
+                    int at = e.Index >= 0 ? e.Index : 0;
+                    string bytes = e.BytesUnknown is { Length: > 0 } b ? string.Join(" ", b.Select(x => $"0x{x:X2}")) : "?";
+                    rejects.Add(new ManifestReject(lineNo,
+                        $"not valid UTF-8: byte {bytes} at byte column {at + 1} (save the manifest as UTF-8; Latin-1 and other encodings are not read)",
+                        Utf8Prefix(line.Bytes.Span)) { RawBytes = line.Length, RawSha256 = Sha256Hex(line.Bytes.Span) });
+                    continue;
+                }
+                raw = raw.TrimEnd('\r');
+                if (string.IsNullOrWhiteSpace(raw))
+                    continue;
+                var problems = new List<string>();
+                var example = ParseLine(raw, lineNo, dir, roots, firstLineOfId, problems);
+                if (example != null && problems.Count == 0)
+                    examples.Add(example with { RawLine = raw });
+                else
+                    rejects.Add(new ManifestReject(lineNo, string.Join("; ", problems), raw.Length <= KeptPrefixBytes ? raw : raw[..KeptPrefixBytes])
+                        { RawBytes = line.Length, RawSha256 = Sha256Hex(line.Bytes.Span) });
+            }
+            fileSha = lines.FileSha256();
+        }
+        catch (Exception e) when (e is IOException and not ManifestFormatException or UnauthorizedAccessException)
+        {
+            throw new IOException($"Cannot read dataset manifest '{manifestPath}': {e.Message}", e);
         }
 
-        return new ManifestReadResult(fullPath, examples, rejects);
+        return new ManifestReadResult(fullPath, examples, rejects) { Sha256 = fileSha };
     }
 
+    private static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    /// <summary>Bytes kept of a line that is not stored whole (over the limit, or not UTF-8): enough for any reject's raw prefix.</summary>
+    internal const int KeptPrefixBytes = 1024;
+
+    /// <summary>The valid UTF-8 text at the start of <paramref name="bytes"/> (at most <see cref="KeptPrefixBytes"/>), invalid bytes as U+FFFD.</summary>
+    private static string Utf8Prefix(ReadOnlySpan<byte> bytes) =>
+        Encoding.UTF8.GetString(bytes[..Math.Min(bytes.Length, KeptPrefixBytes)]).TrimEnd('\uFFFD');
+
+    internal static string Sha256Hex(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+
     private static ManifestExample? ParseLine(
-        string raw, int lineNo, string dir, Dictionary<string, int> firstLineOfId, List<string> problems)
+        string raw, int lineNo, string dir, ImageRoots roots, Dictionary<string, int> firstLineOfId, List<string> problems)
     {
         JsonDocument doc;
         try
@@ -88,7 +139,7 @@ public static class ManifestReader
 
             string? id = ReadId(fields, lineNo, firstLineOfId, problems);
             string? task = ReadTask(fields, problems);
-            var (imagePath, imageRelative, imageSize) = ReadImage(fields, task, dir, problems);
+            var (imagePath, imageRelative, imageSize) = ReadImage(fields, task, dir, roots, problems);
             string? prompt = ReadPrompt(fields, task, problems);
             string? expected = ReadExpected(fields, problems);
             double[]? box = ReadBox(fields, task, imageSize, problems);
@@ -147,7 +198,7 @@ public static class ManifestReader
     }
 
     private static (string? Abs, string? Rel, (int W, int H)? Size) ReadImage(
-        Dictionary<string, JsonElement> fields, string? task, string dir, List<string> problems)
+        Dictionary<string, JsonElement> fields, string? task, string dir, ImageRoots roots, List<string> problems)
     {
         bool present = fields.TryGetValue(ManifestFields.Image, out var el) && el.ValueKind != JsonValueKind.Null;
         if (present && el.ValueKind != JsonValueKind.String)
@@ -172,20 +223,46 @@ public static class ManifestReader
             return (null, null, null);
         }
 
+        string? abs;
         if (IsAbsolute(rel))
         {
-            problems.Add($"image path '{rel}' is absolute (must be relative to the manifest's folder)");
-            return (null, null, null);
+            abs = Path.GetFullPath(rel);
+            if (!roots.ContainsLexically(abs))
+            {
+                problems.Add(roots.Roots.Count == 0
+                    ? $"image path '{rel}' is absolute (must be relative to the manifest's folder, or lie under a folder named with --image-root)"
+                    : $"image path '{rel}' is absolute and not under any --image-root ({string.Join(", ", roots.Roots.Select(r => r.Full))})");
+                return (null, null, null);
+            }
         }
-        string? abs = ResolveInside(dir, rel);
-        if (abs == null)
+        else
         {
-            problems.Add($"image path '{rel}' escapes the dataset folder ('..')");
-            return (null, null, null);
+            abs = ResolveInside(dir, rel);
+            if (abs == null)
+            {
+                problems.Add($"image path '{rel}' escapes the dataset folder ('..')");
+                return (null, null, null);
+            }
         }
         if (!File.Exists(abs))
         {
             problems.Add(Directory.Exists(abs) ? $"image path '{rel}' is a folder" : $"image file not found: '{rel}'");
+            return (null, null, null);
+        }
+        string real;
+        try
+        {
+            real = RealPath(abs);
+        }
+        catch (IOException e)
+        {
+            problems.Add($"image path '{rel}': {e.Message}");
+            return (null, null, null);
+        }
+        if (!roots.ContainsReal(real))
+        {
+            problems.Add($"image path '{rel}' leads through a symbolic link to '{real}', outside the dataset folder" +
+                         (roots.Roots.Count == 0 ? " (name its folder with --image-root to allow it)" : " and every --image-root"));
             return (null, null, null);
         }
         var size = ReadImageSize(abs);
@@ -234,8 +311,45 @@ public static class ManifestReader
         }
         string root = Path.GetFullPath(dir);
         string abs = Path.GetFullPath(Path.Combine(root, rel.Replace('\\', '/')));
+        return IsUnder(abs, root) ? abs : null;
+    }
+
+    /// <summary>Whether <paramref name="path"/> is <paramref name="root"/> or lies below it (both full paths).</summary>
+    internal static bool IsUnder(string path, string root)
+    {
         string prefix = root.EndsWith(Path.DirectorySeparatorChar) ? root : root + Path.DirectorySeparatorChar;
-        return abs == root || abs.StartsWith(prefix, StringComparison.Ordinal) ? abs : null;
+        return path == root || path.StartsWith(prefix, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// The path with every symbolic link along it resolved (like realpath(3)); parts that do not exist are kept as
+    /// written. Throws <see cref="IOException"/> on a link cycle.
+    /// </summary>
+    internal static string RealPath(string path)
+    {
+        string pending = Path.GetFullPath(path);
+        for (int hops = 0; hops <= 40; hops++)
+        {
+            string root = Path.GetPathRoot(pending)!;
+            var parts = pending[root.Length..].Split(Path.DirectorySeparatorChar, StringSplitOptions.RemoveEmptyEntries);
+            string current = root;
+            bool relinked = false;
+            for (int i = 0; i < parts.Length && !relinked; i++)
+            {
+                string next = Path.Combine(current, parts[i]);
+                string? target = new FileInfo(next).LinkTarget;
+                if (target is null)
+                {
+                    current = next;
+                    continue;
+                }
+                pending = Path.GetFullPath(Path.Combine([Path.GetFullPath(target, current), .. parts[(i + 1)..]]));
+                relinked = true;
+            }
+            if (!relinked)
+                return current;
+        }
+        throw new IOException($"too many levels of symbolic links in '{path}'");
     }
 
     private static string? ReadPrompt(Dictionary<string, JsonElement> fields, string? task, List<string> problems)

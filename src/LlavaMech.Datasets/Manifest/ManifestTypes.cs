@@ -20,11 +20,21 @@ public sealed record ManifestExample(
     int Line)
 {
     public bool IsVqa => Task == ManifestTasks.Vqa;
+
+    /// <summary>The manifest line as read (set by <see cref="ManifestReader"/>; empty for examples made in code).</summary>
+    public string RawLine { get; init; } = "";
 }
 
 /// <summary>A manifest line that was not accepted; <see cref="Message"/> is "line N: reason".</summary>
+/// <paramref name="RawLine"/> is the line as read, or only its start where the line was over the length limit.
 public sealed record ManifestReject(int Line, string Reason, string RawLine)
 {
+    /// <summary>Length of the whole line in bytes (UTF-8, without the newline).</summary>
+    public long RawBytes { get; init; }
+
+    /// <summary>SHA-256 (hex) of the whole line's bytes.</summary>
+    public string RawSha256 { get; init; } = "";
+
     public string Message => $"line {Line}: {Reason}";
 
     public override string ToString() => Message;
@@ -36,6 +46,9 @@ public sealed record ManifestReadResult(
     IReadOnlyList<ManifestReject> Rejects)
 {
     public bool IsClean => Rejects.Count == 0;
+
+    /// <summary>SHA-256 (hex) of the manifest file's bytes, computed while reading it.</summary>
+    public string Sha256 { get; init; } = "";
 }
 
 public static class ManifestTasks

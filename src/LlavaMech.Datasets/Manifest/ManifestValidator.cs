@@ -14,12 +14,12 @@ public static class ManifestValidator
     /// line is good and there is at least one example, 1 when a line is bad or there are none,
     /// 2 when the manifest cannot be read.
     /// </summary>
-    public static (string Report, int ExitCode) Validate(string manifestPath)
+    public static (string Report, int ExitCode) Validate(string manifestPath, ManifestLimits? limits = null)
     {
         ManifestReadResult result;
         try
         {
-            result = ManifestReader.Read(manifestPath);
+            result = ManifestReader.Read(manifestPath, limits);
         }
         catch (IOException e)
         {
