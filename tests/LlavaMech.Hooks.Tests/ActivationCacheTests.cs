@@ -173,7 +173,7 @@ public class ActivationCacheTests
         cache.Offer(HookNames.AttnPattern(0), pattern, seqAxis: 2);
         Assert.Equal([1L, 2, 1, 4], cache[HookNames.AttnPattern(0)].shape);
         Assert.Equal(new float[] { 12, 13, 14, 15, 28, 29, 30, 31 }, cache[HookNames.AttnPattern(0)].data<float>().ToArray());
-        Assert.Equal([3L], cache.QueryRows(HookNames.AttnPattern(0), 4));
+        Assert.Equal([3L], cache.QueryRows(HookNames.AttnPattern(0), 4)!);
         Assert.Null(cache.QueryRows(HookNames.AttnV(0), 4));
 
         // Hooks outside the plan cost nothing: neither Offer nor Put keeps them.

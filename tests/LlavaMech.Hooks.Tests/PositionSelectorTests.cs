@@ -8,8 +8,8 @@ public class PositionSelectorTests
     public void All_and_last_resolve_without_explicit_positions()
     {
         Assert.Null(PositionSelector.All.Resolve(61));
-        Assert.Equal([60L], PositionSelector.Last.Resolve(61));
-        Assert.Equal([0L], PositionSelector.Last.Resolve(1));
+        Assert.Equal([60L], PositionSelector.Last.Resolve(61)!);
+        Assert.Equal([0L], PositionSelector.Last.Resolve(1)!);
         Assert.Equal("all", PositionSelector.All.ToString());
         Assert.Equal("last", PositionSelector.Last.ToString());
         Assert.Null(PositionSelector.All.Positions);
@@ -21,8 +21,8 @@ public class PositionSelectorTests
         var sel = PositionSelector.At([0, 5, -1, -7]);
         Assert.Equal("explicit", sel.Kind);
         Assert.Equal("[0,5,-1,-7]", sel.ToString());
-        Assert.Equal([0L, 5, 6, 0], sel.Resolve(7));
-        Assert.Equal([0L, 5, 60, 54], sel.Resolve(61));
+        Assert.Equal([0L, 5, 6, 0], sel.Resolve(7)!);
+        Assert.Equal([0L, 5, 60, 54], sel.Resolve(61)!);
     }
 
     [Theory]
@@ -63,6 +63,6 @@ public class PositionSelectorTests
         var fromEnd = PositionSelector.At(input.ImagePositions.Select(p => p - input.SeqLen)).Resolve(input.SeqLen)!;
         Assert.Equal(golden, fromEnd);
         // and the last position of the prompt is the one the statistics read
-        Assert.Equal([(long)g.SeqLenPlus(0) - 1], PositionSelector.Last.Resolve(input.SeqLen));
+        Assert.Equal([(long)g.SeqLenPlus(0) - 1], PositionSelector.Last.Resolve(input.SeqLen)!);
     }
 }
