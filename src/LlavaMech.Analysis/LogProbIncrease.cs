@@ -3,7 +3,7 @@ using static TorchSharp.torch;
 
 namespace LlavaMech.Analysis;
 
-/// <summary>Layer, attention-block, FFN-block, head and position log-probability increases (METHOD.md), batched as [N, D] readouts.</summary>
+/// <summary>Layer, attention-block, FFN-block, head and position log-probability increases (docs/METHOD.md, "The statistics"), batched as [N, D] readouts.</summary>
 public static class LogProbIncrease
 {
     /// <summary>Layer results: attention and FFN increases [L] each, and logp of x_l, x_l + a_l, x_l + a_l + f_l [L] each.</summary>

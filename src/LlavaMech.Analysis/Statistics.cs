@@ -119,7 +119,7 @@ public sealed record ExampleStatistics(
 public static class Statistics
 {
     /// <summary>
-    /// Computes every statistic of METHOD.md for one example under inference mode and a dispose scope; device work
+    /// Computes every statistic of docs/METHOD.md ("The statistics") for one example under inference mode and a dispose scope; device work
     /// stays on the device of W_U, and results are copied to the host once at the end (plus two small reads: the top
     /// heads' indices and, on the screened route, the candidates per layer).
     /// </summary>

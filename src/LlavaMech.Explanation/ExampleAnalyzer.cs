@@ -27,7 +27,7 @@ public sealed class ExampleAnalyzer : IDisposable
         var c = model.Config.Text;
         var views = new ReadoutWeights(model.FinalNormWeight, model.LmHeadWeight, c.RmsNormEps, model.OProj, model.DownProj,
             c.NumAttentionHeads, c.NumKeyValueHeads);
-        // Half-precision models read out in float32 (METHOD.md's precision warning); convert once, not per example.
+        // Half-precision models read out in float32 (docs/METHOD.md, "Reference cost at full scale": the precision warning); convert once, not per example.
         _ownsWeights = model.DType != ScalarType.Float32;
         _weights = _ownsWeights ? views.ConvertTo(ScalarType.Float32) : views;
     }

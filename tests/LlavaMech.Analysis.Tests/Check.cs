@@ -10,7 +10,7 @@ internal static class Check
     public static double[] D(Tensor t) => t.detach().cpu().to(ScalarType.Float64).contiguous().data<double>().ToArray();
     public static long[] I(Tensor t) => t.detach().cpu().to(ScalarType.Int64).contiguous().data<long>().ToArray();
 
-    /// <summary>Absolute tolerance, relative for large values (METHOD.md: 1e-3 absolute, relative 1e-3 for large values).</summary>
+    /// <summary>Absolute tolerance, relative for large values (docs/METHOD.md, "Golden files": 1e-3 absolute, relative 1e-3 for large values).</summary>
     /// <summary>Where set, every comparison reports its worst error (the tests' output).</summary>
     [ThreadStatic] public static Action<string>? Log;
 

@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace LlavaMech.Analysis.Tests;
 
-/// <summary>Every statistic of every golden case against the reference, within 1e-3 (METHOD.md).</summary>
+/// <summary>Every statistic of every golden case against the reference, within 1e-3 (docs/METHOD.md, "Golden files").</summary>
 public class GoldenStatisticsTests : IDisposable
 {
     public GoldenStatisticsTests(ITestOutputHelper output) => Check.Log = output.WriteLine;

@@ -9,7 +9,7 @@ namespace LlavaMech.Explanation.Tests;
 
 /// <summary>
 /// The whole path a user runs (tokenizer, image processor, hooked pass, statistics) against the
-/// reference statistics of every golden case, within METHOD.md's 1e-3.
+/// reference statistics of every golden case, within the 1e-3 of docs/METHOD.md ("Golden files").
 /// </summary>
 public class EndToEndStatisticsTests
 {

@@ -45,7 +45,7 @@ public sealed class Golden : IDisposable
 
 public static class Close
 {
-    /// <summary>METHOD.md: within 1e-3 absolute, relative 1e-3 for large values. Names the place that drifts.</summary>
+    /// <summary>docs/METHOD.md, "Golden files": within 1e-3 absolute, relative 1e-3 for large values. Names the place that drifts.</summary>
     public static void Assert(Tensor expected, Tensor actual, string what, double atol = 1e-3, double rtol = 1e-3)
     {
         using var scope = NewDisposeScope();
