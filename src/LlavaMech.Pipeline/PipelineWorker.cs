@@ -19,7 +19,7 @@ public sealed class DevicePool : IHostedService, IAsyncDisposable
                 {
                     Device = d, Threads = options.WorkersPerDevice, Capacity = options.RunnerCapacity, Preload = options.Preload, TorchThreads = options.TorchThreads,
                 },
-                m => log.LogInformation("{Message}", m)))
+                m => log.LogInformation("{Message}", m), log))
             .ToList();
     }
 
