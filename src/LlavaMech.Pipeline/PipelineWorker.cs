@@ -42,7 +42,7 @@ public sealed class DevicePool : IHostedService, IAsyncDisposable
 }
 
 /// <summary>Counters of a silo's worker.</summary>
-/// <param name="LeasesAbandoned">leases dropped because the silo stopped mid-shard (their shards run again elsewhere once the lease expires).</param>
+/// <param name="LeasesAbandoned">leases dropped because the silo stopped mid-shard (given back to the job, so their shards run again elsewhere at once).</param>
 /// <param name="StorageFailures">attempts (among <paramref name="ShardsFailed"/>) that failed because the output storage was unreachable.</param>
 public sealed record WorkerStats(long ShardsCommitted, long ShardsAlreadyCommitted, long ShardsFailed, long LeasesLost, long LeasesAbandoned,
     long Finalizations, long Examples, int ActiveLeases, long StorageFailures = 0);
@@ -173,11 +173,14 @@ public sealed class PipelineWorker(
             }
             else
             {
-                // The silo is stopping: the lease expires and another worker redoes the shard.
+                // The silo is stopping (SIGTERM, Ctrl+C): nothing of the shard is committed; the lease goes back to the
+                // job at once, so another worker redoes the shard without waiting for the lease to expire.
                 Interlocked.Increment(ref _abandoned);
                 outcome = "abandoned";
                 span?.SetTag(TelemetryNames.OutcomeAttribute, outcome);
-                log.LogInformation("worker {Worker}: stopping; job {Job} {What} abandoned", worker, lease.JobId, What(lease));
+                bool released = await ReleaseAsync(job, lease).ConfigureAwait(false);
+                log.LogInformation("worker {Worker}: stopping; job {Job} {What} abandoned, lease {Released}", worker, lease.JobId, What(lease),
+                    released ? "released" : "left to expire (job unreachable)");
             }
         }
         catch (Exception e) when (!stop.IsCancellationRequested)
@@ -209,6 +212,23 @@ public sealed class PipelineWorker(
             Interlocked.Decrement(ref _active);
             leaseCts.Cancel();
             try { await renewals.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        }
+    }
+
+    /// <summary>How long a stopping worker tries to give a lease back before it leaves it to expire.</summary>
+    private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromSeconds(5);
+
+    private async Task<bool> ReleaseAsync(IJobGrain job, WorkLease lease)
+    {
+        try
+        {
+            await job.ReleaseAsync(lease.LeaseId).WaitAsync(ReleaseTimeout).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e)
+        {
+            log.LogWarning("cannot release the lease of job {Job} {What}: {Error}", lease.JobId, What(lease), e.Message);
+            return false;
         }
     }
 
