@@ -80,16 +80,18 @@ public class NonFiniteOutputTests : IDisposable
     }
 
     [Fact]
-    public void Explain_replaces_an_existing_output_folder_only_with_a_complete_one()
+    public void Explain_puts_its_files_into_an_existing_output_folder_only_when_all_are_written()
     {
         string outDir = Path.Combine(_tmp, "explain-out");
         Directory.CreateDirectory(outDir);
-        File.WriteAllText(Path.Combine(outDir, "stale.txt"), "stale");
+        File.WriteAllText(Path.Combine(outDir, "explain.json"), "{\"from\": \"an earlier run\"}");
+        File.WriteAllText(Path.Combine(outDir, "notes.txt"), "the user's own file");
         var r = CliRunner.Run("explain", "--model", _model, "--image", Image, "--prompt", CirclePrompt, "--out", outDir);
         Assert.True(r.ExitCode == 0, r.Stderr);
-        Assert.Equal(["explain.json", "explain.png", "heads.png", "layers.png"], Directory.GetFiles(outDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(["explain.json", "explain.png", "heads.png", "layers.png", "notes.txt"], Directory.GetFiles(outDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         var j = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "explain.json"))).RootElement;
-        Assert.InRange(j.GetProperty("target_prob").GetDouble(), 0.0, 1.0);
+        Assert.InRange(j.GetProperty("target_prob").GetDouble(), 0.0, 1.0);   // the new explain.json replaced the earlier one
+        Assert.Equal("the user's own file", File.ReadAllText(Path.Combine(outDir, "notes.txt")));
         Assert.Equal(["explain-out", "nan-model"], Directory.GetFileSystemEntries(_tmp).Select(Path.GetFileName).Order(StringComparer.Ordinal));
     }
 }

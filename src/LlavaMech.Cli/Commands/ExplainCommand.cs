@@ -37,9 +37,9 @@ public static class ExplainCommand
           layers.png    attention and FFN increase per layer
           heads.png     head increase, layers x heads
           explain.json  all numbers (field list in the README)
-        The folder appears only when every file is written (they are written to a temporary sibling
-        folder, then renamed onto --out; an existing --out is replaced only then), so a failed run
-        leaves no partial output. An input whose pass is not finite (NaN or infinity: an fp16
+        Files are written to a temporary sibling folder and renamed onto --out only when every one
+        is written (into an existing --out they replace their namesakes; other files stay), so a
+        failed run leaves no partial output and an earlier one untouched. An input whose pass is not finite (NaN or infinity: an fp16
         overflow, a corrupt weight) fails naming the first non-finite statistic. JSON output writes
         any non-finite number as null.
         """;
