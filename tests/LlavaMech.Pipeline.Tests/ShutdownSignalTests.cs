@@ -91,14 +91,15 @@ public class ShutdownSignalTests(ITestOutputHelper output)
             var submit = await ChildProcess.RunAsync("submit",
             [
                 "submit", "--model", TestData.TinyModel, "--dataset", data.ManifestPath, "--out", outDir, "--run-id", "silo-signal",
-                "--shard-size", "4", "--batch-size", "1", "--lease-seconds", $"{leaseSeconds}", "--gateway-port", $"{primaryGateway}", "--cluster-id", clusterId,
+                "--shard-size", "16", "--batch-size", "1", "--lease-seconds", $"{leaseSeconds}", "--gateway-port", $"{primaryGateway}", "--cluster-id", clusterId,
             ], null, TimeSpan.FromMinutes(2));
             Assert.True(submit.Code == 0, submit.Output);
             // Submitted while the primary is the only silo, so the job grain lives there and outlives the worker.
             int port1 = PipelineHost.FreePort();
             await using var worker1 = Silo("worker1", port1, PipelineHost.FreePort(), "cpu");
 
-            // SIGTERM once the worker has committed a shard and holds a lease.
+            // SIGTERM once the worker has committed a shard and holds a lease (shards of 16 examples, one per pass:
+            // long enough that the signal lands while they run).
             var clock = Stopwatch.StartNew();
             JobStatus status;
             while (true)
@@ -115,13 +116,30 @@ public class ShutdownSignalTests(ITestOutputHelper output)
             double exitSeconds = signalled.Elapsed.TotalSeconds;
             output.WriteLine($"SIGTERM at {status.ShardsDone}/{status.ShardsTotal} shards, leases {string.Join(", ", status.LeaseOwners ?? [])}; " +
                              $"worker1 exit {code} after {exitSeconds:0.00} s\n{Tail(worker1.Output, 3000)}");
+            output.WriteLine($"--- primary (job grain) log tail:\n{Tail(primary.Output, 2000)}");
             Assert.Equal(0, code);
             Assert.Contains("SIGTERM received", worker1.Output);
             Assert.Contains("lease released", worker1.Output);
             Assert.Contains("llavamech silo: stopped", worker1.Output);
+            // Every lease the worker gave up reached the job grain (on the primary: it was activated there) as a release.
+            int given = Count(worker1.Output, "abandoned, lease released");
+            Assert.True(given >= 1, "worker1 held a lease but released none");
+            for (var wait = Stopwatch.StartNew(); Count(primary.Output, "released shard") < given;)
+            {
+                Assert.True(wait.Elapsed < TimeSpan.FromSeconds(5), $"the job grain logged {Count(primary.Output, "released shard")} releases, the worker {given}");
+                await Task.Delay(50);
+            }
 
             // The leases are back with the job now, long before they would expire; nothing counts as a failed attempt.
+            // (When the silo that leaves held the job's directory entry, the job grain may be activated afresh: it then
+            // rebuilds its shards from the output for a moment, and holds no lease either.)
             var after = await pipeline.StatusAsync("silo-signal");
+            for (var settle = Stopwatch.StartNew(); after.ShardsDone + after.ShardsPending + after.ShardsRunning < after.ShardsTotal || after.ShardsTotal == 0;)
+            {
+                Assert.True(settle.Elapsed < TimeSpan.FromSeconds(10), $"job shards not known 10 s after the worker left: {after}");
+                await Task.Delay(50);
+                after = await pipeline.StatusAsync("silo-signal");
+            }
             output.WriteLine($"after the exit: {after.ShardsDone} done, {after.ShardsRunning} running, {after.ShardsPending} pending, {after.Attempts} failed/expired attempts");
             Assert.Equal(0, after.ShardsRunning);
             Assert.Empty(after.LeaseOwners ?? []);
@@ -196,6 +214,8 @@ public class ShutdownSignalTests(ITestOutputHelper output)
         Assert.Equal(n * 4L * 2, Scalar<long>(db, $"SELECT count(*) FROM {T("layer_stats")}"));
         Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar<long>(db, $"SELECT count(*) FROM {T("rejects")}"));
     }
+
+    private static int Count(string text, string what) => (text.Length - text.Replace(what, "", StringComparison.Ordinal).Length) / what.Length;
 
     private static string Tail(string s, int n) => s.Length <= n ? s : s[^n..];
 }
