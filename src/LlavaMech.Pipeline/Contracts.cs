@@ -327,6 +327,13 @@ public interface IJobGrain : IGrainWithStringKey
     /// </summary>
     Task StorageUnavailableAsync(string leaseId, string endpoint, string error);
 
+    /// <summary>
+    /// The worker gives its lease back before it expires (its silo is stopping: SIGTERM, Ctrl+C): the shard (or the
+    /// finalization) is pending again at once, without counting an attempt, so another worker takes it without waiting
+    /// for the lease to expire. A lease this job does not hold any more is ignored.
+    /// </summary>
+    Task ReleaseAsync(string leaseId);
+
     Task CompleteFinalizeAsync(string leaseId, RunSummary summary);
 }
 

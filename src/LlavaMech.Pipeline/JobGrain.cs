@@ -304,6 +304,18 @@ public sealed class JobGrain : Grain, IJobGrain
         await NoteOutageAsync(endpoint, error);
     }
 
+    public async Task ReleaseAsync(string leaseId)
+    {
+        await IntegrateAsync();
+        if (!Active) return;
+        var slot = FindLease(leaseId);
+        if (slot is null) return;   // expired or taken over already
+        slot.State = SlotState.Pending;
+        slot.LeaseId = null;
+        _log.LogInformation("job {Job}: {Owner} released {What} (stopping); pending again", JobId, slot.Owner,
+            ReferenceEquals(slot, _finalize) ? "the finalization" : $"shard {slot.Shard.Index}");
+    }
+
     /// <summary>Records a failure to reach the output storage: pauses leasing, or fails the job once the storage wait is spent.</summary>
     private async Task NoteOutageAsync(string endpoint, string error)
     {

@@ -29,6 +29,9 @@ public static class PipelineHost
         if (configuration is not null) builder.Configuration.AddConfiguration(configuration);
         ConfigureLogging(builder.Logging, logLevel);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
+        // The process decides what a signal does (the CLI's ShutdownSignals: SIGTERM and SIGINT stop the silo
+        // gracefully, giving its leases back); the default console lifetime would also catch them.
+        builder.Services.AddSingleton<IHostLifetime, ProcessOwnedLifetime>();
         // Before Orleans: the health endpoint starts first, so /healthz answers (and /readyz says 503) while the silo
         // joins its cluster and loads its model.
         builder.Services.AddLlavaMechTelemetry(builder.Configuration);
@@ -68,4 +71,12 @@ public static class PipelineHost
         try { return ((IPEndPoint)l.LocalEndpoint).Port; }
         finally { l.Stop(); }
     }
+}
+
+/// <summary>A host lifetime that leaves signals to the process: the host stops when <see cref="IHostApplicationLifetime.StopApplication"/> is called.</summary>
+internal sealed class ProcessOwnedLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }

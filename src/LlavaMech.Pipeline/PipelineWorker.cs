@@ -19,7 +19,7 @@ public sealed class DevicePool : IHostedService, IAsyncDisposable
                 {
                     Device = d, Threads = options.WorkersPerDevice, Capacity = options.RunnerCapacity, Preload = options.Preload, TorchThreads = options.TorchThreads,
                 },
-                m => log.LogInformation("{Message}", m)))
+                m => log.LogInformation("{Message}", m), log))
             .ToList();
     }
 
@@ -42,10 +42,11 @@ public sealed class DevicePool : IHostedService, IAsyncDisposable
 }
 
 /// <summary>Counters of a silo's worker.</summary>
-/// <param name="LeasesAbandoned">leases dropped because the silo stopped mid-shard (their shards run again elsewhere once the lease expires).</param>
+/// <param name="LeasesAbandoned">leases dropped because the silo stopped mid-shard (given back to the job, so their shards run again elsewhere at once).</param>
 /// <param name="StorageFailures">attempts (among <paramref name="ShardsFailed"/>) that failed because the output storage was unreachable.</param>
+/// <param name="LeasesReleased">abandoned leases that the job took back (the others expire).</param>
 public sealed record WorkerStats(long ShardsCommitted, long ShardsAlreadyCommitted, long ShardsFailed, long LeasesLost, long LeasesAbandoned,
-    long Finalizations, long Examples, int ActiveLeases, long StorageFailures = 0);
+    long Finalizations, long Examples, int ActiveLeases, long StorageFailures = 0, long LeasesReleased = 0);
 
 /// <summary>
 /// The worker of one silo: for each of its devices, <see cref="PipelineSiloOptions.WorkersPerDevice"/> x
@@ -66,12 +67,12 @@ public sealed class PipelineWorker(
     PipelineMetrics metrics,
     ILogger<PipelineWorker> log) : BackgroundService
 {
-    private long _committed, _already, _failed, _lost, _abandoned, _finalized, _examples, _storageFailures;
+    private long _committed, _already, _failed, _lost, _abandoned, _released, _finalized, _examples, _storageFailures;
     private int _active;
 
     public WorkerStats Stats => new(Interlocked.Read(ref _committed), Interlocked.Read(ref _already), Interlocked.Read(ref _failed),
         Interlocked.Read(ref _lost), Interlocked.Read(ref _abandoned), Interlocked.Read(ref _finalized), Interlocked.Read(ref _examples), Volatile.Read(ref _active),
-        Interlocked.Read(ref _storageFailures));
+        Interlocked.Read(ref _storageFailures), Interlocked.Read(ref _released));
 
     /// <summary>Leases this silo holds right now.</summary>
     public int ActiveLeases => Volatile.Read(ref _active);
@@ -173,11 +174,15 @@ public sealed class PipelineWorker(
             }
             else
             {
-                // The silo is stopping: the lease expires and another worker redoes the shard.
+                // The silo is stopping (SIGTERM, Ctrl+C): nothing of the shard is committed; the lease goes back to the
+                // job at once, so another worker redoes the shard without waiting for the lease to expire.
                 Interlocked.Increment(ref _abandoned);
                 outcome = "abandoned";
                 span?.SetTag(TelemetryNames.OutcomeAttribute, outcome);
-                log.LogInformation("worker {Worker}: stopping; job {Job} {What} abandoned", worker, lease.JobId, What(lease));
+                bool released = await ReleaseAsync(job, lease).ConfigureAwait(false);
+                if (released) Interlocked.Increment(ref _released);
+                log.LogInformation("worker {Worker}: stopping; job {Job} {What} abandoned, lease {Released}", worker, lease.JobId, What(lease),
+                    released ? "released" : "left to expire (job unreachable)");
             }
         }
         catch (Exception e) when (!stop.IsCancellationRequested)
@@ -209,6 +214,23 @@ public sealed class PipelineWorker(
             Interlocked.Decrement(ref _active);
             leaseCts.Cancel();
             try { await renewals.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        }
+    }
+
+    /// <summary>How long a stopping worker tries to give a lease back before it leaves it to expire.</summary>
+    private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromSeconds(5);
+
+    private async Task<bool> ReleaseAsync(IJobGrain job, WorkLease lease)
+    {
+        try
+        {
+            await job.ReleaseAsync(lease.LeaseId).WaitAsync(ReleaseTimeout).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception e)
+        {
+            log.LogWarning("cannot release the lease of job {Job} {What}: {Error}", lease.JobId, What(lease), e.Message);
+            return false;
         }
     }
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using LlavaMech.Model;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace LlavaMech.Runtime;
 
@@ -65,6 +66,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     private readonly Thread[] _threads;
     private readonly CancellationTokenSource _stop = new();
     private readonly Action<string>? _log;
+    private readonly ILogger? _logger;
     private long _examples, _rejected, _failed, _busyTicks;
     private int _modelLoads, _started, _stopped;
     private int _threadsReady, _threadsPreloaded, _threadsAlive, _running, _consecutiveFailures;
@@ -76,8 +78,11 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     /// <summary>One work item of the channel: one example, or a batch (<see cref="AnalyzeBatchAsync"/>) run as one item.</summary>
     private sealed record Request(ModelSpec Model, IReadOnlyList<ExampleWork> Works, AnalysisSettings Settings, TaskCompletionSource<ExampleOutcome[]> Result, CancellationToken Cancel);
 
-    public DeviceRunner(DeviceRunnerOptions options, Action<string>? log = null)
+    /// <param name="log">progress messages (model loads, device checks).</param>
+    /// <param name="logger">warnings of the analyzer: rejected examples (non-finite statistics, failed analyses) and batched passes that fell back to one example at a time.</param>
+    public DeviceRunner(DeviceRunnerOptions options, Action<string>? log = null, ILogger? logger = null)
     {
+        _logger = logger;
         Options = options ?? throw new ArgumentNullException(nameof(options));
         if (options.Threads < 1) throw new ArgumentException($"a device runner needs at least one thread, got {options.Threads}");
         _log = log;
@@ -311,7 +316,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
         var model = LoadedModel.Load(spec.Dir, new ModelLoadOptions(Options.Device, spec.DType));
         try
         {
-            var analyzer = new PipelineAnalyzer(model);
+            var analyzer = new PipelineAnalyzer(model, _logger);
             Interlocked.Increment(ref _modelLoads);
             _log?.Invoke($"device {Device} thread {index}: loaded {spec.Dir} ({model.DType}) in {sw.Elapsed.TotalSeconds:0.0} s");
             return (model, analyzer, spec);

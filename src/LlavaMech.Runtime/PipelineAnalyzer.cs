@@ -6,6 +6,8 @@ using LlavaMech.Hooks;
 using LlavaMech.Model;
 using LlavaMech.Processing;
 using LlavaMech.Storage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using static TorchSharp.torch;
 
 namespace LlavaMech.Runtime;
@@ -20,11 +22,14 @@ namespace LlavaMech.Runtime;
 public sealed class PipelineAnalyzer : IDisposable
 {
     private readonly ExampleAnalyzer _analyzer;
+    private readonly ILogger _log;
 
-    public PipelineAnalyzer(LoadedModel model)
+    /// <param name="log">where a batch whose pass threw is reported (warning) before its examples run one by one.</param>
+    public PipelineAnalyzer(LoadedModel model, ILogger? log = null)
     {
         Model = model;
         _analyzer = new ExampleAnalyzer(model);
+        _log = log ?? NullLogger.Instance;
     }
 
     public LoadedModel Model { get; }
@@ -38,20 +43,24 @@ public sealed class PipelineAnalyzer : IDisposable
     /// <summary>
     /// Analyzes one example. Input problems (unreadable or undecodable image, a prompt the model cannot take, an
     /// expected answer that is not one token under <see cref="TargetMode.Expected"/>) give a rejected outcome with the
-    /// reason; failures of the pass itself throw (they are the worker's, not the example's).
+    /// reason, and so does an example whose pass yields a non-finite statistic (reason: "non-finite statistic ..."
+    /// naming the first one, see <see cref="NonFinite.FirstNonFinite"/>) or whose own analysis throws ("analysis
+    /// failed: ..."). Device faults (<see cref="IsDeviceFault"/>: out of memory, CUDA errors) throw: they are the
+    /// worker's, not the example's, and the shard runs again.
     /// </summary>
     public ExampleOutcome Run(ExampleWork work, AnalysisSettings settings)
     {
         var (input, target, reject) = Prepare(work, settings);
-        return reject ?? RunPrepared(work, input!, target, settings);
+        return reject ?? RunIsolated(work, input!, target, settings);
     }
 
     /// <summary>
     /// Analyzes several examples, in order: each is prepared (rejects exactly as <see cref="Run"/>), the accepted ones
     /// are grouped by sequence length and image geometry, and each group of up to
     /// <see cref="AnalysisSettings.BatchSize"/> goes through ONE hooked pass [B, T] (equal lengths: no padding, no
-    /// attention mask); every batch row then gets the statistics and rows <see cref="Run"/> gives it alone. A batch
-    /// whose pass throws is run again one example at a time, so one bad example cannot fail the others. Forward and
+    /// attention mask); every batch row then gets the statistics and rows <see cref="Run"/> gives it alone (a row with
+    /// a non-finite statistic is rejected alone: rows do not mix in the pass). A batch whose pass throws is logged
+    /// (warning) and run again one example at a time, so one bad example cannot fail the others. Forward and
     /// statistics times of a batched example are the batch's divided by its size.
     /// </summary>
     public ExampleOutcome[] RunBatch(IReadOnlyList<ExampleWork> works, AnalysisSettings settings)
@@ -78,7 +87,7 @@ public sealed class PipelineAnalyzer : IDisposable
                 if (batch.Count == 1)
                 {
                     var one = batch[0];
-                    outcomes[one.Index] = RunPrepared(works[one.Index], one.Input, one.Target, settings);
+                    outcomes[one.Index] = RunIsolated(works[one.Index], one.Input, one.Target, settings);
                     continue;
                 }
                 ExampleOutcome[]? results = null;
@@ -86,12 +95,14 @@ public sealed class PipelineAnalyzer : IDisposable
                 {
                     results = RunBatched(batch.Select(b => (works[b.Index], b.Input, b.Target)).ToList(), settings);
                 }
-                catch (Exception)
+                catch (Exception e) when (!IsDeviceFault(e))
                 {
                     BatchFallbacks++;
+                    _log.LogWarning("batched pass of {Count} examples ({Ids}) failed, running them one by one: {Error}", batch.Count,
+                        string.Join(", ", batch.Select(b => works[b.Index].Id)), e.Message);
                 }
                 for (int j = 0; j < batch.Count; j++)
-                    outcomes[batch[j].Index] = results?[j] ?? RunPrepared(works[batch[j].Index], batch[j].Input, batch[j].Target, settings);
+                    outcomes[batch[j].Index] = results?[j] ?? RunIsolated(works[batch[j].Index], batch[j].Input, batch[j].Target, settings);
             }
         }
         return outcomes;
@@ -126,8 +137,30 @@ public sealed class PipelineAnalyzer : IDisposable
         }
     }
 
-    private ExampleOutcome RunPrepared(ExampleWork work, ModelInput input, int? target, AnalysisSettings settings) =>
-        RunBatched([(work, input, target)], settings)[0];
+    /// <summary>One prepared example alone: what its own analysis throws becomes its reject, except a device fault.</summary>
+    private ExampleOutcome RunIsolated(ExampleWork work, ModelInput input, int? target, AnalysisSettings settings)
+    {
+        try
+        {
+            return RunBatched([(work, input, target)], settings)[0];
+        }
+        catch (Exception e) when (!IsDeviceFault(e))
+        {
+            _log.LogWarning("example {Id} (line {Line}) rejected: its analysis failed: {Error}", work.Id, work.Line, e.Message);
+            return Reject(work, $"analysis failed: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// Failures of the device or the process rather than of one example: out of memory (host or CUDA), CUDA errors,
+    /// a disposed model. These propagate (the shard is retried, the runner's health counts them) instead of
+    /// rejecting the example.
+    /// </summary>
+    public static bool IsDeviceFault(Exception e) =>
+        e is OutOfMemoryException or ObjectDisposedException or OperationCanceledException or ThreadInterruptedException
+        || e.Message.Contains("CUDA", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase)
+        || e.Message.Contains("device-side", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>One hooked pass over examples of equal length and image geometry (one or more), then each row's statistics.</summary>
     private ExampleOutcome[] RunBatched(IReadOnlyList<(ExampleWork Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings)
@@ -144,16 +177,22 @@ public sealed class PipelineAnalyzer : IDisposable
         double forwardMs = sw.Elapsed.TotalMilliseconds;
 
         double statsMs = 0;
-        var rows = new ExampleRows[B];
+        var rows = new ExampleRows?[B];
+        var nonFinite = new string?[B];
         for (int b = 0; b < B; b++)
         {
             using var rowScope = NewDisposeScope();
             sw.Restart();
             var (stats, acts) = Analyze(batch[b].Input, settings.ToStatisticsOptions(batch[b].Target), cache, b);
             statsMs += sw.Elapsed.TotalMilliseconds;
-            rows[b] = BuildRows(batch[b].Work, batch[b].Input, stats, acts, settings);
+            // A non-finite value (fp16 overflow, a corrupt weight row) cannot be stored: the example is rejected, naming it.
+            nonFinite[b] = stats.FirstNonFinite();
+            if (nonFinite[b] is null) rows[b] = BuildRows(batch[b].Work, batch[b].Input, stats, acts, settings);
+            else _log.LogWarning("example {Id} (line {Line}) rejected: non-finite statistic {Statistic}", batch[b].Work.Id, batch[b].Work.Line, nonFinite[b]);
         }
-        return batch.Select((b, i) => new ExampleOutcome(b.Work, rows[i], null, forwardMs / B, statsMs / B)).ToArray();
+        return batch.Select((b, i) => nonFinite[i] is { } bad
+            ? new ExampleOutcome(b.Work, null, $"non-finite statistic {bad}", forwardMs / B, statsMs / B)
+            : new ExampleOutcome(b.Work, rows[i], null, forwardMs / B, statsMs / B)).ToArray();
     }
 
     private static ExampleOutcome Reject(ExampleWork work, string reason) => new(work, null, reason, 0, 0);

@@ -74,6 +74,16 @@ public sealed class ChildProcess : IAsyncDisposable
     /// <summary>Standard output and error, interleaved as they came.</summary>
     public string Output { get { lock (_all) return _all.ToString(); } }
 
+    /// <summary>Sends a real signal, as kill -SIG PID does (15 SIGTERM, 2 SIGINT).</summary>
+    public void Signal(int signal)
+    {
+        if (kill(Pid, signal) != 0)
+            throw new InvalidOperationException($"kill({Pid}, {signal}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int sig);
+
     /// <summary>SIGKILL, as kill -9: no shutdown code runs.</summary>
     public void KillHard()
     {

@@ -148,7 +148,7 @@ public static class BenchCommand
         if (examples > 0)
             Console.WriteLine($"resident memory   {ResourceUsage.Mib(rss50)} at example {Math.Min(50, examples)}, {ResourceUsage.Mib(rssEnd)} at {examples} ({SignedNumber.Percent(growth)}); peak {ResourceUsage.Mib(peak)}");
         if (cl.Flag("analysis")) AnalysisBench(cl, model, idsArr, imageTokens, plain, figures);
-        if (cl.Flag("json")) Console.WriteLine(JsonSerializer.Serialize(figures, Json.Indented));
+        if (cl.Flag("json")) Console.WriteLine(Json.Serialize(figures, indented: true));
         return 0;
     }
 

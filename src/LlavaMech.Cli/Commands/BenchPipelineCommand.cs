@@ -459,7 +459,7 @@ public static class BenchPipelineCommand
     {
         if (json)
         {
-            Console.WriteLine(JsonSerializer.Serialize(results.Select(m => new Dictionary<string, object?>
+            Console.WriteLine(Json.Serialize(results.Select(m => new Dictionary<string, object?>
             {
                 ["mode"] = m.Mode, ["processes"] = m.Processes, ["examples"] = m.Examples, ["seconds"] = m.Seconds, ["examples_per_second"] = m.PerSecond,
                 ["steady_examples_per_second"] = m.SteadyPerSecond, ["finalize_seconds"] = m.FinalizeSeconds, ["overhead"] = m.Overhead,
@@ -467,7 +467,7 @@ public static class BenchPipelineCommand
                 ["steady_jit_ms_per_example"] = m.JitMsPerExample, ["cpu_overhead_without_jit"] = m.CpuOverheadWithoutJit,
                 ["rss_at_10pct_bytes"] = m.RssAt10, ["rss_at_100pct_bytes"] = m.RssAt100, ["peak_rss_bytes"] = m.PeakRss, ["torch_threads"] = threads, ["device"] = device,
                 ["cores"] = Environment.ProcessorCount,
-            }), new JsonSerializerOptions { WriteIndented = true }));
+            }), indented: true));
             return;
         }
         static string Mib(IEnumerable<long> v) => string.Join(" + ", v.Select(b => (b / (1024.0 * 1024.0)).ToString("0", CultureInfo.InvariantCulture)));

@@ -37,6 +37,11 @@ public static class ExplainCommand
           layers.png    attention and FFN increase per layer
           heads.png     head increase, layers x heads
           explain.json  all numbers (field list in the README)
+        Files are written to a temporary sibling folder and renamed onto --out only when every one
+        is written (into an existing --out they replace their namesakes; other files stay), so a
+        failed run leaves no partial output and an earlier one untouched. An input whose pass is not finite (NaN or infinity: an fp16
+        overflow, a corrupt weight) fails naming the first non-finite statistic. JSON output writes
+        any non-finite number as null.
         """;
 
     public const string Examples = """
@@ -72,14 +77,18 @@ public static class ExplainCommand
             Neurons = new NeuronOptions(route, cl.GetInt("screen-k")),
         };
         var a = analyzer.Analyze(input, statsOptions, lensLayers);
-        var s = a.Statistics;
+        // NaN or infinity (an fp16 overflow, a corrupt weight row) would make figures and numbers meaningless.
+        if (a.Statistics.FirstNonFinite() is { } bad)
+            throw new InvalidOperationException($"non-finite statistic {bad}: the model's pass on this input is not finite (dtype {model.DType}); nothing written to {outDir}");
 
-        Directory.CreateDirectory(outDir);
         var json = ToJson(model, a);
-        File.WriteAllText(Path.Combine(outDir, "explain.json"), json.ToJsonString(Json.Indented));
-        WriteFigures(model, a, outDir, heatmapHeads);
+        OutputFolder.WriteAtomically(outDir, dir =>
+        {
+            File.WriteAllText(Path.Combine(dir, "explain.json"), Json.Serialize(json.DeepClone(), indented: true));
+            WriteFigures(model, a, dir, heatmapHeads);
+        });
 
-        if (cl.Flag("json")) { Console.WriteLine(json.ToJsonString(Json.Options)); return 0; }
+        if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(json)); return 0; }
         PrintSummary(model, a, outDir, heatmapHeads);
         return 0;
     }

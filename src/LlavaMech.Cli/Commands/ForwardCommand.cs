@@ -24,7 +24,8 @@ public static class ForwardCommand
         probable next tokens. This is the pass every analysis starts from.
 
         JSON fields: input_ids, seq_len, num_image_tokens, image_positions, target_id, target_token,
-        top [{id, token, prob}], model, device, dtype.
+        top [{id, token, prob}], model, device, dtype. A non-finite number (NaN, infinity: an fp16
+        overflow, a corrupt weight) is written as null, so the output stays valid JSON.
         """;
 
     public const string Examples = """
@@ -51,7 +52,7 @@ public static class ForwardCommand
             top[0].Id, top[0].Token, top, model.Directory, model.Device.ToString(), model.DType.ToString());
         if (cl.Flag("json"))
         {
-            Console.WriteLine(JsonSerializer.Serialize(result, Json.Options));
+            Console.WriteLine(Json.Serialize(result));
             return 0;
         }
         Console.WriteLine($"model      {model.Directory} ({model.Config.Kind}, {model.Layers} layers, {model.Device}, {model.DType})");
@@ -82,10 +83,4 @@ public static class ForwardCommand
         [property: JsonPropertyName("model")] string Model,
         [property: JsonPropertyName("device")] string Device,
         [property: JsonPropertyName("dtype")] string DType);
-}
-
-public static class Json
-{
-    public static readonly JsonSerializerOptions Options = new() { WriteIndented = false, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
-    public static readonly JsonSerializerOptions Indented = new(Options) { WriteIndented = true };
 }

@@ -64,7 +64,7 @@ public static class InspectCommand
             weight_tensors = tensors,
             weight_dtypes = weights,
         };
-        if (cl.Flag("json")) { Console.WriteLine(JsonSerializer.Serialize(info, Json.Indented)); return 0; }
+        if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(info, indented: true)); return 0; }
         Console.WriteLine($"model          {dir} ({c.Kind})");
         Console.WriteLine($"language       {t.NumHiddenLayers} layers x {t.NumAttentionHeads} heads ({t.NumKeyValueHeads} kv) x {t.HeadDim}, hidden {t.HiddenSize}, MLP {t.IntermediateSize}, vocab {t.VocabSize}");
         if (c.Vision is { } v)

@@ -124,6 +124,13 @@ public static class PipelineCommands
 
         Interrupted or failed runs resume: run the same command again (same --out, or the same
         --run-id) and the committed shards are skipped. One output location holds one run.
+
+        Ctrl+C (SIGINT) and SIGTERM (kill, systemd, Kubernetes, timeout) stop the run gracefully:
+        no new shards are leased, shards in flight are dropped without committing anything, and
+        the command exits with 130 (SIGINT) or 143 (SIGTERM) within seconds, naming how many shards
+        are committed; a second signal ends the process at once. Examples whose statistics are not
+        finite (NaN, infinity) or whose analysis fails go to rejects with the reason; the rest of
+        their shard commits.
         """;
 
     public const string RunExamples = """
@@ -164,9 +171,10 @@ public static class PipelineCommands
         // LLAVAMECH_Telemetry__* from the environment (e.g. a probe port or JSON logs where the in-process silo runs in a pod).
         var environment = new ConfigurationBuilder().AddEnvironmentVariables("LLAVAMECH_").Build();
         using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning, environment);
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
-        Console.CancelKeyPress += onCancel;
+        // SIGINT (Ctrl+C) and SIGTERM (kill, systemd, Kubernetes, timeout): cancel the job (leasing stops, in-flight
+        // shards are dropped uncommitted), stop the silo, exit 130 / 143; the same command resumes.
+        using var signals = new ShutdownSignals(s => Console.Error.WriteLine(
+            $"{Environment.NewLine}llavamech run: {(s == System.Runtime.InteropServices.PosixSignal.SIGTERM ? "SIGTERM" : "SIGINT")} received; stopping (committed shards stay)..."));
         try
         {
             host.StartAsync().GetAwaiter().GetResult();
@@ -176,14 +184,15 @@ public static class PipelineCommands
             JobStatus final;
             try
             {
-                final = client.RunAsync(spec, progress.Report, interrupt.Token).GetAwaiter().GetResult();
+                final = client.RunAsync(spec, progress.Report, signals.Token).GetAwaiter().GetResult();
             }
-            catch (OperationCanceledException) when (interrupt.IsCancellationRequested)
+            catch (OperationCanceledException) when (signals.Token.IsCancellationRequested)
             {
                 progress.Done();
-                var st = client.CancelAsync(spec.JobId, "interrupted (Ctrl+C)").GetAwaiter().GetResult();
-                Console.Error.WriteLine($"llavamech run: interrupted; {st.ShardsDone} of {st.ShardsTotal} shards are committed in {spec.Output}. Run the same command again to resume.");
-                return 130;
+                var st = client.CancelAsync(spec.JobId, $"interrupted ({signals.SignalName})").GetAwaiter().GetResult();
+                Console.Error.WriteLine($"llavamech run: interrupted by {signals.SignalName}; {st.ShardsDone} of {st.ShardsTotal} shards are committed in {spec.Output}. " +
+                                        $"Run the same command again to resume. Exit code {signals.ExitCode}.");
+                return signals.ExitCode;
             }
             progress.Done();
             PrintSummary(final, clock.Elapsed);
@@ -192,7 +201,6 @@ public static class PipelineCommands
         }
         finally
         {
-            Console.CancelKeyPress -= onCancel;
             try { host.StopAsync(TimeSpan.FromSeconds(30)).GetAwaiter().GetResult(); } catch (OperationCanceledException) { }
         }
     }
@@ -298,7 +306,10 @@ public static class PipelineCommands
 
     public const string SiloDescription = """
         Runs one silo of a pipeline cluster until Ctrl+C or SIGTERM. Silos with devices pull shard
-        leases of active jobs and run them; a silo with --devices none only hosts grains. Submit
+        leases of active jobs and run them; on SIGTERM or Ctrl+C a silo stops leasing, drops the
+        shards it is running without committing them and gives their leases back to the job (other
+        silos take them at once, without waiting for the lease to expire), leaves the cluster and
+        exits 0; a silo with --devices none only hosts grains. Submit
         jobs with ./llavamech submit. Model folders, manifests and images must be readable at the
         same paths on every silo (shared storage); outputs may be local to a shared folder or in
         Azure Blob Storage.
@@ -360,10 +371,19 @@ public static class PipelineCommands
         catch (ArgumentException e) { throw new UsageException(e.Message); }   // e.g. Telemetry:HealthPort is not a port
         using var _ = host;
         if (parent is { } pid) StopWithParent(host, pid);
+        // SIGTERM and SIGINT stop the silo gracefully: its workers stop leasing, give their leases back to the job
+        // (another silo takes the shards at once), and the silo leaves the cluster; exit code 0.
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        using var signals = new ShutdownSignals(s =>
+        {
+            Console.Error.WriteLine($"llavamech silo: {(s == System.Runtime.InteropServices.PosixSignal.SIGTERM ? "SIGTERM" : "SIGINT")} received; releasing leases and stopping");
+            lifetime.StopApplication();
+        });
         Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
                                 $"devices {(pipeline.Devices.Count == 0 ? "none" : string.Join(",", pipeline.Devices))} x {pipeline.WorkersPerDevice}, state {pipeline.StateStore}, " +
                                 $"{(host.Services.GetRequiredService<LlavaMech.Telemetry.TelemetryOptions>().HealthPort is > 0 and var hp ? $"/healthz /readyz on port {hp}" : "no health endpoint")}. Ctrl+C stops it.");
-        host.Run();   // returns on Ctrl+C / SIGTERM after a graceful shutdown
+        host.Run();   // returns after a graceful shutdown (SIGTERM, Ctrl+C, the parent's exit)
+        Console.Error.WriteLine("llavamech silo: stopped");
         return 0;
     }
 
