@@ -1,3 +1,4 @@
+using LlavaMech.Hooks;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,34 +28,21 @@ public static class AttentionMaps
     }
 
     /// <summary>
-    /// The log-increase heatmap: position scores ([T], or [K, T] for K heads, summed over the heads) at the image positions,
-    /// min-max scaled, then divided by their sum (a constant map becomes uniform), laid out on the side x side grid
-    /// (row-major). P must be side^2, or side^2 + 1 with the CLS feature first (strategy "full"), which is dropped.
-    /// Returns [side, side].
+    /// The log-increase heatmap: position scores ([T], or [K, T] for K heads, summed over the heads) at the patches of the
+    /// layout's grid (the class token, if any, is not a patch), min-max scaled, then divided by their sum (a constant map
+    /// becomes uniform), laid out row-major on the grid. Returns [rows, cols].
     /// </summary>
-    public static Tensor LogIncreaseHeatmap(Tensor positionScores, Tensor imagePositions)
+    public static Tensor LogIncreaseHeatmap(Tensor positionScores, ImageTokenLayout layout)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var pos = imagePositions.to(positionScores.device).to(ScalarType.Int64).reshape(-1);
-        long P = pos.shape[0];
-        long side = GridSide(P);
-        if (side * side != P) pos = pos.narrow(0, 1, side * side);
+        var grid = layout.Grid;
+        var pos = tensor(layout.GridPositions().Select(p => (long)p).ToArray(), device: positionScores.device);
         var s = positionScores.dim() == 1 ? positionScores : positionScores.sum(dim: 0);
         var x = s.index_select(0, pos);
         var min = x.min();
         var range = x.max() - min;
         var scaled = where(range > 0, (x - min) / where(range > 0, range, ones_like(range)), ones_like(x));
-        return (scaled / scaled.sum()).reshape(side, side).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>sqrt(P) for P = side^2 (or side^2 + 1, a CLS feature first); throws otherwise.</summary>
-    public static long GridSide(long imageTokens)
-    {
-        long side = (long)Math.Round(Math.Sqrt(imageTokens));
-        if (side * side == imageTokens) return side;
-        side = (long)Math.Round(Math.Sqrt(imageTokens - 1));
-        if (side * side == imageTokens - 1) return side;
-        throw new ArgumentException($"{imageTokens} image tokens do not form a square grid (with or without a CLS feature)");
+        return (scaled / scaled.sum()).reshape(grid.Rows, grid.Cols).MoveToOuterDisposeScope();
     }
 }

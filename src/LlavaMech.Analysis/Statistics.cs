@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using LlavaMech.Hooks;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -25,8 +26,8 @@ public sealed record StatisticsOptions
 
     public NeuronOptions Neurons { get; init; } = new();
 
-    /// <summary>Sequence positions of the image tokens ([P] int64), null for text-only prompts.</summary>
-    public Tensor? ImagePositions { get; init; }
+    /// <summary>Where the image tokens are and which patch each one is (from the prepared input); null for text-only prompts.</summary>
+    public ImageTokenLayout? ImageLayout { get; init; }
 
     /// <summary>Projector outputs [P, D] for the visual-token logit lens; null: skipped.</summary>
     public Tensor? ImageFeatures { get; init; }
@@ -83,7 +84,7 @@ public sealed record NeuronRecall(int TopN, double Positive, double Negative, do
 /// <param name="AttentionBaseline">[P] mean over layers and heads of A[t, p].</param>
 /// <param name="ImageAttentionShare">[L][H] attention mass on image positions.</param>
 /// <param name="TextAttentionShare">[L][H] attention mass on the other positions.</param>
-/// <param name="Heatmap">[side][side] log-increase heatmap of the top <see cref="HeatmapHeads"/> head(s).</param>
+/// <param name="Heatmap">[rows][cols] log-increase heatmap on the image's patch grid of the top <see cref="HeatmapHeads"/> head(s).</param>
 /// <param name="VisualTokenLens">own-RMS lens of the projector outputs (null without image features).</param>
 public sealed record ImageStatistics(
     int[] ImagePositions,
@@ -189,9 +190,9 @@ public static class Statistics
         HostTransfer.Slot? sImgPos = null, sBase = null, sImgShare = null, sTxtShare = null, sHeat = null;
         LensSlots? visLens = null;
         HeadIndex[] heatHeads = Array.Empty<HeadIndex>();
-        if (o.ImagePositions is not null)
+        if (o.ImageLayout is { } layout)
         {
-            var imgPos = o.ImagePositions.to(dev).to(ScalarType.Int64).reshape(-1);
+            var imgPos = tensor(layout.Positions.Select(p => (long)p).ToArray(), device: dev);
             sImgPos = host.Add(imgPos);
             sBase = host.Add(AttentionMaps.Baseline(acts.PatternLastRow, imgPos, ct));
             var (img, txt) = AttentionMaps.Share(acts.PatternLastRow, imgPos, ct);
@@ -201,7 +202,7 @@ public static class Statistics
             if (nh > 0 && imgPos.shape[0] > 0)
             {
                 heatHeads = top.Take(nh).ToArray();
-                sHeat = host.Add(AttentionMaps.LogIncreaseHeatmap(positions.narrow(0, 0, nh), imgPos));
+                sHeat = host.Add(AttentionMaps.LogIncreaseHeatmap(positions.narrow(0, 0, nh), layout));
             }
             Mark("image_maps");
         }

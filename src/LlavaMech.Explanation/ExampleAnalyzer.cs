@@ -60,10 +60,10 @@ public sealed class ExampleAnalyzer : IDisposable
 
         sw.Restart();
         var acts = Captures.LastPosition(cache, layers, lastFromAll: lens);
-        var imagePositions = image ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: Model.Device) : null;
+        var imagePositions = lens ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: Model.Device) : null;
         var o = options with
         {
-            ImagePositions = imagePositions,
+            ImageLayout = input.ImageLayout,
             ImageFeatures = image ? cache[HookNames.ImageFeatures][0] : null,
             ResidualLens = lens ? Captures.ImageResidual(cache, layers, imagePositions!, residualLensLayers!) : null,
         };

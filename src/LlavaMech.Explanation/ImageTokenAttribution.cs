@@ -1,3 +1,4 @@
+using LlavaMech.Hooks;
 using LlavaMech.Model;
 using static TorchSharp.torch;
 
@@ -15,10 +16,11 @@ public sealed class ImageTokenAttribution
     private readonly Tensor _embeds;       // [1, T, D]
     private readonly Tensor _positions;    // [P] sequence positions of the image tokens
     private readonly Tensor _removed;      // [D] replacement for an ablated image token
+    private readonly ImageTokenLayout _layout;
 
     public ImageTokenAttribution(LoadedModel model, ModelInput input, int targetId, int batchSize = 32)
     {
-        if (input.PixelValues is null) throw new ArgumentException("image attribution needs an image input");
+        if (input.PixelValues is null || input.ImageLayout is null) throw new ArgumentException("image attribution needs an image input");
         _model = model;
         TargetId = targetId;
         BatchSize = Math.Max(1, batchSize);
@@ -29,10 +31,12 @@ public sealed class ImageTokenAttribution
         }
         _positions = tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: model.Device);
         _removed = _embeds[0].index_select(0, _positions).mean([0]);
+        _layout = input.ImageLayout;
         Patches = input.ImagePositions.Length;
     }
 
     public int TargetId { get; }
+    /// <summary>Image tokens P (the class token, with strategy full, included): the length of every per-patch map.</summary>
     public int Patches { get; }
     public int BatchSize { get; }
     public Device Device => _embeds.device;
@@ -105,22 +109,25 @@ public sealed class ImageTokenAttribution
 
     /// <summary>
     /// Causal occlusion: for each patch, remove the window x window block of patches centred on
-    /// it and measure the drop log p(target) - log p(target | removed); [P], larger = more important.
+    /// it (on its grid of the image-token layout; the class token alone) and measure the drop
+    /// log p(target) - log p(target | removed); [P], larger = more important.
     /// </summary>
     public float[] Occlusion(int window = 1)
     {
         using var scope = NewDisposeScope();
-        int side = (int)Math.Round(Math.Sqrt(Patches));
-        if (side * side != Patches) throw new ArgumentException($"occlusion needs a square patch grid; {Patches} image tokens is not a square");
         var mask = new bool[Patches * Patches];                                          // [P (occluded example), P (patch)]
         int lo = -(window - 1) / 2, hi = window / 2;
         for (int p = 0; p < Patches; p++)
+        {
+            if (_layout.CellOf(p) is not { } cell) { mask[p * Patches + p] = true; continue; }
+            var grid = _layout.Grids[cell.Grid];
             for (int dr = lo; dr <= hi; dr++)
                 for (int dc = lo; dc <= hi; dc++)
                 {
-                    int r = p / side + dr, c = p % side + dc;
-                    if (r >= 0 && r < side && c >= 0 && c < side) mask[p * Patches + r * side + c] = true;
+                    int r = cell.Row + dr, c = cell.Col + dc;
+                    if (r >= 0 && r < grid.Rows && c >= 0 && c < grid.Cols) mask[p * Patches + grid.TokenIndex(r, c)] = true;
                 }
+        }
         double original = OriginalLogProb();
         var drops = new float[Patches];
         for (int start = 0; start < Patches; start += BatchSize)

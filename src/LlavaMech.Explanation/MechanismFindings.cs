@@ -27,13 +27,14 @@ public static class MechanismFindings
         var a = analyzer.Analyze(input, new StatisticsOptions { TargetId = targetId, TopKHeads = 1, Neurons = new NeuronOptions(NeuronRoute.None) });
         var s = a.Statistics;
         var image = s.Image ?? throw new ArgumentException($"example '{id}' has no image");
-        int p = image.ImagePositions.Length, side = (int)Math.Round(Math.Sqrt(p));
+        var layout = input.ImageLayout!;
         var box = ClipImageProcessor.BoxToPatches(input.Image!.Geometry, objectBox[0], objectBox[1], objectBox[2], objectBox[3], model.Config.Vision!.PatchSize)
-            .Select(rc => rc.Row * side + rc.Col).ToHashSet();
+            .Select(rc => layout.Grid.TokenIndex(rc.Row, rc.Col)).ToHashSet();
         var lens = image.VisualTokenLens!;
         double Mean(IEnumerable<double> xs) { var v = xs.ToList(); return v.Count == 0 ? double.NaN : v.Average(); }
-        var inside = Enumerable.Range(0, p).Where(box.Contains).ToList();
-        var outside = Enumerable.Range(0, p).Where(i => !box.Contains(i)).ToList();
+        var patches = layout.GridTokenIndices();   // image tokens that are patches (not the class token)
+        var inside = patches.Where(box.Contains).ToList();
+        var outside = patches.Where(i => !box.Contains(i)).ToList();
         var attention = a.TopHeadAttention[0].Attention;
         double onImage = image.ImagePositions.Sum(pos => attention[pos]);
         double onObject = inside.Sum(i => attention[image.ImagePositions[i]]);
@@ -42,6 +43,6 @@ public static class MechanismFindings
             s.LayerAttnIncrease, s.LayerFfnIncrease, s.HeadIncrease, s.TopHeads[0],
             Mean(inside.Select(i => (double)lens.TargetRank[i])), Mean(outside.Select(i => (double)lens.TargetRank[i])),
             Mean(inside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)), Mean(outside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)),
-            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / p);
+            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / patches.Length);
     }
 }

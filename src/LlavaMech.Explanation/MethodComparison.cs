@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LlavaMech.Analysis;
+using LlavaMech.Hooks;
 using LlavaMech.Model;
 using LlavaMech.Processing;
 using static TorchSharp.torch;
@@ -28,9 +29,14 @@ public sealed record MethodResult(string Method, float[] Scores, double TimeMs, 
     bool? PointingHit, double? MassInBox);
 
 /// <summary>All methods on one example, plus what the example was.</summary>
-public sealed record ExampleComparison(string ExampleId, int TargetId, double TargetProb, int Patches, int GridSide,
+/// <param name="Patches">image tokens P: the length of every method's scores.</param>
+/// <param name="Layout">the input's image-token layout: which patch each of the P scores belongs to.</param>
+public sealed record ExampleComparison(string ExampleId, int TargetId, double TargetProb, int Patches, ImageTokenLayout Layout,
     IReadOnlyList<(int Row, int Col)>? ObjectPatches, IReadOnlyList<MethodResult> Methods)
 {
+    /// <summary>The side of the (single, square) patch grid.</summary>
+    public int GridSide => Layout.Grid.Side;
+
     /// <summary>
     /// The object's patches as a share of all patches (null without a box): the chance rate of the
     /// pointing game (a top patch drawn uniformly at random hits the object this often) and the mass
@@ -73,7 +79,7 @@ public static class MethodComparison
         });
         var s = analysis.Statistics;
         int patches = input.ImagePositions.Length;
-        int side = (int)Math.Round(Math.Sqrt(patches));
+        var layout = input.ImageLayout!;
         IReadOnlyList<(int Row, int Col)>? objectPatches = objectBox is null ? null
             : ClipImageProcessor.BoxToPatches(input.Image.Geometry, objectBox[0], objectBox[1], objectBox[2], objectBox[3], model.Config.Vision!.PatchSize);
 
@@ -83,8 +89,8 @@ public static class MethodComparison
         {
             var (del, ins) = Faithfulness.Curves(ctx, scores, options.CurveSteps);
             results.Add(new MethodResult(method, scores, ms, del, ins,
-                objectPatches is null ? null : PointingHit(scores, side, objectPatches),
-                objectPatches is null ? null : MassInBox(scores, side, objectPatches)));
+                objectPatches is null ? null : PointingHit(scores, layout, objectPatches),
+                objectPatches is null ? null : MassInBox(scores, layout, objectPatches)));
         }
 
         double toolMs = analysis.ForwardMs + analysis.StatisticsMs;
@@ -95,19 +101,19 @@ public static class MethodComparison
         if (Wants(GradientXInput)) { sw.Restart(); var g = ctx.GradientTimesInput(); Add(GradientXInput, g, sw.Elapsed.TotalMilliseconds); }
         if (Wants(IntegratedGradients)) { sw.Restart(); var ig = ctx.IntegratedGradients(options.IntegratedGradientSteps); Add(IntegratedGradients, ig, sw.Elapsed.TotalMilliseconds); }
         if (Wants(Occlusion)) { sw.Restart(); var oc = ctx.Occlusion(options.OcclusionWindow); Add(Occlusion, oc, sw.Elapsed.TotalMilliseconds); }
-        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, side, objectPatches, results);
+        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, layout, objectPatches, results);
     }
 
-    /// <summary>The highest-scoring patch (first on ties) lies in the object.</summary>
-    public static bool PointingHit(float[] scores, int side, IReadOnlyList<(int Row, int Col)> objectPatches)
+    /// <summary>The highest-scoring image token (first on ties) is a patch of the object.</summary>
+    public static bool PointingHit(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> objectPatches)
     {
         int best = 0;
         for (int i = 1; i < scores.Length; i++) if (scores[i] > scores[best]) best = i;
-        return objectPatches.Contains((best / side, best % side));
+        return layout.CellOf(best) is { } cell && objectPatches.Contains((cell.Row, cell.Col));
     }
 
     /// <summary>Share of the positive mass of the map inside the object's patches (0 when there is no positive mass).</summary>
-    public static double MassInBox(float[] scores, int side, IReadOnlyList<(int Row, int Col)> objectPatches)
+    public static double MassInBox(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> objectPatches)
     {
         double inside = 0, total = 0;
         var set = objectPatches.ToHashSet();
@@ -115,7 +121,7 @@ public static class MethodComparison
         {
             double v = Math.Max(0, scores[i]);
             total += v;
-            if (set.Contains((i / side, i % side))) inside += v;
+            if (layout.CellOf(i) is { } cell && set.Contains((cell.Row, cell.Col))) inside += v;
         }
         return total > 0 ? inside / total : 0;
     }

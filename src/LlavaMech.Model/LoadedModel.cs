@@ -17,10 +17,13 @@ public sealed record ModelLoadOptions(string Device = "cpu", string DType = "aut
 /// <summary>One prompt (and image) turned into model inputs.</summary>
 /// <param name="InputIds">[T] token ids, BOS first, image tokens expanded.</param>
 /// <param name="PixelValues">[3, S, S] normalized pixels, or null for a text-only prompt.</param>
-/// <param name="ImagePositions">positions of the image tokens in <paramref name="InputIds"/>.</param>
-public sealed record ModelInput(long[] InputIds, float[]? PixelValues, int[] ImagePositions, PreprocessedImage? Image, string Prompt, string? ImagePath)
+/// <param name="ImageLayout">where the image tokens are in <paramref name="InputIds"/> and which patch each one is; null without an image.</param>
+public sealed record ModelInput(long[] InputIds, float[]? PixelValues, ImageTokenLayout? ImageLayout, PreprocessedImage? Image, string Prompt, string? ImagePath)
 {
     public int SeqLen => InputIds.Length;
+
+    /// <summary>Positions of the image tokens in <see cref="InputIds"/>, ascending; empty without an image.</summary>
+    public int[] ImagePositions => ImageLayout?.Positions ?? [];
 }
 
 /// <summary>
@@ -139,7 +142,18 @@ public sealed class LoadedModel : IDisposable
             throw new ProcessingException($"model '{Directory}' is a text-only {Config.Kind} model; it cannot take an image ('{imagePath}')");
         var encoding = Prompts.Encode(prompt, hasImage: imagePath is not null, maxPromptTokens);
         var image = imagePath is null ? null : ImageProcessor!.Preprocess(imagePath);
-        return new ModelInput(encoding.InputIds, image?.PixelValues, encoding.ImagePositions, image, prompt, imagePath);
+        return new ModelInput(encoding.InputIds, image?.PixelValues, ImageLayoutOf(encoding), image, prompt, imagePath);
+    }
+
+    /// <summary>The image-token layout of an encoded prompt (null without image tokens), from the configuration.</summary>
+    public ImageTokenLayout? ImageLayoutOf(PromptEncoding encoding)
+    {
+        if (encoding.ImagePositions.Length == 0) return null;
+        var layout = LlavaImageLayout.For(Config, encoding.ImagePositions[0]);
+        if (!layout.Positions.AsSpan().SequenceEqual(encoding.ImagePositions))
+            throw new ProcessingException($"model '{Directory}': the prompt's {encoding.ImagePositions.Length} image tokens from position {encoding.ImagePositions[0]} " +
+                $"are not the {layout.Count} contiguous tokens its image-token layout has");
+        return layout;
     }
 
     /// <summary>Input tensors of one example: ids [1, T] and pixels [1, 3, S, S] (or null).</summary>

@@ -206,10 +206,9 @@ public sealed class PipelineAnalyzer : IDisposable
         var model = Model;
         bool image = input.PixelValues is not null;
         var acts = Captures.LastPosition(cache, model.Layers, batchRow: batchRow);
-        var imagePositions = image ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: model.Device) : null;
         var o = options with
         {
-            ImagePositions = imagePositions,
+            ImageLayout = input.ImageLayout,
             ImageFeatures = image ? cache[HookNames.ImageFeatures][batchRow] : null,
         };
         var stats = Statistics.Compute(acts.To(ScalarType.Float32, model.Device), _analyzer.Weights, o);
@@ -247,11 +246,7 @@ public sealed class PipelineAnalyzer : IDisposable
                 headRows.Add(new HeadStatRow(id, l, h, s.HeadIncrease[l][h], hasShare ? share![l][h] : null));
 
         // position_stats: the top heads' scores and attention weights at every position
-        var imageIndex = new Dictionary<int, int>();
-        for (int k = 0; k < input.ImagePositions.Length; k++) imageIndex[input.ImagePositions[k]] = k;
-        int numImage = input.ImagePositions.Length;
-        int side = (int)Math.Round(Math.Sqrt(numImage));
-        bool grid = numImage > 0 && side * side == numImage;
+        var layout = input.ImageLayout;
         var positionRows = new List<PositionStatRow>();
         if (s.PositionIncrease.Length > 0)
         {
@@ -264,9 +259,9 @@ public sealed class PipelineAnalyzer : IDisposable
                 var p = s.PositionIncrease[i];
                 for (int t = 0; t < p.Scores.Length; t++)
                 {
-                    bool isImage = imageIndex.TryGetValue(t, out int k);
-                    positionRows.Add(new PositionStatRow(id, p.Layer, p.Head, t, isImage,
-                        isImage && grid ? k / side : null, isImage && grid ? k % side : null, p.Scores[t], weights[i * T + t]));
+                    bool isImage = layout?.Contains(t) == true;
+                    var cell = layout?.CellAt(t);
+                    positionRows.Add(new PositionStatRow(id, p.Layer, p.Head, t, isImage, cell?.Row, cell?.Col, p.Scores[t], weights[i * T + t]));
                 }
             }
         }

@@ -1,3 +1,4 @@
+using LlavaMech.Hooks;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -128,11 +129,12 @@ public class DecompositionTests
         var g = GoldenCase.Load(model, id);
         var m = TinyModel.Load(model);
         var imgPos = g.T["image_positions"];
-        var s = Statistics.Compute(g.Activations(m), m.Readout(), new StatisticsOptions { ImagePositions = imgPos });
+        var layout = g.ImageLayout!;
+        var s = Statistics.Compute(g.Activations(m), m.Readout(), new StatisticsOptions { ImageLayout = layout });
         var img = s.Image!;
-        int P = (int)imgPos.shape[0], side = (int)Math.Sqrt(P);
-        Assert.Equal(side, img.Heatmap.Length);
-        Assert.All(img.Heatmap, row => Assert.Equal(side, row.Length));
+        Assert.Equal(Check.I(imgPos).Select(v => (int)v), img.ImagePositions);
+        Assert.Equal(layout.Grid.Rows, img.Heatmap.Length);
+        Assert.All(img.Heatmap, row => Assert.Equal(layout.Grid.Cols, row.Length));
         var heat = Check.Flat(img.Heatmap);
         Assert.Equal(1.0, heat.Sum(), 6);
         Assert.Equal(0.0, heat.Min(), 9);
@@ -156,13 +158,26 @@ public class DecompositionTests
     {
         using var scope = NewDisposeScope();
         var scores = tensor(new double[,] { { 0, 1, 2, 3, 4, 5 }, { 0, 0, 0, 0, 0, 5 } });   // two heads, T = 6
-        var pos = tensor(new long[] { 1, 2, 3, 4, 5 });                                           // P = 5 = CLS + 2x2
-        var h = Check.D(AttentionMaps.LogIncreaseHeatmap(scores, pos));
+        var cls = ImageTokenLayout.SingleGrid(offset: 1, rows: 2, cols: 2, hasCls: true);         // P = 5 = CLS + 2x2 at positions 1..5
+        var h = Check.D(AttentionMaps.LogIncreaseHeatmap(scores, cls));
         // summed over heads at positions 2..5: 2, 3, 4, 10 -> min-max 0, 1/8, 2/8, 1 -> / (11/8)
         Check.Close(new[] { 0, 1 / 11.0, 2 / 11.0, 8 / 11.0 }, h, "two-head heatmap", 1e-12);
-        var flat = Check.D(AttentionMaps.LogIncreaseHeatmap(zeros(6, ScalarType.Float64), tensor(new long[] { 0, 1, 2, 3 })));
+        var flat = Check.D(AttentionMaps.LogIncreaseHeatmap(zeros(6, ScalarType.Float64), ImageTokenLayout.SingleGrid(0, 2, 2, hasCls: false)));
         Check.Close(new[] { 0.25, 0.25, 0.25, 0.25 }, flat, "constant heatmap is uniform", 1e-12);
-        Assert.Throws<ArgumentException>(() => AttentionMaps.GridSide(7));
+    }
+
+    [Fact]
+    public void Heatmap_takes_its_grid_from_the_layout_not_the_token_count()
+    {
+        using var scope = NewDisposeScope();
+        // 2 x 3 patches plus the class token at positions 2..8 of T = 9: P = 7 is no square, nor a square plus one.
+        var layout = ImageTokenLayout.SingleGrid(offset: 2, rows: 2, cols: 3, hasCls: true);
+        Assert.Equal(7, layout.Count);
+        var scores = tensor(new double[] { 9, 9, 100, 0, 1, 2, 3, 4, 5 });
+        var h = AttentionMaps.LogIncreaseHeatmap(scores, layout);
+        Assert.Equal(new long[] { 2, 3 }, h.shape);
+        // the class token's score (100) is no patch and stays out of the min-max: patches 0..5 -> (x - 0) / 5 -> / 3
+        Check.Close(new[] { 0, 1 / 15.0, 2 / 15.0, 3 / 15.0, 4 / 15.0, 5 / 15.0 }, Check.D(h), "2 x 3 heatmap", 1e-12);
     }
 
     [Theory]
@@ -189,7 +204,7 @@ public class DecompositionTests
 
         var s = Statistics.Compute(g.Activations(m), m.Readout(), new StatisticsOptions
         {
-            ImagePositions = imgPos,
+            ImageLayout = g.ImageLayout,
             ImageFeatures = g.T["image_features"],
             ResidualLens = new ResidualLensInputs(e, a, f, new[] { 1, m.Layers }),
             Neurons = new NeuronOptions(NeuronRoute.None),

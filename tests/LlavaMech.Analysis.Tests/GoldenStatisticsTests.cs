@@ -22,7 +22,7 @@ public class GoldenStatisticsTests : IDisposable
 
     private static StatisticsOptions OptionsFor(GoldenCase g) => new()
     {
-        ImagePositions = g.HasImage ? g.T["image_positions"] : null,
+        ImageLayout = g.ImageLayout,
         ImageFeatures = g.HasImage ? g.T["image_features"] : null,
     };
 

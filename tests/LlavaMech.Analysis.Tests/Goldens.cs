@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using LlavaMech.Hooks;
 using LlavaMech.Testing;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -96,6 +97,23 @@ public sealed class GoldenCase
 
     public long SeqLen => T["layer_inputs"].shape[1];
     public bool HasImage => T.ContainsKey("image_positions");
+
+    /// <summary>
+    /// The golden input's image-token layout, from the fixture's config (image_size / patch_size patches per side, the class
+    /// token with strategy full) at the first golden image position; null without an image.
+    /// </summary>
+    public ImageTokenLayout? ImageLayout
+    {
+        get
+        {
+            if (!HasImage) return null;
+            using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.File(Model, "config.json")));
+            var v = doc.RootElement.GetProperty("vision_config");
+            int side = v.GetProperty("image_size").GetInt32() / v.GetProperty("patch_size").GetInt32();
+            bool cls = doc.RootElement.TryGetProperty("vision_feature_select_strategy", out var st) && st.GetString() == "full";
+            return ImageTokenLayout.SingleGrid((int)T["image_positions"][0].item<long>(), side, side, cls);
+        }
+    }
     public int TargetId => Json.GetProperty("target_id").GetInt32();
 
     public (int Layer, int Head, double Score)[] TopHeads => Json.GetProperty("top_heads").EnumerateArray()

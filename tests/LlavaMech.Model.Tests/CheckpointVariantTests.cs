@@ -134,6 +134,12 @@ public class CheckpointVariantTests : IDisposable
         var input = m.Prepare(g.Prompt, g.ImagePath);
         Assert.Equal(37, input.ImagePositions.Length);
         Assert.Equal(g.SeqLenPlus(1), input.SeqLen);
+        // The class token first, then the 6 x 6 grid (37 = round(sqrt(37))^2 + 1 was once guessed; now the config says it).
+        var layout = input.ImageLayout!;
+        Assert.Equal((true, 6, 6), (layout.HasCls, layout.Grid.Rows, layout.Grid.Cols));
+        Assert.Null(layout.CellOf(0));
+        Assert.Equal(new Hooks.GridCell(0, 0, 0), layout.CellOf(1));
+        Assert.Equal(new Hooks.GridCell(0, 5, 5), layout.CellAt(input.ImagePositions[^1]));
         using var logits = m.Forward(input);
         Assert.Equal(602, logits.shape[0]);
     }

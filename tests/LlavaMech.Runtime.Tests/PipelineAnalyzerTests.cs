@@ -61,6 +61,36 @@ public class PipelineAnalyzerTests
     }
 
     [Fact]
+    public void With_strategy_full_the_patch_rows_and_columns_skip_the_class_token()
+    {
+        // 37 image tokens (the class token, then 6 x 6): a count-based grid left every patch_row/col null here.
+        var dir = Directory.CreateTempSubdirectory("llavamech-full-").FullName;
+        try
+        {
+            foreach (var f in Directory.GetFiles(Testing.Fixtures.Model("tiny-llava-mha")))
+                if (!Path.GetFileName(f).StartsWith("golden_")) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
+            cfg["vision_feature_select_strategy"] = "full";
+            cfg["image_seq_length"] = 37;
+            File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
+            using var g = new Golden("tiny-llava-mha", "circle");
+            using var model = Model.LoadedModel.Load(dir);
+            using var analyzer = new PipelineAnalyzer(model);
+            var outcome = analyzer.Run(Work(g), new AnalysisSettings { TopNeurons = 0 });
+            Assert.False(outcome.Rejected, outcome.RejectReason);
+            int first = g["image_positions"].data<long>().Select(p => (int)p).First();
+            var head = outcome.Rows!.Positions.GroupBy(p => (p.Layer, p.Head)).First().ToDictionary(p => p.Position);
+            Assert.Equal(37, head.Values.Count(p => p.IsImage));
+            Assert.True(head[first].IsImage);
+            Assert.Equal((null, null), (head[first].PatchRow, head[first].PatchCol));   // the class token is no patch
+            for (int k = 0; k < 36; k++)
+                Assert.Equal(((int?)(k / 6), (int?)(k % 6)), (head[first + 1 + k].PatchRow, head[first + 1 + k].PatchCol));
+            Assert.False(head[first + 37].IsImage);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [Fact]
     public void An_expected_answer_is_the_target_and_its_probability_is_the_reference_softmax()
     {
         using var g = new Golden("tiny-llava-mha", "circle");

@@ -165,9 +165,8 @@ public static class BenchCommand
         var pixels = new float[3 * side * side];
         var rng = new Random(3);
         for (int i = 0; i < pixels.Length; i++) pixels[i] = (float)(rng.NextDouble() * 2 - 1);
-        var positions = Enumerable.Range(5, imageTokens).ToArray();
         var geometry = new Processing.ImageGeometry(side, side, side, side, 0, 0, side, side);
-        var input = new ModelInput(ids, pixels, positions, new Processing.PreprocessedImage(pixels, geometry, new byte[side * side * 3]), "(random ids)", null);
+        var input = new ModelInput(ids, pixels, LlavaImageLayout.For(c, 5), new Processing.PreprocessedImage(pixels, geometry, new byte[side * side * 3]), "(random ids)", null);
         using var analyzer = new ExampleAnalyzer(model);
         var neurons = new NeuronOptions(NeuronRoute.Auto, cl.GetInt("screen-k"));
 

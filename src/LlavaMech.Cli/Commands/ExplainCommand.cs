@@ -1,5 +1,3 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using LlavaMech.Analysis;
 using LlavaMech.Explanation;
 using LlavaMech.Model;
@@ -81,93 +79,16 @@ public static class ExplainCommand
         if (a.Statistics.FirstNonFinite() is { } bad)
             throw new InvalidOperationException($"non-finite statistic {bad}: the model's pass on this input is not finite (dtype {model.DType}); nothing written to {outDir}");
 
-        var json = ToJson(model, a);
+        var json = ExplainReport.ToJson(model, a);
         OutputFolder.WriteAtomically(outDir, dir =>
         {
             File.WriteAllText(Path.Combine(dir, "explain.json"), Json.Serialize(json.DeepClone(), indented: true));
-            WriteFigures(model, a, dir, heatmapHeads);
+            ExplainReport.WriteFigures(model, a, dir, heatmapHeads);
         });
 
         if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(json)); return 0; }
         PrintSummary(model, a, outDir, heatmapHeads);
         return 0;
-    }
-
-    public static JsonObject ToJson(LoadedModel model, ExampleAnalysis a)
-    {
-        var s = a.Statistics;
-        var img = s.Image!;
-        var positions = new JsonObject();
-        foreach (var p in s.PositionIncrease) positions[$"{p.Layer}_{p.Head}"] = Arr(p.Scores);
-        var topNeurons = TopNeurons(s, 20);
-        return new JsonObject
-        {
-            ["model"] = model.Directory,
-            ["image"] = a.Input.ImagePath,
-            ["prompt"] = a.Input.Prompt,
-            ["seq_len"] = a.Input.SeqLen,
-            ["target_id"] = s.TargetId,
-            ["target_token"] = model.TokenText(s.TargetId),
-            ["target_prob"] = Math.Exp(s.TargetLogProb),
-            ["top5"] = new JsonArray(s.Top5Ids.Select((id, i) => (JsonNode)new JsonObject { ["id"] = id, ["token"] = model.TokenText(id), ["prob"] = s.Top5Probs[i] }).ToArray()),
-            ["layer_attn_increase"] = Arr(s.LayerAttnIncrease),
-            ["layer_ffn_increase"] = Arr(s.LayerFfnIncrease),
-            ["head_increase"] = new JsonArray(s.HeadIncrease.Select(r => (JsonNode)Arr(r)).ToArray()),
-            ["top_heads"] = new JsonArray(s.TopHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head, h.Score)).ToArray()),
-            ["position_increase"] = positions,
-            ["image_positions"] = new JsonArray(img.ImagePositions.Select(p => (JsonNode)p).ToArray()),
-            ["attention_baseline_image"] = Arr(img.AttentionBaseline),
-            ["log_increase_heatmap"] = new JsonArray(img.Heatmap.Select(r => (JsonNode)Arr(r)).ToArray()),
-            ["heatmap_heads"] = new JsonArray(img.HeatmapHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head)).ToArray()),
-            ["image_attention_share"] = new JsonArray(img.ImageAttentionShare.Select(r => (JsonNode)Arr(r)).ToArray()),
-            ["logit_lens_image_top5"] = img.VisualTokenLens is null ? null : new JsonArray(img.VisualTokenLens.TopIds.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray()),
-            ["logit_lens_image_target_rank"] = img.VisualTokenLens is null ? null : new JsonArray(img.VisualTokenLens.TargetRank.Select(i => (JsonNode)i).ToArray()),
-            ["top_neurons"] = new JsonArray(topNeurons.Select(n => (JsonNode)new JsonArray(n.Layer, n.Neuron, n.Score)).ToArray()),
-            ["neuron_route"] = s.Neurons?.Route.ToString().ToLowerInvariant(),
-            ["residual_lens"] = s.ResidualLens is null ? null : new JsonArray(s.ResidualLens.Select(r => (JsonNode)new JsonObject
-            {
-                ["layer"] = r.Layer,
-                ["resid_top5"] = Ids(r.Resid.TopIds),
-                ["attention_part_top5"] = Ids(r.AttentionPart.TopIds),
-                ["ffn_part_top5"] = Ids(r.FfnPart.TopIds),
-                ["resid_target_rank"] = new JsonArray(r.Resid.TargetRank.Select(i => (JsonNode)i).ToArray()),
-            }).ToArray()),
-            ["timings_ms"] = new JsonObject { ["forward"] = a.ForwardMs, ["statistics"] = a.StatisticsMs },
-        };
-    }
-
-    public static IReadOnlyList<(int Layer, int Neuron, double Score)> TopNeurons(ExampleStatistics s, int n)
-    {
-        if (s.Neurons is null) return [];
-        var scores = s.Neurons.Scores;
-        var all = new List<(int, int, double)>(scores.Length * s.Neurons.Width);
-        for (int l = 0; l < scores.Length; l++)
-            for (int i = 0; i < scores[l].Length; i++)
-                if (s.Neurons.IsExact(l, i)) all.Add((l, i, scores[l][i]));
-        return all.OrderByDescending(x => x.Item3).Take(n).ToList();
-    }
-
-    private static JsonArray Arr(IEnumerable<double> v) => new(v.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
-    private static JsonArray Ids(int[][] rows) => new(rows.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray());
-
-    private static void WriteFigures(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
-    {
-        var s = a.Statistics;
-        var image = a.Input.Image!;
-        var g = image.Geometry;
-        int side = (int)Math.Round(Math.Sqrt(s.Image!.ImagePositions.Length));
-        var raw = Heatmaps.RawAttention(s);
-        var tool = Heatmaps.LogIncrease(s, heatmapHeads);
-        if (side * side == raw.Length)
-        {
-            var heads = string.Join(", ", s.TopHeads.Take(heatmapHeads).Select(h => $"L{h.Layer}H{h.Head}"));
-            ExplanationFigure.Write(Path.Combine(outDir, "explain.png"), image.CroppedRgb, g.CropHeight, g.CropWidth, raw, tool, side,
-                $"target '{model.TokenText(s.TargetId)}' (p = {Math.Exp(s.TargetLogProb):0.000})", "raw attention (mean of all heads)", $"log-probability increase ({heads})");
-        }
-        LayerBars.Write(Path.Combine(outDir, "layers.png"), s.LayerAttnIncrease, s.LayerFfnIncrease, $"layer-level increase of log p('{model.TokenText(s.TargetId)}')");
-        var grid = new double[s.HeadIncrease.Length, s.HeadIncrease[0].Length];
-        for (int l = 0; l < grid.GetLength(0); l++) for (int h = 0; h < grid.GetLength(1); h++) grid[l, h] = s.HeadIncrease[l][h];
-        HeadHeatmap.Write(Path.Combine(outDir, "heads.png"), grid, $"head-level increase of log p('{model.TokenText(s.TargetId)}')");
     }
 
     private static void PrintSummary(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
@@ -181,15 +102,13 @@ public static class ExplainCommand
             Console.WriteLine($"{l,5}  {SignedNumber.Format(s.LayerAttnIncrease[l]),10}  {SignedNumber.Format(s.LayerFfnIncrease[l]),10}");
         Console.WriteLine();
         Console.WriteLine("top heads     " + string.Join("   ", s.TopHeads.Select(h => $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Score)}")));
-        var neurons = TopNeurons(s, 5);
+        var neurons = ExplainReport.TopNeurons(s, 5);
         if (neurons.Count > 0) Console.WriteLine("top neurons   " + string.Join("   ", neurons.Select(n => $"L{n.Layer}N{n.Neuron} {SignedNumber.Format(n.Score)}")));
-        var tool = Heatmaps.LogIncrease(s, heatmapHeads);
-        int side = (int)Math.Round(Math.Sqrt(tool.Length));
-        if (side * side == tool.Length)
+        if (ExplainReport.LogIncreaseGrid(a, heatmapHeads) is { } map)
         {
             Console.WriteLine();
-            Console.WriteLine($"where on the image (log-increase of the top {heatmapHeads} head(s)): {AsciiGrid.Describe(tool, side)}");
-            if (side <= 24) Console.WriteLine(AsciiGrid.Render(tool, side));
+            Console.WriteLine($"where on the image (log-increase of the top {heatmapHeads} head(s)): {AsciiGrid.Describe(map.Grid, map.Side)}");
+            if (map.Side <= 24) Console.WriteLine(AsciiGrid.Render(map.Grid, map.Side));
         }
         Console.WriteLine($"wrote {Path.Combine(outDir, "explain.png")}, layers.png, heads.png, explain.json  (forward {a.ForwardMs:0} ms, statistics {a.StatisticsMs:0} ms)");
     }
