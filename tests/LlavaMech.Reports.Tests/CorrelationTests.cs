@@ -26,7 +26,7 @@ public class CorrelationTests
     [Fact]
     public void Average_ranks_are_one_based_with_ties_sharing_their_mean()
     {
-        Assert.Equal([2, 3.5, 3.5, 1], Correlation.AverageRanks([10, 20, 20, 5]));
+        Assert.Equal(new[] { 2, 3.5, 3.5, 1 }, Correlation.AverageRanks([10, 20, 20, 5]));
     }
 
     [Fact]
