@@ -19,7 +19,7 @@ public class TaskComparisonTests
         Assert.Equal(2.0, m[0, 1], 12);
         Assert.Equal(3.0, m[1, 0], 12);
         Assert.Equal(4.0, m[1, 1], 12);
-        Assert.Equal(new double[] { 2, 2, 3, 4 }, TaskComparison.Flatten(m));   // row-major: layer, then head
+        Assert.Equal(new[] { m[0, 0], m[0, 1], m[1, 0], m[1, 1] }, TaskComparison.Flatten(m));   // row-major: layer, then head
     }
 
     [Fact]
