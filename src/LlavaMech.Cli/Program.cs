@@ -68,7 +68,7 @@ namespace LlavaMech.Cli
                 }
                 return command.Handler(cl);
             }
-            catch (UsageException e)
+            catch (Exception e) when (e is UsageException or LlavaMech.Model.InvalidOptionException)
             {
                 Console.Error.WriteLine($"llavamech {command.Name}: {e.Message}. See ./llavamech {command.Name} --help");
                 return 2;
@@ -92,7 +92,7 @@ namespace LlavaMech.Cli
         internal static int ReportError(string command, Exception e)
         {
             while (e is AggregateException { InnerExceptions.Count: 1 } a) e = a.InnerException!;
-            if (e is UsageException)
+            if (e is UsageException or LlavaMech.Model.InvalidOptionException)
             {
                 Console.Error.WriteLine($"llavamech {command}: {e.Message}. See ./llavamech {command} --help");
                 return 2;

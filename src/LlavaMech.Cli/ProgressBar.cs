@@ -4,7 +4,7 @@ namespace LlavaMech.Cli;
 
 /// <summary>A one-line progress bar on stderr with rate and ETA; plain periodic lines when stderr is not a terminal.</summary>
 /// <param name="startDone">items already done when the bar is created (they do not count towards the rate).</param>
-public sealed class ProgressBar(string label, long total, long startDone = 0)
+public sealed class ProgressBar(string label, long total, long startDone = 0) : IProgress<int>
 {
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly bool _tty = !Console.IsErrorRedirected;
@@ -24,6 +24,8 @@ public sealed class ProgressBar(string label, long total, long startDone = 0)
         if (_tty) Console.Error.Write("\r" + line.PadRight(Math.Max(line.Length, 100)));
         else Console.Error.WriteLine(line);
     }
+
+    void IProgress<int>.Report(int done) => Report(done);
 
     public void Done()
     {

@@ -101,9 +101,9 @@ public static class RunDiff
 
                 var topA = taskHeads.OrderBy(h => h.RankA).Take(TopK).Select(h => (h.Layer, h.Head)).ToHashSet();
                 var topB = taskHeads.OrderBy(h => h.RankB).Take(TopK).Select(h => (h.Layer, h.Head)).ToHashSet();
-                double jaccard = topA.Count + topB.Count == 0 ? 1 : (double)topA.Intersect(topB).Count() / topA.Union(topB).Count();
-                tasks.Add(new TaskDiff(task, counts[task], Spearman(taskHeads.Select(h => h.MeanA).ToArray(), taskHeads.Select(h => h.MeanB).ToArray()),
-                    Spearman(lkeys.Select(k => la[k]).ToArray(), lkeys.Select(k => lb[k]).ToArray()), Math.Min(TopK, taskHeads.Count), jaccard));
+                double jaccard = Correlation.Jaccard(topA, topB);
+                tasks.Add(new TaskDiff(task, counts[task], Correlation.Spearman(taskHeads.Select(h => h.MeanA).ToArray(), taskHeads.Select(h => h.MeanB).ToArray()),
+                    Correlation.Spearman(lkeys.Select(k => la[k]).ToArray(), lkeys.Select(k => lb[k]).ToArray()), Math.Min(TopK, taskHeads.Count), jaccard));
             }
             return new RunDiffResult(sideA, sideB, tasks, heads, layers, changes);
         }
@@ -244,42 +244,6 @@ public static class RunDiff
             }).ToArray(),
         }).ToArray(),
     };
-
-    /// <summary>Spearman rank correlation (Pearson of average ranks); NaN when either side is constant.</summary>
-    public static double Spearman(double[] x, double[] y)
-    {
-        if (x.Length != y.Length) throw new ArgumentException($"lengths differ: {x.Length} vs {y.Length}");
-        return Pearson(AverageRanks(x), AverageRanks(y));
-    }
-
-    private static double[] AverageRanks(double[] v)
-    {
-        var order = Enumerable.Range(0, v.Length).OrderBy(i => v[i]).ToArray();
-        var ranks = new double[v.Length];
-        for (int i = 0; i < order.Length;)
-        {
-            int j = i;
-            while (j + 1 < order.Length && v[order[j + 1]] == v[order[i]]) j++;
-            double r = (i + j) / 2.0 + 1;
-            for (int k = i; k <= j; k++) ranks[order[k]] = r;
-            i = j + 1;
-        }
-        return ranks;
-    }
-
-    private static double Pearson(double[] x, double[] y)
-    {
-        int n = x.Length;
-        if (n < 2) return double.NaN;
-        double mx = x.Average(), my = y.Average(), sxy = 0, sxx = 0, syy = 0;
-        for (int i = 0; i < n; i++)
-        {
-            sxy += (x[i] - mx) * (y[i] - my);
-            sxx += (x[i] - mx) * (x[i] - mx);
-            syy += (y[i] - my) * (y[i] - my);
-        }
-        return sxx == 0 || syy == 0 ? double.NaN : sxy / Math.Sqrt(sxx * syy);
-    }
 
     /// <summary>1-based ranks by value, largest first; ties by key order.</summary>
     private static Dictionary<T, int> Ranks<T>(IReadOnlyList<T> keys, Func<T, double> value) where T : notnull =>

@@ -1,3 +1,4 @@
+using LlavaMech.Model;
 using LlavaMech.Processing;
 
 namespace LlavaMech.Runtime;
@@ -12,6 +13,21 @@ namespace LlavaMech.Runtime;
 /// </summary>
 public static class TargetResolver
 {
+    /// <summary>
+    /// <c>--target TOKEN</c>: a token id, a vocabulary piece, or a word that is one token (with or without its leading
+    /// space); null when <paramref name="spec"/> is null. A number is a token id here.
+    /// </summary>
+    /// <exception cref="InvalidOptionException">an id outside the vocabulary, or a word that is not one token.</exception>
+    public static int? Resolve(string? spec, ITextTokenizer tokenizer, int vocab)
+    {
+        if (spec is null) return null;
+        if (int.TryParse(spec, out var id))
+            return id >= 0 && id < vocab ? id : throw new InvalidOptionException($"--target {spec} is outside the vocabulary of {vocab}");
+        if (SingleToken(spec, tokenizer, vocab) is { } t) return t;
+        var ids = tokenizer.Encode(" " + spec.Trim());
+        throw new InvalidOptionException($"--target '{spec}' is not a single token (it tokenizes to {ids.Length}: {string.Join(" ", ids.Select(tokenizer.IdToToken))}); give one of those pieces or an id");
+    }
+
     /// <summary>The answer's single token, or null when it is not one token.</summary>
     public static int? SingleToken(string answer, ITextTokenizer tokenizer, int vocab)
     {

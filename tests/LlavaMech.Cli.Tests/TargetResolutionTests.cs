@@ -26,8 +26,8 @@ public class TargetResolutionTests
             int wordStart = tok.TokenToId("\u2581" + c) ?? throw new InvalidOperationException($"no ▁{c} in {model}");
             Assert.Equal(wordStart, TargetResolver.SingleToken(c, tok, vocab));
             Assert.Equal(wordStart, TargetResolver.FirstToken(c, tok, vocab));
-            Assert.Equal(wordStart, TargetOption.Resolve(c, tok, vocab));
-            Assert.Equal(wordStart, TargetOption.Resolve("\u2581" + c, tok, vocab));
+            Assert.Equal(wordStart, TargetResolver.Resolve(c, tok, vocab));
+            Assert.Equal(wordStart, TargetResolver.Resolve("\u2581" + c, tok, vocab));
         }
         // The case that went wrong: a bare piece that is not the word.
         if (tok.TokenToId("red") is { } bare) Assert.NotEqual(bare, TargetResolver.SingleToken("red", tok, vocab));

@@ -65,7 +65,7 @@ public static class ExplainCommand
 
         using var model = LoadedModel.Load(cl.Require("model"), options);
         if (!model.HasVision) throw new UsageException("explain needs a LLaVA model; for text-only models use compare-tasks");
-        int? target = TargetOption.Resolve(cl.Get("target"), model.Tokenizer, model.Config.Text.VocabSize);
+        int? target = Runtime.TargetResolver.Resolve(cl.Get("target"), model.Tokenizer, model.Config.Text.VocabSize);
         using var analyzer = new ExampleAnalyzer(model);
         using var scope = NewDisposeScope();
         var input = model.Prepare(cl.Require("prompt"), cl.Require("image"));

@@ -1,5 +1,4 @@
-using System.Text.Json;
-using System.Text.Json.Serialization;
+using LlavaMech.Explanation;
 using LlavaMech.Model;
 using static TorchSharp.torch;
 
@@ -41,15 +40,8 @@ public static class ForwardCommand
         using var model = LoadedModel.Load(cl.Require("model"), options);
         using var scope = NewDisposeScope();
         var input = model.Prepare(cl.Require("prompt"), cl.Get("image"));
-        var logits = model.Forward(input);                                   // [V]
-        var probs = logits.to(ScalarType.Float64).softmax(-1);
-        var (values, indices) = probs.topk(Math.Min(k, (int)probs.shape[0]));
-        var ids = indices.data<long>().ToArray();
-        var ps = values.data<double>().ToArray();
-        var top = ids.Select((id, i) => new TopToken((int)id, model.TokenText((int)id), ps[i])).ToArray();
-
-        var result = new ForwardResult(input.InputIds, input.SeqLen, input.ImagePositions.Length, input.ImagePositions,
-            top[0].Id, top[0].Token, top, model.Directory, model.Device.ToString(), model.DType.ToString());
+        var result = ForwardPrediction.Run(model, input, k);
+        var top = result.Top;
         if (cl.Flag("json"))
         {
             Console.WriteLine(Json.Serialize(result));
@@ -66,21 +58,4 @@ public static class ForwardCommand
     }
 
     private static string Trunc(string s, int n) => s.Length <= n ? s : s[..(n - 1)] + "…";
-
-    public sealed record TopToken(
-        [property: JsonPropertyName("id")] int Id,
-        [property: JsonPropertyName("token")] string Token,
-        [property: JsonPropertyName("prob")] double Prob);
-
-    public sealed record ForwardResult(
-        [property: JsonPropertyName("input_ids")] long[] InputIds,
-        [property: JsonPropertyName("seq_len")] int SeqLen,
-        [property: JsonPropertyName("num_image_tokens")] int NumImageTokens,
-        [property: JsonPropertyName("image_positions")] int[] ImagePositions,
-        [property: JsonPropertyName("target_id")] int TargetId,
-        [property: JsonPropertyName("target_token")] string TargetToken,
-        [property: JsonPropertyName("top")] TopToken[] Top,
-        [property: JsonPropertyName("model")] string Model,
-        [property: JsonPropertyName("device")] string Device,
-        [property: JsonPropertyName("dtype")] string DType);
 }

@@ -1,0 +1,79 @@
+using LlavaMech.Datasets.Manifest;
+using LlavaMech.Explanation;
+using LlavaMech.Model;
+using LlavaMech.Reports;
+
+namespace LlavaMech.Runtime.Studies;
+
+/// <summary><c>findings</c>: the paper's mechanism findings measured on a dataset whose object locations are known.</summary>
+public static class FindingsStudy
+{
+    /// <summary>
+    /// The findings of each example (the manifest's answer is the target when <paramref name="useExpected"/>, else the argmax;
+    /// it is the reference for accuracy either way).
+    /// </summary>
+    public static List<ExampleFindings> Run(LoadedModel model, IEnumerable<ManifestExample> examples, bool useExpected, IProgress<int>? progress = null)
+    {
+        using var analyzer = new ExampleAnalyzer(model);
+        var results = new List<ExampleFindings>();
+        foreach (var ex in examples)
+        {
+            using var scope = TorchSharp.torch.NewDisposeScope();
+            int? expectedId = ex.Expected is null ? null : TargetResolver.Resolve(ex.Expected, model.Tokenizer, model.Config.Text.VocabSize);
+            var input = model.Prepare(ex.Prompt, ex.ImagePath);
+            results.Add(MechanismFindings.Analyze(analyzer, ex.Id, input, ex.ObjectBox!, ex.Expected, useExpected ? expectedId : null, expectedId));
+            progress?.Report(results.Count);
+        }
+        return results;
+    }
+
+    /// <summary>Writes layers.png, heads.png and findings.md (the means over the examples) into <paramref name="outDir"/>; returns findings.md.</summary>
+    public static string Write(List<ExampleFindings> results, string modelDir, string dataset, string targetMode, string outDir)
+    {
+        Directory.CreateDirectory(outDir);
+        int layers = results[0].LayerAttn.Length;
+        var meanAttn = TaskComparison.MeanPerLayer(results.Select(r => r.LayerAttn).ToList());
+        var meanFfn = TaskComparison.MeanPerLayer(results.Select(r => r.LayerFfn).ToList());
+        var meanHeads = TaskComparison.MeanHeads(results.Select(r => r.HeadIncrease).ToList());
+        var topCounts = results.GroupBy(r => (r.TopHead.Layer, r.TopHead.Head)).OrderByDescending(g => g.Count()).Take(5).ToList();
+        var withAnswer = results.Where(r => r.Correct is not null).ToList();
+        double accuracy = withAnswer.Count == 0 ? double.NaN : withAnswer.Count(r => r.Correct!.Value) / (double)withAnswer.Count;
+        LayerBars.Write(Path.Combine(outDir, "layers.png"), meanAttn, meanFfn, "mean layer-level increase of log p(answer)");
+        HeadHeatmap.Write(Path.Combine(outDir, "heads.png"), meanHeads, "mean head-level increase of log p(answer)");
+
+        var layerRows = Enumerable.Range(0, layers).Select(l => (IReadOnlyList<string>)[l.ToString(), $"{meanAttn[l]:0.0000}", $"{meanFfn[l]:0.0000}"]).ToList();
+        var headRows = topCounts.Select(g => (IReadOnlyList<string>)[$"L{g.Key.Layer}H{g.Key.Head}", $"{g.Count()}", $"{100.0 * g.Count() / results.Count:0.0}%", $"{meanHeads[g.Key.Layer, g.Key.Head]:0.0000}"]).ToList();
+        double lensObj = results.Average(r => r.LensRankObject), lensBg = results.Where(r => !double.IsNaN(r.LensRankBackground)).Average(r => r.LensRankBackground);
+        double top5Obj = results.Average(r => r.LensTop5Object), top5Bg = results.Where(r => !double.IsNaN(r.LensTop5Background)).Average(r => r.LensTop5Background);
+        double headObj = results.Average(r => r.TopHeadObjectShare), area = results.Average(r => r.ObjectAreaShare);
+        var md = $"""
+            # Mechanism findings
+
+            model `{modelDir}`, dataset `{dataset}`, {results.Count} VQA examples with object boxes, target = {targetMode}.
+
+            accuracy (argmax = expected answer): {(double.IsNaN(accuracy) ? "n/a" : $"{accuracy:0.0%}")}; mean p(target) {results.Average(r => r.TargetProb):0.000}
+
+            ## Which layers carry the answer (mean log-probability increase)
+
+            {MarkdownTable.Render(["layer", "attention", "FFN"], layerRows)}
+
+            ## Which heads (the top head of each example)
+
+            {MarkdownTable.Render(["head", "examples where it is the top head", "share", "mean head increase"], headRows)}
+
+            ## Logit lens of the visual tokens
+
+            | patches | mean rank of the answer (0 = top) | answer in the lens top-5 |
+            | --- | ---: | ---: |
+            | the object's | {lensObj:0.0} | {top5Obj:0.0%} |
+            | all others | {lensBg:0.0} | {top5Bg:0.0%} |
+
+            ## Does the answer-carrying head attend to the object?
+
+            the top head's attention on the object's patches, as a share of its attention on the image: {headObj:0.000}
+            (the object covers {area:0.000} of the patches on average: a ratio of {headObj / area:0.0}x)
+            """;
+        File.WriteAllText(Path.Combine(outDir, "findings.md"), md);
+        return md;
+    }
+}
