@@ -17,10 +17,10 @@ public static class Finalizer
     public const string SummaryKey = "summary.json";
     public const int TopHeadsInSummary = 5;
 
+    /// <param name="store">the store of <paramref name="spec"/>'s output.</param>
     /// <param name="modelFingerprint">the run's <see cref="LlavaMech.Runtime.ModelFingerprint"/>, written to summary.json as <c>model_fingerprint</c>.</param>
-    public static async Task<RunSummary> RunAsync(JobSpec spec, string modelFingerprint, CancellationToken ct = default)
+    public static async Task<RunSummary> RunAsync(IObjectStore store, JobSpec spec, string modelFingerprint, CancellationToken ct = default)
     {
-        var store = OutputLocation.Parse(spec.Output).OpenStore();
         var aggregate = new AggregateOptions { TopK = spec.Options.SummaryTopK };
         var heads = await Aggregates.HeadSummaryAsync(store, aggregate, ct).ConfigureAwait(false);
         var layers = await Aggregates.LayerSummaryAsync(store, aggregate, ct).ConfigureAwait(false);

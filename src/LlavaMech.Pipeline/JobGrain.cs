@@ -34,6 +34,7 @@ public sealed class JobGrain : Grain, IJobGrain
 
     private readonly IPersistentState<JobRecord> _record;
     private readonly ILogger<JobGrain> _log;
+    private readonly LlavaMech.Storage.ObjectStores _stores;
     private Task<JobPlan>? _prepare;
     private CancellationTokenSource? _prepareCancel;
     private Slot[]? _shards;
@@ -62,10 +63,11 @@ public sealed class JobGrain : Grain, IJobGrain
         public string? LastError { get; set; }
     }
 
-    public JobGrain([PersistentState("job", PipelineHosting.StorageName)] IPersistentState<JobRecord> record, ILogger<JobGrain> log)
+    public JobGrain([PersistentState("job", PipelineHosting.StorageName)] IPersistentState<JobRecord> record, ILogger<JobGrain> log, LlavaMech.Storage.ObjectStores stores)
     {
         _record = record;
         _log = log;
+        _stores = stores;
     }
 
     private JobRecord R => _record.State;
@@ -387,14 +389,14 @@ public sealed class JobGrain : Grain, IJobGrain
         _shards = null;
         _finalize = null;
         _prepareNotice = null;
-        _prepare = Task.Run(() => PrepareWithRetriesAsync(spec, n => _prepareNotice = n, token), token);
+        _prepare = Task.Run(() => PrepareWithRetriesAsync(spec, n => _prepareNotice = n, token, _stores), token);
     }
 
     /// <summary>
     /// <see cref="JobPlan.PrepareAsync"/>, retried with the storage outage policy while the output storage is
     /// unreachable (the job stays preparing, with a notice); after the storage wait it fails with the endpoint named.
     /// </summary>
-    internal static async Task<JobPlan> PrepareWithRetriesAsync(JobSpec spec, Action<string?> notice, CancellationToken ct)
+    internal static async Task<JobPlan> PrepareWithRetriesAsync(JobSpec spec, Action<string?> notice, CancellationToken ct, LlavaMech.Storage.ObjectStores? stores = null)
     {
         // The wait runs from the start of the first attempt that failed; every later attempt is cut off at its end, so
         // an attempt's own request retries cannot carry the total past the asked time.
@@ -409,7 +411,7 @@ public sealed class JobGrain : Grain, IJobGrain
             if (since is { } s0) attempt.CancelAfter(Max(TimeSpan.Zero, s0 + waitFor - started));
             try
             {
-                var plan = await JobPlan.PrepareAsync(spec, attempt.Token).ConfigureAwait(false);
+                var plan = await JobPlan.PrepareAsync(spec, stores, attempt.Token).ConfigureAwait(false);
                 notice(null);
                 return plan;
             }

@@ -89,7 +89,10 @@ public sealed record JobPlan(
     /// reconciles with the output: writes <c>_pipeline/run.json</c> for a new run or checks it for a resumed one,
     /// and lists the committed shards. Throws <see cref="JobPreparationException"/> with the reason.
     /// </summary>
-    public static async Task<JobPlan> PrepareAsync(JobSpec spec, CancellationToken ct = default)
+    public static Task<JobPlan> PrepareAsync(JobSpec spec, CancellationToken ct = default) => PrepareAsync(spec, null, ct);
+
+    /// <summary>As <see cref="PrepareAsync(JobSpec, CancellationToken)"/>, with the output's store from <paramref name="stores"/> (a silo's; null: a new store).</summary>
+    public static async Task<JobPlan> PrepareAsync(JobSpec spec, ObjectStores? stores, CancellationToken ct = default)
     {
         spec.Validate();
         CheckpointSummary checkpoint;
@@ -124,7 +127,7 @@ public sealed record JobPlan(
         IObjectStore store;
         try
         {
-            store = OutputLocation.Parse(spec.Output).OpenStore();
+            store = stores is null ? OutputLocation.Parse(spec.Output).OpenStore() : stores.Open(spec.Output);
         }
         catch (ArgumentException e)
         {

@@ -9,10 +9,12 @@ namespace LlavaMech.Pipeline;
 
 /// <summary>
 /// Grain state in an <see cref="IObjectStore"/> (a folder every silo sees, or a blob container): one object per grain,
-/// <c>grains/&lt;state&gt;/&lt;grain&gt;.bin</c>, holding an ETag and the state in Orleans' binary format. With it, a job
-/// survives the loss of the silo its grain lived on. ETags are checked before each write (an activation that lost
-/// ownership gets <see cref="InconsistentStateException"/>); the check and the write are not one atomic step, which
-/// is enough for grains that have one activation at a time.
+/// <c>grains/&lt;state&gt;/&lt;grain&gt;.bin</c>, holding a write id and the state in Orleans' binary format. With it, a
+/// job survives the loss of the silo its grain lived on. The grain's ETag is the object's version, and every write or
+/// clear is conditional on it in one step (<see cref="IObjectStore.PutIfVersionAsync"/>: If-Match on a blob, compare
+/// and rename under a lock in a folder): a writer whose ETag is stale (another activation wrote since it read) changes
+/// nothing and gets <see cref="InconsistentStateException"/>. The write id makes every write's content, and so its
+/// version, new.
 /// </summary>
 public sealed class ObjectStoreGrainStorage(IObjectStore store, Serializer serializer) : IGrainStorage
 {
@@ -31,46 +33,42 @@ public sealed class ObjectStoreGrainStorage(IObjectStore store, Serializer seria
 
     public async Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
-        var bytes = await store.GetBytesAsync(KeyOf(stateName, grainId)).ConfigureAwait(false);
-        if (bytes is null)
+        var stored = await store.GetVersionedAsync(KeyOf(stateName, grainId)).ConfigureAwait(false);
+        if (stored is null)
         {
             grainState.ETag = null;
             grainState.RecordExists = false;
             return;
         }
-        var (etag, payload) = Split(bytes);
-        grainState.State = serializer.Deserialize<T>(payload);
-        grainState.ETag = etag;
+        grainState.State = serializer.Deserialize<T>(Split(stored.Content).Payload);
+        grainState.ETag = stored.Version;
         grainState.RecordExists = true;
     }
 
     public async Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         string key = KeyOf(stateName, grainId);
-        await CheckETagAsync(key, grainState.ETag).ConfigureAwait(false);
-        string etag = Guid.NewGuid().ToString("N");
-        await store.PutAsync(key, Join(etag, serializer.SerializeToArray(grainState.State))).ConfigureAwait(false);
-        grainState.ETag = etag;
+        var content = Join(Guid.NewGuid().ToString("N"), serializer.SerializeToArray(grainState.State));
+        string version = await store.PutIfVersionAsync(key, content, grainState.ETag).ConfigureAwait(false)
+                         ?? throw Changed(key, grainState.ETag);
+        grainState.ETag = version;
         grainState.RecordExists = true;
     }
 
     public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         string key = KeyOf(stateName, grainId);
-        await CheckETagAsync(key, grainState.ETag).ConfigureAwait(false);
-        await store.DeleteAsync(key).ConfigureAwait(false);
+        bool cleared = grainState.ETag is { } etag
+            ? await store.DeleteIfVersionAsync(key, etag).ConfigureAwait(false)
+            : !await store.ExistsAsync(key).ConfigureAwait(false);   // nothing read, nothing there: nothing to clear
+        if (!cleared) throw Changed(key, grainState.ETag);
         grainState.ETag = null;
         grainState.RecordExists = false;
     }
 
-    private async Task CheckETagAsync(string key, string? expected)
-    {
-        var current = await store.GetBytesAsync(key).ConfigureAwait(false);
-        string? stored = current is null ? null : Split(current).ETag;
-        if (stored != expected)
-            throw new InconsistentStateException($"grain state {key} in {store.Location} changed under this activation (stored ETag {stored ?? "none"}, expected {expected ?? "none"})",
-                stored ?? "", expected ?? "");
-    }
+    private InconsistentStateException Changed(string key, string? expected) =>
+        new($"grain state {key} in {store.Location} changed under this activation (expected version {expected ?? "none: no state"})",
+            "", expected ?? "");
 
     private static byte[] Join(string etag, byte[] payload)
     {

@@ -153,7 +153,8 @@ public static class PipelineHosting
     public const string StorageName = "llavamech";
 
     /// <summary>
-    /// Adds the pipeline to a silo: grain state storage, the device runners (one per declared device), the worker
+    /// Adds the pipeline to a silo: the silo's <see cref="ObjectStores"/> (one store per location, disposed with the
+    /// host), grain state storage in it, the device runners (one per declared device), the worker
     /// that pulls shard leases, its <see cref="PipelineMetrics"/> and <see cref="SiloReadiness"/> (gauges; readiness gates
     /// where the host has <see cref="TelemetryServiceCollectionExtensions.AddLlavaMechTelemetry"/>). Clustering is the
     /// caller's (see <see cref="UseCluster(ISiloBuilder, ClusterSettings)"/>).
@@ -161,13 +162,12 @@ public static class PipelineHosting
     public static ISiloBuilder AddLlavaMechPipeline(this ISiloBuilder silo, PipelineSiloOptions options)
     {
         options.Validate();
+        silo.Services.TryAddSingleton(_ => new ObjectStores());
         if (options.StateStore == "memory")
             silo.AddMemoryGrainStorage(StorageName);
         else
-        {
-            var location = OutputLocation.Parse(options.StateStore);
-            silo.Services.AddGrainStorage(StorageName, (sp, _) => new ObjectStoreGrainStorage(location.OpenStore(), sp.GetRequiredService<Serializer>()));
-        }
+            silo.Services.AddGrainStorage(StorageName, (sp, _) =>
+                new ObjectStoreGrainStorage(sp.GetRequiredService<ObjectStores>().Open(options.StateStore), sp.GetRequiredService<Serializer>()));
         silo.Services.AddSingleton(options);
         silo.Services.AddSingleton<DevicePool>();
         silo.Services.AddHostedService(sp => sp.GetRequiredService<DevicePool>());

@@ -65,6 +65,7 @@ public sealed class PipelineWorker(
     ILocalSiloDetails silo,
     IHostApplicationLifetime lifetime,
     PipelineMetrics metrics,
+    ObjectStores stores,
     ILogger<PipelineWorker> log) : BackgroundService
 {
     private long _committed, _already, _failed, _lost, _abandoned, _released, _finalized, _examples, _storageFailures;
@@ -153,7 +154,7 @@ public sealed class PipelineWorker(
         {
             if (lease.Kind == WorkKind.Finalize)
             {
-                var summary = await Finalizer.RunAsync(lease.Spec, lease.ModelFingerprint, token).ConfigureAwait(false);
+                var summary = await Finalizer.RunAsync(stores.Open(lease.Spec.Output), lease.Spec, lease.ModelFingerprint, token).ConfigureAwait(false);
                 await GrainCalls.RetryAsync(() => job.CompleteFinalizeAsync(lease.LeaseId, summary), stop).ConfigureAwait(false);
                 Interlocked.Increment(ref _finalized);
                 return;
@@ -239,8 +240,7 @@ public sealed class PipelineWorker(
     private async Task<ShardReport> RunShardAsync(WorkLease lease, DeviceRunner runner, string worker, Stopwatch clock, CancellationToken token)
     {
         var spec = lease.Spec;
-        var store = OutputLocation.Parse(spec.Output).OpenStore();
-        var committer = new ShardCommitter(store);
+        var committer = new ShardCommitter(stores.Open(spec.Output));
         if (await committer.IsCommittedAsync(lease.Shard, token).ConfigureAwait(false))
         {
             // Committed already (by an earlier job, or by an attempt whose storage went away while it published):

@@ -40,11 +40,7 @@ public static class Reanalysis
             : throw new ArgumentException($"'{fingerprint}' is not a model fingerprint");
 
     /// <summary>The output location of <paramref name="runId"/> under <paramref name="root"/> (a folder or a blob location).</summary>
-    public static string RunLocation(string root, string runId)
-    {
-        var location = OutputLocation.Parse(root);
-        return location.IsAzure ? location.ToString().TrimEnd('/') + "/" + runId : Path.Combine(location.LocalPath!, runId);
-    }
+    public static string RunLocation(string root, string runId) => OutputLocation.Parse(root).Child(runId);
 
     /// <summary>
     /// The job of <paramref name="template"/> (model, manifest, options; its run id and output are replaced) as the run of

@@ -270,12 +270,10 @@ public static class RunDiff
         IObjectStore store;
         try
         {
-            var parsed = OutputLocation.Parse(location);
-            if (parsed is { IsAzure: false, LocalPath: { } dir } && !Directory.Exists(dir))   // before OpenStore, which would create it
-                throw new ArgumentException($"run {dir} does not exist");
-            store = parsed.OpenStore();
+            store = OutputLocation.Parse(location).OpenStore(createFolder: false);
         }
-        catch (ArgumentException e) when (!e.Message.StartsWith("run ", StringComparison.Ordinal)) { throw new ArgumentException($"run {location}: {e.Message}", e); }
+        catch (DirectoryNotFoundException e) { throw new ArgumentException($"run {e.Message}", e); }
+        catch (ArgumentException e) { throw new ArgumentException($"run {location}: {e.Message}", e); }
         var committer = new ShardCommitter(store);
         var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
         if (manifests.Count == 0 && !resolved)

@@ -191,6 +191,54 @@ public sealed class BlobObjectStore : IObjectStore
             }
         }, null, ct);
 
+    public Task<VersionedObject?> GetVersionedAsync(string key, CancellationToken ct = default) =>
+        Run<VersionedObject?>("get", key, async () =>
+        {
+            try
+            {
+                var r = await Blob(key).DownloadContentAsync(ct).ConfigureAwait(false);
+                return new VersionedObject(r.Value.Content.ToArray(), r.Value.Details.ETag.ToString());
+            }
+            catch (RequestFailedException e) when (e.Status == 404)
+            {
+                return null;
+            }
+        }, null, ct);
+
+    /// <summary>An upload with If-Match: the version (the blob's ETag), or If-None-Match: * when null; a refused condition (412, 409 exists, 404 gone) is null.</summary>
+    public Task<string?> PutIfVersionAsync(string key, ReadOnlyMemory<byte> content, string? expectedVersion, CancellationToken ct = default) =>
+        Run<string?>("put-if-version", key, async () =>
+        {
+            await EnsureContainerAsync(ct).ConfigureAwait(false);
+            var options = new BlobUploadOptions { Conditions = Condition(expectedVersion) };
+            try
+            {
+                var r = await Blob(key).UploadAsync(BinaryData.FromBytes(content), options, ct).ConfigureAwait(false);
+                return r.Value.ETag.ToString();
+            }
+            catch (RequestFailedException e) when (e.Status is 409 or 412 || (e.Status == 404 && !IsContainerMissing(e)))
+            {
+                return null;
+            }
+        }, null, ct);
+
+    public Task<bool> DeleteIfVersionAsync(string key, string expectedVersion, CancellationToken ct = default) =>
+        Run("delete-if-version", key, async () =>
+        {
+            try
+            {
+                await Blob(key).DeleteAsync(DeleteSnapshotsOption.IncludeSnapshots, Condition(expectedVersion), ct).ConfigureAwait(false);
+                return true;
+            }
+            catch (RequestFailedException e) when (e.Status is 404 or 409 or 412)
+            {
+                return false;
+            }
+        }, null, ct);
+
+    private static BlobRequestConditions Condition(string? version) =>
+        version is null ? new BlobRequestConditions { IfNoneMatch = ETag.All } : new BlobRequestConditions { IfMatch = new ETag(version) };
+
     public Task<bool> ExistsAsync(string key, CancellationToken ct = default) =>
         Run("exists", key, async () =>
         {

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
 
 namespace LlavaMech.Storage;
 
@@ -8,10 +10,16 @@ namespace LlavaMech.Storage;
 /// goes to a hidden temp file (".&lt;name&gt;.&lt;guid&gt;.tmp", flushed to disk) in the target's folder and is then
 /// renamed into place, so readers and globs like "*.parquet" never see a partial file. Put-if-absent links the temp
 /// file to the final name with link(2), which fails when the name exists (on Windows: File.Move without overwrite).
+/// Conditional writes (<see cref="PutIfVersionAsync"/>) compare the content's SHA-256 and rename while they hold an
+/// exclusive lock of the hidden file ".&lt;name&gt;.lock" beside the object (flock, so across processes too).
 /// </summary>
 public sealed class LocalObjectStore : IObjectStore
 {
     private const string TempSuffix = ".tmp";
+    private const string LockSuffix = ".lock";
+
+    /// <summary>How long a conditional write waits for the lock of its key before it fails.</summary>
+    private static readonly TimeSpan LockTimeout = TimeSpan.FromSeconds(30);
 
     public LocalObjectStore(string rootDir)
     {
@@ -69,6 +77,71 @@ public sealed class LocalObjectStore : IObjectStore
             }
         });
 
+    public Task<VersionedObject?> GetVersionedAsync(string key, CancellationToken ct = default) =>
+        Guard<VersionedObject?>("get", key, async () =>
+        {
+            var bytes = await ReadIfExistsAsync(PathOf(key), ct).ConfigureAwait(false);
+            return bytes is null ? null : new VersionedObject(bytes, VersionOf(bytes));
+        });
+
+    public Task<string?> PutIfVersionAsync(string key, ReadOnlyMemory<byte> content, string? expectedVersion, CancellationToken ct = default) =>
+        Guard<string?>("put-if-version", key, async () =>
+        {
+            string path = PathOf(key);
+            await using var held = await LockAsync(path, ct).ConfigureAwait(false);
+            if (await CurrentVersionAsync(path, ct).ConfigureAwait(false) != expectedVersion) return null;
+            using var stream = new MemoryStream(content.ToArray(), writable: false);
+            string tmp = await WriteTempAsync(path, stream, ct).ConfigureAwait(false);
+            try { File.Move(tmp, path, overwrite: true); }
+            catch { TryDelete(tmp); throw; }
+            return VersionOf(content.Span);
+        });
+
+    public Task<bool> DeleteIfVersionAsync(string key, string expectedVersion, CancellationToken ct = default) =>
+        Guard("delete-if-version", key, async () =>
+        {
+            string path = PathOf(key);
+            await using var held = await LockAsync(path, ct).ConfigureAwait(false);
+            if (await CurrentVersionAsync(path, ct).ConfigureAwait(false) != expectedVersion) return false;
+            File.Delete(path);   // the folder keeps the lock file: no pruning
+            return true;
+        });
+
+    private static string VersionOf(ReadOnlySpan<byte> content) => Convert.ToHexStringLower(SHA256.HashData(content));
+
+    private static async Task<string?> CurrentVersionAsync(string path, CancellationToken ct) =>
+        await ReadIfExistsAsync(path, ct).ConfigureAwait(false) is { } bytes ? VersionOf(bytes) : null;
+
+    private static async Task<byte[]?> ReadIfExistsAsync(string path, CancellationToken ct)
+    {
+        try { return await File.ReadAllBytesAsync(path, ct).ConfigureAwait(false); }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException) { return null; }
+    }
+
+    /// <summary>
+    /// Holds the key's lock file open with FileShare.None, which .NET takes as an exclusive flock(2) on Unix (a
+    /// conflicting open, in this process or another, fails at once): retried until <see cref="LockTimeout"/>.
+    /// </summary>
+    private static async Task<FileStream> LockAsync(string path, CancellationToken ct)
+    {
+        string dir = Path.GetDirectoryName(path)!;
+        string lockPath = Path.Combine(dir, "." + Path.GetFileName(path) + LockSuffix);
+        var clock = Stopwatch.StartNew();
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                Directory.CreateDirectory(dir);
+                return new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1, FileOptions.None);
+            }
+            catch (IOException) when (clock.Elapsed < LockTimeout)
+            {
+                // Held by another writer (or its folder pruned between the two calls): wait a little.
+                await Task.Delay(Math.Min(50, 1 + attempt), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
     public Task<bool> ExistsAsync(string key, CancellationToken ct = default) => Task.FromResult(File.Exists(PathOf(key)));
 
     public async IAsyncEnumerable<ObjectInfo> ListAsync(string prefix, [EnumeratorCancellation] CancellationToken ct = default)
@@ -81,7 +154,7 @@ public sealed class LocalObjectStore : IObjectStore
         {
             items = !Directory.Exists(dir) ? [] : Directory
                 .EnumerateFiles(dir, "*", new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = false, AttributesToSkip = 0 })
-                .Where(p => !IsTemp(Path.GetFileName(p)))
+                .Where(p => !IsHidden(Path.GetFileName(p)))
                 .Select(p => (Key: Path.GetRelativePath(Root, p).Replace(Path.DirectorySeparatorChar, '/'), Path: p))
                 .Where(x => x.Key.StartsWith(prefix, StringComparison.Ordinal))
                 .Select(x => Info(x.Key, x.Path))
@@ -202,7 +275,9 @@ public sealed class LocalObjectStore : IObjectStore
     [DllImport("libc", SetLastError = true)]
     private static extern int link(string oldpath, string newpath);
 
-    private static bool IsTemp(string fileName) => fileName.StartsWith('.') && fileName.EndsWith(TempSuffix, StringComparison.Ordinal);
+    /// <summary>A temp file of a write in progress, or the lock file of a key: never listed.</summary>
+    private static bool IsHidden(string fileName) =>
+        fileName.StartsWith('.') && (fileName.EndsWith(TempSuffix, StringComparison.Ordinal) || fileName.EndsWith(LockSuffix, StringComparison.Ordinal));
 
     private void PruneEmptyParents(string path)
     {

@@ -5,6 +5,9 @@ namespace LlavaMech.Storage;
 /// <summary>One stored object: its key (relative to the store's root, '/'-separated), size in bytes and last change.</summary>
 public sealed record ObjectInfo(string Key, long Size, DateTimeOffset LastModified);
 
+/// <summary>An object's bytes and its version (see <see cref="IObjectStore.GetVersionedAsync"/>).</summary>
+public sealed record VersionedObject(byte[] Content, string Version);
+
 /// <summary>
 /// A flat namespace of immutable-ish objects under one root (a local folder or a blob container + prefix). Keys are
 /// relative, '/'-separated, without "." or ".." segments. Writes are atomic: a reader sees either no object or the whole
@@ -44,6 +47,25 @@ public interface IObjectStore
     /// Throws <see cref="FileNotFoundException"/> when neither exists.
     /// </summary>
     Task<bool> MoveAsync(string sourceKey, string destinationKey, CancellationToken ct = default);
+
+    /// <summary>
+    /// The object's bytes (read whole: for small objects such as grain state) and its version, an opaque token that
+    /// changes when the content does; null if there is no such object. Blob: the blob's ETag (new on every write);
+    /// local: a SHA-256 of the content.
+    /// </summary>
+    Task<VersionedObject?> GetVersionedAsync(string key, CancellationToken ct = default);
+
+    /// <summary>
+    /// Writes the object only if its version is still <paramref name="expectedVersion"/> (null: only if there is no
+    /// object), as one atomic step: of concurrent writers holding the same version exactly one succeeds. Returns the
+    /// new version, or null when the stored version differs (the object is left unchanged). Blob: upload with
+    /// If-Match (If-None-Match: * for null); local: compare and rename under an exclusive lock of the key. Plain
+    /// <see cref="PutAsync"/> does not take part: keys written conditionally must only be written conditionally.
+    /// </summary>
+    Task<string?> PutIfVersionAsync(string key, ReadOnlyMemory<byte> content, string? expectedVersion, CancellationToken ct = default);
+
+    /// <summary>Deletes the object only if its version is <paramref name="expectedVersion"/> (atomically, as <see cref="PutIfVersionAsync"/>); false when it differs or the object is gone.</summary>
+    Task<bool> DeleteIfVersionAsync(string key, string expectedVersion, CancellationToken ct = default);
 
     /// <summary>The object's path on the local file system when the store is local (DuckDB reads it in place), else null.</summary>
     string? LocalPath(string key);

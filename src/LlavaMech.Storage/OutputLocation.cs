@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.RegularExpressions;
 using Azure.Identity;
 
@@ -19,6 +21,8 @@ public enum OutputKind
 /// <item><c>https://ACCOUNT.blob.core.windows.net/container/prefix</c> (or any blob endpoint URL): the same with an
 /// explicit endpoint; a query string (SAS) is refused: give credentials through the environment instead.</item>
 /// </list>
+/// This file is the one place that tells the backends apart: everything else holds an <see cref="IObjectStore"/>
+/// (from <see cref="OpenStore"/>, or a silo's <see cref="ObjectStores"/>) and location strings.
 /// </summary>
 public sealed partial record OutputLocation
 {
@@ -54,13 +58,40 @@ public sealed partial record OutputLocation
     /// <summary>The blob service endpoint when the location was given as an https URL; null for az:// (taken from the credentials).</summary>
     public Uri? ServiceUri { get; }
 
-    public bool IsAzure => Kind == OutputKind.AzureBlob;
-
     public override string ToString() => Kind == OutputKind.Local
         ? LocalPath!
         : ServiceUri is null
             ? $"az://{Container}{(Prefix.Length > 0 ? "/" + Prefix : "")}"
             : $"{ServiceUri.ToString().TrimEnd('/')}/{Container}{(Prefix.Length > 0 ? "/" + Prefix : "")}";
+
+    /// <summary>
+    /// The location as a job records it: a local folder made absolute (relative to the current directory, as
+    /// <see cref="Parse"/> reads it); a blob location as written. Throws <see cref="ArgumentException"/> like <see cref="Parse"/>.
+    /// </summary>
+    public static string Normalize(string text)
+    {
+        var location = Parse(text);
+        return location.Kind == OutputKind.Local ? location.LocalPath! : text.Trim();
+    }
+
+    /// <summary>The location of <paramref name="name"/> under this one (a sub-folder, or a longer blob prefix).</summary>
+    public string Child(string name)
+    {
+        ObjectKeys.Validate(name, nameof(name));
+        return Kind == OutputKind.Local ? Path.Combine(LocalPath!, name) : ToString().TrimEnd('/') + "/" + name;
+    }
+
+    /// <summary>
+    /// What makes two opened stores the same: the location and, for a blob location, the credentials the environment
+    /// gives now (a SHA-256 of them, so the key holds no secret).
+    /// </summary>
+    internal string StoreKey(Func<string, string?>? environment = null)
+    {
+        if (Kind == OutputKind.Local) return Path.TrimEndingDirectorySeparator(LocalPath!);
+        environment ??= Environment.GetEnvironmentVariable;
+        string credentials = string.Join('\n', environment(ConnectionVariable), environment(StandardConnectionVariable), environment(AccountVariable));
+        return ToString() + "#" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(credentials)));
+    }
 
     /// <summary>Parses an output location (see the type's summary). Throws <see cref="ArgumentException"/> with the reason.</summary>
     public static OutputLocation Parse(string text)
@@ -128,10 +159,23 @@ public sealed partial record OutputLocation
     /// <c>AZURE_STORAGE_ACCOUNT</c> (or the https URL's endpoint) with DefaultAzureCredential.
     /// </summary>
     /// <param name="environment">Looks up a variable (default: the process environment).</param>
-    public IObjectStore OpenStore(Func<string, string?>? environment = null, BlobStoreOptions? options = null)
+    /// <param name="createFolder">Local: create the folder when missing; when false a missing folder throws
+    /// <see cref="DirectoryNotFoundException"/> ("&lt;folder&gt; does not exist"). Blob locations ignore it.</param>
+    public IObjectStore OpenStore(Func<string, string?>? environment = null, BlobStoreOptions? options = null, bool createFolder = true)
+    {
+        var store = Create(environment, options, createFolder);
+        StorageMetrics.StoreOpened(store);
+        return store;
+    }
+
+    private IObjectStore Create(Func<string, string?>? environment, BlobStoreOptions? options, bool createFolder)
     {
         if (Kind == OutputKind.Local)
+        {
+            if (!createFolder && !Directory.Exists(LocalPath))
+                throw new DirectoryNotFoundException($"{LocalPath} does not exist");
             return new LocalObjectStore(LocalPath!);
+        }
 
         environment ??= Environment.GetEnvironmentVariable;
         string? connection = NonEmpty(environment(ConnectionVariable)) ?? NonEmpty(environment(StandardConnectionVariable));

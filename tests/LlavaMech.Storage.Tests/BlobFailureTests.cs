@@ -114,8 +114,10 @@ public class OutputLocationTests
         var l = OutputLocation.Parse("out/run1");
         Assert.Equal(OutputKind.Local, l.Kind);
         Assert.Equal(Path.GetFullPath("out/run1"), l.LocalPath);
-        Assert.False(l.IsAzure);
         Assert.Equal("/data/out", OutputLocation.Parse("file:///data/out").LocalPath);
+        Assert.Equal(Path.GetFullPath("out/run1"), OutputLocation.Normalize("out/run1"));
+        Assert.Equal("/data/out", OutputLocation.Normalize("file:///data/out"));
+        Assert.Equal(Path.Combine(Path.GetFullPath("out/run1"), "fp-1"), l.Child("fp-1"));
         Assert.Equal("/data/x", OutputLocation.Parse("/data/x").LocalPath);
     }
 
@@ -130,6 +132,34 @@ public class OutputLocationTests
         Assert.Equal((OutputKind.AzureBlob, container, prefix), (l.Kind, l.Container, l.Prefix));
         Assert.Null(l.ServiceUri);
         Assert.Equal("az://" + container + (prefix.Length > 0 ? "/" + prefix : ""), l.ToString());
+        Assert.Equal(text, OutputLocation.Normalize(text));   // a blob location is recorded as written
+        Assert.Equal("az://" + container + (prefix.Length > 0 ? "/" + prefix : "") + "/fp-1", l.Child("fp-1"));
+    }
+
+    [Fact]
+    public void A_silo_cache_opens_one_store_per_location_and_credentials()
+    {
+        var env = new Dictionary<string, string?> { [OutputLocation.ConnectionVariable] = "UseDevelopmentStorage=true" };
+        using var stores = new ObjectStores(v => env.GetValueOrDefault(v));
+        string dir = Path.Combine(Path.GetTempPath(), "llavamech-stores-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            var local = stores.Open(dir);
+            Assert.Same(local, stores.Open(dir + "/"));
+            Assert.Same(local, stores.Open("file://" + dir));
+            var blob = stores.Open("az://results/a");
+            Assert.Same(blob, stores.Open("az://results/a/"));
+            Assert.NotSame(blob, stores.Open("az://results/b"));
+            env[OutputLocation.ConnectionVariable] = "UseDevelopmentStorage=true;";   // other credentials: another store
+            Assert.NotSame(blob, stores.Open("az://results/a"));
+            Assert.Equal(4, stores.Count);
+        }
+        finally
+        {
+            stores.Dispose();
+            Directory.Delete(dir, recursive: true);
+        }
+        Assert.Throws<ObjectDisposedException>(() => stores.Open(dir));
     }
 
     [Fact]

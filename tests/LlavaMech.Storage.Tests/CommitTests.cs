@@ -279,6 +279,10 @@ internal sealed class LostResponseStore(IObjectStore inner) : IObjectStore
     public Task<bool> DeleteAsync(string key, CancellationToken ct = default) => inner.DeleteAsync(key, ct);
     public Task<bool> MoveAsync(string sourceKey, string destinationKey, CancellationToken ct = default) => inner.MoveAsync(sourceKey, destinationKey, ct);
     public string? LocalPath(string key) => inner.LocalPath(key);
+    public Task<VersionedObject?> GetVersionedAsync(string key, CancellationToken ct = default) => inner.GetVersionedAsync(key, ct);
+    public Task<string?> PutIfVersionAsync(string key, ReadOnlyMemory<byte> content, string? expectedVersion, CancellationToken ct = default) =>
+        inner.PutIfVersionAsync(key, content, expectedVersion, ct);
+    public Task<bool> DeleteIfVersionAsync(string key, string expectedVersion, CancellationToken ct = default) => inner.DeleteIfVersionAsync(key, expectedVersion, ct);
 }
 
 public sealed class LocalCommitTests : CommitContract

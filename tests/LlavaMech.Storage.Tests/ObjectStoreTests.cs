@@ -52,6 +52,35 @@ public abstract class ObjectStoreContract
     }
 
     [Fact]
+    public async Task Conditional_writes_have_one_winner_per_version_and_a_stale_version_changes_nothing()
+    {
+        var s = NewStore();
+        const string key = "grains/job/j-1.bin";
+        Assert.Null(await s.GetVersionedAsync(key));
+        Assert.False(await s.DeleteIfVersionAsync(key, "no-such-version"));
+        string v1 = await s.PutIfVersionAsync(key, B("first"), null) ?? throw new Xunit.Sdk.XunitException("the first create failed");
+        Assert.Null(await s.PutIfVersionAsync(key, B("second create"), null));   // exists already
+        var read = await s.GetVersionedAsync(key);
+        Assert.Equal(("first", v1), (Encoding.UTF8.GetString(read!.Content), read.Version));
+
+        // Twelve writers that all read v1: exactly one replaces it, the others change nothing.
+        var results = await Task.WhenAll(Enumerable.Range(0, 12).Select(i => Task.Run(() => s.PutIfVersionAsync(key, B("writer " + i), v1))));
+        Assert.Equal(1, results.Count(r => r is not null));
+        int winner = Array.FindIndex(results, r => r is not null);
+        var after = await s.GetVersionedAsync(key);
+        Assert.Equal(("writer " + winner, results[winner]), (Encoding.UTF8.GetString(after!.Content), after.Version));
+        Assert.NotEqual(v1, after.Version);
+        Assert.Null(await s.PutIfVersionAsync(key, B("stale"), v1));
+        Assert.Equal("writer " + winner, await Text(s, key));
+
+        Assert.False(await s.DeleteIfVersionAsync(key, v1));   // stale: kept
+        Assert.True(await s.ExistsAsync(key));
+        Assert.True(await s.DeleteIfVersionAsync(key, after.Version));
+        Assert.False(await s.ExistsAsync(key));
+        Assert.Empty(await s.ListAllAsync(""));   // no temp or lock files listed
+    }
+
+    [Fact]
     public async Task Move_is_idempotent_and_never_overwrites()
     {
         var s = NewStore();

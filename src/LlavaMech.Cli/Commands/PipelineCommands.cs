@@ -54,9 +54,8 @@ public static class PipelineCommands
     internal static JobSpec ReadJob(CommandLine cl, string? runId, string? outOverride = null)
     {
         string output = outOverride ?? cl.Require("out");
-        try { _ = OutputLocation.Parse(output); }
+        try { output = OutputLocation.Normalize(output); }
         catch (ArgumentException e) { throw new UsageException($"--out: {e.Message}"); }
-        if (!OutputLocation.Parse(output).IsAzure) output = Path.GetFullPath(output);
         string model = Path.GetFullPath(cl.Require("model"));
         string manifest = Path.GetFullPath(cl.Require("dataset"));
         if (!File.Exists(manifest)) throw new UsageException($"--dataset: '{manifest}' does not exist");

@@ -51,7 +51,7 @@ public static class ReanalysisCommands
     {
         TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
         string root = cl.Require("out");
-        try { if (!OutputLocation.Parse(root).IsAzure) root = Path.GetFullPath(root); }
+        try { root = OutputLocation.Normalize(root); }
         catch (ArgumentException e) { throw new UsageException($"--out: {e.Message}"); }
         string model = Path.GetFullPath(cl.Require("model"));
         if (!Directory.Exists(model)) throw new UsageException($"--model: '{model}' does not exist");
@@ -145,7 +145,7 @@ public static class ReanalysisCommands
         return 0;
     }
 
-    private static string Local(string location) => OutputLocation.Parse(location).IsAzure ? location : Path.GetFullPath(location);
+    private static string Local(string location) => OutputLocation.Normalize(location);
 
     private static void PrintDiff(RunDiffResult r, IReadOnlyList<string> files, string nameA, string nameB, int top = 5)
     {
