@@ -293,11 +293,18 @@ public interface IJobGrain : IGrainWithStringKey
 {
     /// <summary>
     /// Starts the job (or resumes it: shards committed in the output are skipped). Idempotent for the same spec
-    /// while the job is active; a finished job restarts. Returns after preparation (checkpoint validation, manifest,
-    /// committed shards) or after a few seconds, whichever is first: a checkpoint that fails validation comes back as
-    /// <see cref="JobState.Failed"/> with the reason, before any shard starts.
+    /// while the job is active; a finished job restarts. Answers at once, with the job preparing (checkpoint
+    /// validation, manifest, committed shards: off the grain's turns); a checkpoint that fails validation fails the
+    /// job with the reason before any shard starts. <see cref="PipelineClient.SubmitAsync"/> waits for that outcome.
     /// </summary>
     Task<JobStatus> SubmitAsync(JobSpec spec);
+
+    /// <summary>
+    /// The job's preparation finished: its plan (or its failure) is taken in, in the grain's turn. Called by the
+    /// preparation on its own grain; every other call takes a finished preparation in as well, so this one only
+    /// makes it prompt.
+    /// </summary>
+    Task PreparedAsync();
 
     Task<JobStatus> GetStatusAsync();
 

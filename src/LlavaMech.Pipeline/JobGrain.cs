@@ -1,3 +1,4 @@
+using LlavaMech.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace LlavaMech.Pipeline;
@@ -24,46 +25,29 @@ public sealed class JobRecord
     [Id(10)] public int ShardsSkipped { get; set; }
 }
 
-/// <summary>See <see cref="IJobGrain"/>. Leases are checked lazily: every call first expires overdue leases.</summary>
+/// <summary>
+/// See <see cref="IJobGrain"/>. The grain coordinates: it owns the job's record and calls its parts, each plain state
+/// changed only in the grain's turns: <see cref="JobPreparation"/> (the plan, prepared off the grain's turns and taken
+/// in by a call on the grain itself), <see cref="LeaseTable"/> (shard and finalization leases), <see cref="CompletionRate"/>
+/// (progress) and <see cref="StorageOutageWatch"/> (the output storage wait). Leases are checked lazily: every call
+/// first expires overdue leases.
+/// </summary>
 public sealed class JobGrain : Grain, IJobGrain
 {
-    /// <summary>How long <see cref="SubmitAsync"/> waits for preparation before it answers "preparing".</summary>
-    internal static TimeSpan PrepareWait { get; set; } = TimeSpan.FromSeconds(5);
-
     private static readonly TimeSpan RateWindow = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan RegistryRefresh = TimeSpan.FromSeconds(30);
 
     private readonly IPersistentState<JobRecord> _record;
     private readonly ILogger<JobGrain> _log;
-    private readonly LlavaMech.Storage.ObjectStores _stores;
-    private Task<JobPlan>? _prepare;
+    private readonly ObjectStores _stores;
+    private JobPreparation? _preparation;
     private CancellationTokenSource? _prepareCancel;
-    private Slot[]? _shards;
-    private Slot? _finalize;
-    private readonly Queue<(DateTimeOffset At, int Examples)> _completions = new();
-    private DateTimeOffset? _firstLeaseAt;
-    private int _runtimeRejects, _attempts;
+    private LeaseTable? _leases;
+    private readonly CompletionRate _rate = new(RateWindow);
+    private StorageOutageWatch? _outage;
+    private DateTimeOffset _lastRegistered = DateTimeOffset.UtcNow;
 
-    // Output storage outage (see StorageOutage): since when the storage fails, how often, and until when leasing pauses.
-    private DateTimeOffset? _outageSince, _pausedUntil;
-    private string? _outageError;
-    private int _outageTries;
-    private string? _outageEndpoint;
-    private volatile string? _prepareNotice;   // written by the preparation task while it waits for the storage
-
-    private enum SlotState { Pending, Running, Done, Failed }
-
-    private sealed class Slot(PlannedShard shard)
-    {
-        public PlannedShard Shard { get; } = shard;
-        public SlotState State { get; set; }
-        public string? LeaseId { get; set; }
-        public string? Owner { get; set; }
-        public DateTimeOffset ExpiresAt { get; set; }
-        public int Attempts { get; set; }
-        public string? LastError { get; set; }
-    }
-
-    public JobGrain([PersistentState("job", PipelineHosting.StorageName)] IPersistentState<JobRecord> record, ILogger<JobGrain> log, LlavaMech.Storage.ObjectStores stores)
+    public JobGrain([PersistentState("job", PipelineHosting.StorageName)] IPersistentState<JobRecord> record, ILogger<JobGrain> log, ObjectStores stores)
     {
         _record = record;
         _log = log;
@@ -81,6 +65,7 @@ public sealed class JobGrain : Grain, IJobGrain
         if (_record.RecordExists && Active && R.Spec is not null)
         {
             _log.LogInformation("job {Job}: reactivated in state {State}; rebuilding shards from the manifest and the output", JobId, R.State);
+            _outage = new StorageOutageWatch(R.Spec.Options.StorageWaitSeconds);
             StartPreparation();
         }
         return Task.CompletedTask;
@@ -92,6 +77,7 @@ public sealed class JobGrain : Grain, IJobGrain
         return Task.CompletedTask;
     }
 
+    /// <summary>Records the job as preparing and starts its preparation; answers at once (the client waits for the outcome).</summary>
     public async Task<JobStatus> SubmitAsync(JobSpec spec)
     {
         ArgumentNullException.ThrowIfNull(spec);
@@ -105,21 +91,18 @@ public sealed class JobGrain : Grain, IJobGrain
         }
 
         _record.State = new JobRecord { Spec = spec, State = JobState.Preparing, SubmittedAt = Now };
-        _shards = null;
-        _finalize = null;
-        _completions.Clear();
-        _firstLeaseAt = null;
-        _runtimeRejects = 0;
-        _attempts = 0;
-        ClearOutage();
+        _rate.Clear();
+        _outage = new StorageOutageWatch(spec.Options.StorageWaitSeconds);
+        StopPreparation();
+        _leases = null;
         await _record.WriteStateAsync();
         await Registry.RegisterAsync(JobId, true);
         _log.LogInformation("job {Job}: submitted ({Model} over {Manifest} into {Output})", JobId, spec.ModelDir, spec.ManifestPath, spec.Output);
         StartPreparation();
-        await Task.WhenAny(_prepare!, Task.Delay(PrepareWait));
-        await IntegrateAsync();
         return Status();
     }
+
+    public Task PreparedAsync() => IntegrateAsync();
 
     public async Task<JobStatus> GetStatusAsync()
     {
@@ -128,7 +111,7 @@ public sealed class JobGrain : Grain, IJobGrain
         if (!_record.RecordExists && R.Spec is null) return JobStatus.Unknown(JobId);
         ExpireLeases();
         // Keep the registry honest (it may have lost its state with a silo when its storage is not shared).
-        if (Active && Now - _lastRegistered > TimeSpan.FromSeconds(30))
+        if (Active && Now - _lastRegistered > RegistryRefresh)
         {
             _lastRegistered = Now;
             await Registry.RegisterAsync(JobId, true);
@@ -136,26 +119,17 @@ public sealed class JobGrain : Grain, IJobGrain
         return Status();
     }
 
-    private DateTimeOffset _lastRegistered = DateTimeOffset.UtcNow;
-
     public async Task<JobStatus> CancelAsync(string reason)
     {
         await IntegrateAsync();
         if (Active)
         {
-            _prepareCancel?.Cancel();
-            _prepare = null;
+            StopPreparation();
             R.State = JobState.Cancelled;
             R.Error = string.IsNullOrWhiteSpace(reason) ? "cancelled" : reason;
             R.FinishedAt = Now;
-            if (_shards is not null)
-                foreach (var s in _shards.Where(s => s.State == SlotState.Running))
-                {
-                    s.State = SlotState.Pending;
-                    s.LeaseId = null;
-                }
-            _finalize = null;
-            ClearOutage();
+            _leases?.DropLeases();
+            _outage?.Clear();
             await _record.WriteStateAsync();
             await Registry.RegisterAsync(JobId, false);
             _log.LogInformation("job {Job}: cancelled ({Reason})", JobId, R.Error);
@@ -167,28 +141,19 @@ public sealed class JobGrain : Grain, IJobGrain
     {
         await IntegrateAsync();
         await GiveUpIfStorageWaitSpentAsync();
-        if (R.State is not (JobState.Running or JobState.Finalizing) || _shards is null) return null;
+        if (R.State is not (JobState.Running or JobState.Finalizing) || _leases is not { } leases) return null;
         ExpireLeases();
         var now = Now;
-        var lease = TimeSpan.FromSeconds(R.Spec!.Options.LeaseSeconds);
-        if (_pausedUntil is { } paused && now < paused) return null;   // output storage unreachable: wait before trying again
-        var next = _shards.FirstOrDefault(s => s.State == SlotState.Pending);
-        if (next is not null)
-        {
-            next.State = SlotState.Running;
-            next.LeaseId = Guid.NewGuid().ToString("N");
-            next.Owner = workerId;
-            next.ExpiresAt = now + lease;
-            _firstLeaseAt ??= now;
-            return new WorkLease(JobId, next.LeaseId, WorkKind.Shard, next.Shard.Index, next.Attempts + 1, next.ExpiresAt, R.Spec, R.Fingerprint!,
-                next.Shard.Examples, next.Shard.Rejects);
-        }
-        if (_shards.Any(s => s.State == SlotState.Running)) return null;
+        if (_outage?.IsPaused(now) == true) return null;   // output storage unreachable: wait before trying again
+        if (leases.LeaseShard(workerId, now) is { } shard)
+            return new WorkLease(JobId, shard.LeaseId!, WorkKind.Shard, shard.Shard.Index, shard.Attempts + 1, shard.ExpiresAt, R.Spec!, R.Fingerprint!,
+                shard.Shard.Examples, shard.Shard.Rejects);
+        if (leases.AnyRunning) return null;
 
         // Every shard failed for good: nothing to aggregate, fail with the shards' errors.
-        if (_shards.All(s => s.State == SlotState.Failed))
+        if (leases.AllFailed)
         {
-            await FinishAsync(JobState.Failed, ShardFailures(), null);
+            await FinishAsync(JobState.Failed, leases.FailureSummary(), null);
             return null;
         }
 
@@ -199,53 +164,29 @@ public sealed class JobGrain : Grain, IJobGrain
             await _record.WriteStateAsync();
             _log.LogInformation("job {Job}: all shards finished; finalizing", JobId);
         }
-        if (_finalize is { State: SlotState.Running }) return null;
-        _finalize ??= new Slot(new PlannedShard(-1, [], []));
-        _finalize.State = SlotState.Running;
-        _finalize.LeaseId = Guid.NewGuid().ToString("N");
-        _finalize.Owner = workerId;
-        _finalize.ExpiresAt = now + lease;
-        return new WorkLease(JobId, _finalize.LeaseId, WorkKind.Finalize, -1, _finalize.Attempts + 1, _finalize.ExpiresAt, R.Spec, R.Fingerprint!, [], []);
+        if (leases.LeaseFinalization(workerId, now) is not { } final) return null;
+        return new WorkLease(JobId, final.LeaseId!, WorkKind.Finalize, -1, final.Attempts + 1, final.ExpiresAt, R.Spec!, R.Fingerprint!, [], []);
     }
 
     public async Task<LeaseRenewal> RenewAsync(string leaseId, int shard, string workerId)
     {
         await IntegrateAsync();
         if (!Active) return new LeaseRenewal(false, default, $"job is {R.State.ToString().ToLowerInvariant()}");
-        var expires = Now + TimeSpan.FromSeconds(R.Spec!.Options.LeaseSeconds);
-        if (_shards is null) return new LeaseRenewal(true, expires, null);   // rebuilding after a move: keep working
+        var now = Now;
+        if (_leases is null) return new LeaseRenewal(true, now + TimeSpan.FromSeconds(R.Spec!.Options.LeaseSeconds), null);   // rebuilding after a move: keep working
         ExpireLeases();
-        var slot = FindLease(leaseId);
-        if (slot is null)
-        {
-            // Unknown here: adopt it if its shard (or the finalization) is free, e.g. after this grain moved silos.
-            var candidate = shard >= 0 && shard < _shards.Length ? _shards[shard]
-                : shard < 0 && R.State == JobState.Finalizing && _shards.All(s => s.State is SlotState.Done or SlotState.Failed) ? (_finalize ??= new Slot(new PlannedShard(-1, [], []))) : null;
-            if (candidate is not { State: SlotState.Pending })
-                return new LeaseRenewal(false, default, "lease expired, or its shard is held or done by another worker");
-            slot = candidate;
-            slot.State = SlotState.Running;
-            slot.LeaseId = leaseId;
-            slot.Owner = workerId;
-            _firstLeaseAt ??= Now;
-        }
-        slot.ExpiresAt = expires;
-        return new LeaseRenewal(true, slot.ExpiresAt, null);
+        return _leases.Renew(leaseId, shard, workerId, now, R.State == JobState.Finalizing) is { } expires
+            ? new LeaseRenewal(true, expires, null)
+            : new LeaseRenewal(false, default, "lease expired, or its shard is held or done by another worker");
     }
 
     public async Task CompleteShardAsync(string leaseId, ShardReport report)
     {
         await IntegrateAsync();
-        if (_shards is null || report.Shard < 0 || report.Shard >= _shards.Length) return;
         // The shard is committed whichever attempt reports it: done for good, even from a lease that expired meanwhile.
-        var slot = _shards[report.Shard];
-        if (slot.State == SlotState.Done) return;
-        slot.State = SlotState.Done;
-        slot.LeaseId = null;
-        ClearOutage();   // a commit went through: the storage is reachable
-        _runtimeRejects += report.ExamplesRejected;
-        var now = Now;
-        _completions.Enqueue((now, slot.Shard.Examples.Length));
+        if (_leases is null || !_leases.Complete(report.Shard, report.ExamplesRejected)) return;
+        _outage?.Clear();   // a commit went through: the storage is reachable
+        _rate.Record(Now, _leases.Shards[report.Shard].Shard.Examples.Length);
         _log.LogInformation("job {Job}: shard {Shard} {Outcome} by {Worker} in {Seconds:0.0} s", JobId, report.Shard,
             report.Outcome == ShardOutcome.Committed ? "committed" : "already committed", report.Worker, report.Seconds);
     }
@@ -253,117 +194,58 @@ public sealed class JobGrain : Grain, IJobGrain
     public async Task FailAsync(string leaseId, string error)
     {
         await IntegrateAsync();
-        var slot = FindLease(leaseId);
-        if (slot is null) return;   // a stale attempt: its lease went to someone else already
-        _attempts++;
-        slot.Attempts++;
-        slot.LastError = error;
-        slot.LeaseId = null;
-        int max = R.Spec!.Options.MaxAttempts;
-        if (ReferenceEquals(slot, _finalize))
+        if (_leases is null) return;
+        var outcome = _leases.Fail(leaseId, error, out var slot);
+        if (outcome == LeaseTable.FailOutcome.Stale) return;   // a stale attempt: its lease went to someone else already
+        if (slot!.IsFinalization)
         {
             _log.LogWarning("job {Job}: finalization attempt {Attempt} failed: {Error}", JobId, slot.Attempts, error);
-            if (slot.Attempts >= max)
+            if (outcome == LeaseTable.FailOutcome.GaveUp)
                 await FinishAsync(JobState.Failed, $"finalization failed {slot.Attempts} times: {error}", null);
-            else slot.State = SlotState.Pending;
             return;
         }
-        slot.State = slot.Attempts >= max ? SlotState.Failed : SlotState.Pending;
         _log.LogWarning("job {Job}: shard {Shard} attempt {Attempt} failed{Final}: {Error}", JobId, slot.Shard.Index, slot.Attempts,
-            slot.State == SlotState.Failed ? " (giving up)" : "", error);
+            outcome == LeaseTable.FailOutcome.GaveUp ? " (giving up)" : "", error);
     }
 
     public async Task CompleteFinalizeAsync(string leaseId, RunSummary summary)
     {
         await IntegrateAsync();
-        if (R.State != JobState.Finalizing || _shards is null) return;
-        ClearOutage();
-        string? error = _shards.Any(s => s.State == SlotState.Failed) ? ShardFailures() : null;
+        if (R.State != JobState.Finalizing || _leases is null) return;
+        _outage?.Clear();
+        string? error = _leases.AnyFailed ? _leases.FailureSummary() : null;
         await FinishAsync(error is null ? JobState.Completed : JobState.Failed, error, summary);
-    }
-
-    private string ShardFailures()
-    {
-        var failed = _shards!.Where(s => s.State == SlotState.Failed).ToList();
-        int done = _shards!.Count(s => s.State == SlotState.Done);
-        return $"{failed.Count} of {_shards!.Length} shards failed after {R.Spec!.Options.MaxAttempts} attempts " +
-               $"({string.Join("; ", failed.Take(3).Select(s => $"shard {s.Shard.Index}: {s.LastError}"))}{(failed.Count > 3 ? "; ..." : "")}); " +
-               (done > 0 ? "the other shards are committed: " : "") + "submit the same job again to retry the failed ones";
     }
 
     public async Task StorageUnavailableAsync(string leaseId, string endpoint, string error)
     {
         await IntegrateAsync();
-        if (!Active) return;
-        var slot = FindLease(leaseId);
-        if (slot is not null)
+        if (!Active || _outage is null) return;
+        // Not the shard's fault: back to the queue without counting an attempt (the storage wait bounds the retries).
+        _leases?.Requeue(leaseId, error);
+        var now = Now;
+        if (_outage.Note(endpoint, error, now, out var pause) is { } giveUp)
         {
-            // Not the shard's fault: back to the queue without counting an attempt (the storage wait bounds the retries).
-            slot.State = SlotState.Pending;
-            slot.LeaseId = null;
-            slot.LastError = error;
+            await FinishAsync(JobState.Failed, giveUp, null);
+            return;
         }
-        await NoteOutageAsync(endpoint, error);
+        _log.LogWarning("job {Job}: output storage {Endpoint} unreachable ({Tries} tries in {Seconds:0} s); pausing {Pause:0.0} s: {Error}",
+            JobId, endpoint, _outage.Tries, _outage.Waited(now).TotalSeconds, pause.TotalSeconds, error);
     }
 
     public async Task ReleaseAsync(string leaseId)
     {
         await IntegrateAsync();
-        if (!Active) return;
-        var slot = FindLease(leaseId);
-        if (slot is null) return;   // expired or taken over already
-        slot.State = SlotState.Pending;
-        slot.LeaseId = null;
+        if (!Active || _leases?.Requeue(leaseId) is not { } slot) return;   // expired or taken over already
         _log.LogInformation("job {Job}: {Owner} released {What} (stopping); pending again", JobId, slot.Owner,
-            ReferenceEquals(slot, _finalize) ? "the finalization" : $"shard {slot.Shard.Index}");
+            slot.IsFinalization ? "the finalization" : slot.What);
     }
 
-    /// <summary>Records a failure to reach the output storage: pauses leasing, or fails the job once the storage wait is spent.</summary>
-    private async Task NoteOutageAsync(string endpoint, string error)
-    {
-        var now = Now;
-        _outageSince ??= now;
-        _outageTries++;
-        _outageEndpoint = endpoint;
-        _outageError = error;
-        var waited = now - _outageSince.Value;
-        double wait = R.Spec!.Options.StorageWaitSeconds;
-        if (waited.TotalSeconds >= wait)
-        {
-            string message = StorageOutage.GiveUpMessage(endpoint, waited, _outageTries, wait, error);
-            ClearOutage();
-            await FinishAsync(JobState.Failed, message, null);
-            return;
-        }
-        var pause = StorageOutage.Pause(_outageTries);
-        var remaining = TimeSpan.FromSeconds(wait) - waited;
-        _pausedUntil = now + (pause < remaining ? pause : remaining);
-        _log.LogWarning("job {Job}: output storage {Endpoint} unreachable ({Tries} tries in {Seconds:0} s); pausing {Pause:0.0} s: {Error}",
-            JobId, endpoint, _outageTries, waited.TotalSeconds, (_pausedUntil.Value - now).TotalSeconds, error);
-    }
-
-    /// <summary>
-    /// Fails the job as soon as its storage wait is spent (checked on every status poll and lease request), not when
-    /// the next storage request fails: that request's own retries would add their time to the wait.
-    /// </summary>
+    /// <summary>Fails the job as soon as its storage wait is spent (see <see cref="StorageOutageWatch.GiveUpIfSpent"/>).</summary>
     private async Task GiveUpIfStorageWaitSpentAsync()
     {
-        if (!Active || _outageSince is not { } since || _outageEndpoint is not { } endpoint) return;
-        var waited = Now - since;
-        double wait = R.Spec!.Options.StorageWaitSeconds;
-        if (waited.TotalSeconds < wait) return;
-        string message = StorageOutage.GiveUpMessage(endpoint, waited, _outageTries, wait, _outageError ?? "unreachable");
-        ClearOutage();
-        await FinishAsync(JobState.Failed, message, null);
-    }
-
-    private void ClearOutage()
-    {
-        _outageError = null;
-        _outageSince = null;
-        _pausedUntil = null;
-        _outageTries = 0;
-        _outageEndpoint = null;
+        if (Active && _outage?.GiveUpIfSpent(Now) is { } message)
+            await FinishAsync(JobState.Failed, message, null);
     }
 
     private async Task FinishAsync(JobState state, string? error, RunSummary? summary)
@@ -372,7 +254,8 @@ public sealed class JobGrain : Grain, IJobGrain
         R.Error = error;
         R.Summary = summary ?? R.Summary;
         R.FinishedAt = Now;
-        _finalize = null;
+        _leases?.ForgetFinalization();
+        _outage?.Clear();
         await _record.WriteStateAsync();
         await Registry.RegisterAsync(JobId, false);
         _log.LogInformation("job {Job}: {State}{Error}", JobId, state, error is null ? "" : ": " + error);
@@ -380,68 +263,29 @@ public sealed class JobGrain : Grain, IJobGrain
 
     private IJobRegistryGrain Registry => GrainFactory.GetGrain<IJobRegistryGrain>(0);
 
+    /// <summary>Starts preparing the job's spec off the grain's turns; its end comes back as <see cref="PreparedAsync"/>.</summary>
     private void StartPreparation()
     {
-        _prepareCancel?.Cancel();
+        StopPreparation();
+        _leases = null;
         _prepareCancel = new CancellationTokenSource();
-        var spec = R.Spec!;
-        var token = _prepareCancel.Token;
-        _shards = null;
-        _finalize = null;
-        _prepareNotice = null;
-        _prepare = Task.Run(() => PrepareWithRetriesAsync(spec, n => _prepareNotice = n, token, _stores), token);
+        var self = this.AsReference<IJobGrain>();
+        _preparation = JobPreparation.Start(R.Spec!, _stores, () => self.PreparedAsync(), _log, _prepareCancel.Token);
     }
 
-    /// <summary>
-    /// <see cref="JobPlan.PrepareAsync"/>, retried with the storage outage policy while the output storage is
-    /// unreachable (the job stays preparing, with a notice); after the storage wait it fails with the endpoint named.
-    /// </summary>
-    internal static async Task<JobPlan> PrepareWithRetriesAsync(JobSpec spec, Action<string?> notice, CancellationToken ct, LlavaMech.Storage.ObjectStores? stores = null)
+    private void StopPreparation()
     {
-        // The wait runs from the start of the first attempt that failed; every later attempt is cut off at its end, so
-        // an attempt's own request retries cannot carry the total past the asked time.
-        DateTimeOffset? since = null;
-        int tries = 0;
-        LlavaMech.Storage.StorageException? last = null;
-        var waitFor = TimeSpan.FromSeconds(spec.Options.StorageWaitSeconds);
-        while (true)
-        {
-            var started = DateTimeOffset.UtcNow;
-            using var attempt = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            if (since is { } s0) attempt.CancelAfter(Max(TimeSpan.Zero, s0 + waitFor - started));
-            try
-            {
-                var plan = await JobPlan.PrepareAsync(spec, stores, attempt.Token).ConfigureAwait(false);
-                notice(null);
-                return plan;
-            }
-            catch (Exception e) when (!ct.IsCancellationRequested && (StorageOutage.Find(e) is not null || (e is OperationCanceledException && attempt.IsCancellationRequested)))
-            {
-                var now = DateTimeOffset.UtcNow;
-                since ??= started;
-                tries++;
-                var waited = now - since.Value;
-                var storage = StorageOutage.Find(e);
-                last = storage ?? last;
-                if (waited >= waitFor || storage is null)
-                    throw new JobPreparationException(StorageOutage.GiveUpMessage(last?.Endpoint ?? "of the job", waited, tries, spec.Options.StorageWaitSeconds,
-                        storage?.Message ?? $"the storage wait ran out during try {tries}{(last is null ? "" : $" (before: {last.Message})")}"), (Exception?)last ?? e);
-                var pause = StorageOutage.Pause(tries);
-                var remaining = waitFor - waited;
-                if (remaining < pause) pause = remaining;
-                notice(StorageOutage.PausedNotice(storage.Endpoint, waited, tries, pause, spec.Options.StorageWaitSeconds));
-                await Task.Delay(pause, ct).ConfigureAwait(false);
-            }
-        }
+        _prepareCancel?.Cancel();
+        _prepareCancel?.Dispose();
+        _prepareCancel = null;
+        _preparation = null;
     }
-
-    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     /// <summary>Takes in a finished preparation: shards (committed ones done), or the job's failure with the reason.</summary>
     private async Task IntegrateAsync()
     {
-        if (_prepare is not { IsCompleted: true } prepare) return;
-        _prepare = null;
+        if (_preparation?.Plan is not { IsCompleted: true } prepare) return;
+        _preparation = null;
         if (!Active) return;
         if (!prepare.IsCompletedSuccessfully)
         {
@@ -452,7 +296,8 @@ public sealed class JobGrain : Grain, IJobGrain
             return;
         }
         var plan = prepare.Result;
-        _shards = plan.Shards.Select(s => new Slot(s) { State = plan.Committed.Contains(s.Index) ? SlotState.Done : SlotState.Pending }).ToArray();
+        var o = R.Spec!.Options;
+        _leases = new LeaseTable(plan.Shards, plan.Committed, o.MaxAttempts, TimeSpan.FromSeconds(o.LeaseSeconds));
         R.Fingerprint = plan.Checkpoint.Fingerprint;
         R.ShardsTotal = plan.Shards.Count;
         R.ExamplesTotal = plan.Examples;
@@ -464,93 +309,28 @@ public sealed class JobGrain : Grain, IJobGrain
         }
         await _record.WriteStateAsync();
         _log.LogInformation("job {Job}: {Shards} shards of {Size} ({Examples} examples, {Rejects} manifest rejects), {Committed} committed already; model {Fingerprint}",
-            JobId, plan.Shards.Count, R.Spec!.Options.ShardSize, plan.Examples, plan.ManifestRejects, plan.Committed.Count, plan.Checkpoint.Fingerprint[..12]);
+            JobId, plan.Shards.Count, o.ShardSize, plan.Examples, plan.ManifestRejects, plan.Committed.Count, plan.Checkpoint.Fingerprint[..12]);
     }
 
     private void ExpireLeases()
     {
-        var now = Now;
-        int max = R.Spec?.Options.MaxAttempts ?? 1;
-        foreach (var s in (_shards ?? []).Append(_finalize))
-        {
-            if (s is not { State: SlotState.Running } || s.ExpiresAt > now) continue;
-            _attempts++;
-            s.Attempts++;
-            s.LastError = $"lease of worker {s.Owner} expired (worker gone or stalled)";
-            s.LeaseId = null;
-            s.State = s.Attempts >= max && !ReferenceEquals(s, _finalize) ? SlotState.Failed : SlotState.Pending;
-            _log.LogWarning("job {Job}: {What} lease of {Owner} expired; {Next}", JobId, ReferenceEquals(s, _finalize) ? "finalization" : $"shard {s.Shard.Index}",
-                s.Owner, s.State == SlotState.Failed ? "giving up on it" : "back to the queue");
-        }
+        foreach (var s in _leases?.Expire(Now) ?? [])
+            _log.LogWarning("job {Job}: {What} lease of {Owner} expired; {Next}", JobId, s.What, s.Owner,
+                s.State == LeaseTable.SlotState.Failed ? "giving up on it" : "back to the queue");
     }
-
-    private Slot? FindLease(string leaseId) =>
-        _finalize?.LeaseId == leaseId && _finalize.State == SlotState.Running ? _finalize
-        : _shards?.FirstOrDefault(s => s.LeaseId == leaseId && s.State == SlotState.Running);
 
     private JobStatus Status()
     {
         var now = Now;
-        var shards = _shards ?? [];
-        int done = shards.Count(s => s.State == SlotState.Done), running = shards.Count(s => s.State == SlotState.Running);
-        int failed = shards.Count(s => s.State == SlotState.Failed), pending = shards.Count(s => s.State == SlotState.Pending);
-        int examplesDone = shards.Where(s => s.State == SlotState.Done).Sum(s => s.Shard.Examples.Length);
-        int examplesFailed = shards.Where(s => s.State == SlotState.Failed).Sum(s => s.Shard.Examples.Length);
-
-        while (_completions.Count > 0 && now - _completions.Peek().At > RateWindow) _completions.Dequeue();
-        double rate = 0;
-        if (_firstLeaseAt is { } first && _completions.Count > 0)
-        {
-            var from = first > now - RateWindow ? first : now - RateWindow;
-            rate = _completions.Sum(c => c.Examples) / Math.Max(1.0, (now - from).TotalSeconds);
-        }
+        var (done, running, failed, pending, examplesDone, examplesFailed, owners) =
+            _leases?.Counts() ?? (0, 0, 0, 0, 0, 0, []);
+        double rate = _rate.PerSecond(now, _leases?.FirstLeaseAt);
         int remaining = Math.Max(0, R.ExamplesTotal - examplesDone - examplesFailed);
         double? eta = R.State is JobState.Running && rate > 0 ? remaining / rate : R.State is JobState.Finalizing ? 0 : null;
-        var state = Active && _shards is null ? JobState.Preparing : R.State;
-        var owners = shards.Where(s => s.State == SlotState.Running).Append(_finalize).Where(s => s is { State: SlotState.Running, Owner: not null })
-            .Select(s => s!.Owner!).Distinct().ToArray();
-        string? notice = null;
-        if (Active)
-        {
-            if (_outageSince is { } since && _outageEndpoint is not null)
-                notice = StorageOutage.PausedNotice(_outageEndpoint, now - since, _outageTries, _pausedUntil - now, R.Spec!.Options.StorageWaitSeconds);
-            else if (_shards is null)
-                notice = _prepareNotice;
-        }
+        var state = Active && _leases is null ? JobState.Preparing : R.State;
+        string? notice = !Active ? null : _outage?.Notice(now) ?? (_leases is null ? _preparation?.Notice : null);
         return new JobStatus(JobId, state, R.Error, R.ShardsTotal, done, running, failed, pending, R.ShardsSkipped, R.ExamplesTotal, examplesDone,
-            R.ManifestRejects + _runtimeRejects, rate, eta, R.SubmittedAt, R.FinishedAt, R.Spec, R.Fingerprint, R.Summary, owners.Length, _attempts,
-            notice, owners);
+            R.ManifestRejects + (_leases?.RuntimeRejects ?? 0), rate, eta, R.SubmittedAt, R.FinishedAt, R.Spec, R.Fingerprint, R.Summary, owners.Length,
+            _leases?.Attempts ?? 0, notice, owners);
     }
-}
-
-/// <summary>Persisted list of the cluster's jobs.</summary>
-[GenerateSerializer]
-public sealed class RegistryRecord
-{
-    [Id(0)] public Dictionary<string, JobEntry> Jobs { get; set; } = new(StringComparer.Ordinal);
-}
-
-/// <summary>See <see cref="IJobRegistryGrain"/>.</summary>
-public sealed class JobRegistryGrain([PersistentState("registry", PipelineHosting.StorageName)] IPersistentState<RegistryRecord> record)
-    : Grain, IJobRegistryGrain
-{
-    private const int KeepFinished = 200;
-
-    public async Task RegisterAsync(string jobId, bool active)
-    {
-        var jobs = record.State.Jobs;
-        bool known = jobs.TryGetValue(jobId, out var old);
-        if (known && old!.Active == active) return;
-        var submitted = known && !active ? old!.SubmittedAt : DateTimeOffset.UtcNow;
-        jobs[jobId] = new JobEntry(jobId, submitted, active);
-        foreach (var stale in jobs.Values.Where(j => !j.Active).OrderByDescending(j => j.SubmittedAt).Skip(KeepFinished).ToList())
-            jobs.Remove(stale.JobId);
-        await record.WriteStateAsync();
-    }
-
-    public Task<string[]> ActiveAsync() =>
-        Task.FromResult(record.State.Jobs.Values.Where(j => j.Active).OrderBy(j => j.SubmittedAt).Select(j => j.JobId).ToArray());
-
-    public Task<JobEntry[]> ListAsync() =>
-        Task.FromResult(record.State.Jobs.Values.OrderByDescending(j => j.SubmittedAt).ToArray());
 }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using LlavaMech.Storage;
@@ -21,11 +22,31 @@ public sealed class PipelineClient(IGrainFactory grains)
     public static string DefaultRunId(string output) =>
         "run-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(OutputLocation.Parse(output).ToString())))[..12];
 
-    public Task<JobStatus> SubmitAsync(JobSpec spec, CancellationToken ct = default)
+    /// <summary>
+    /// How long <see cref="SubmitAsync"/> waits for the job's preparation (checkpoint validation, manifest, committed
+    /// shards) before it answers with the job still preparing.
+    /// </summary>
+    public TimeSpan PrepareWait { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Submits the job and returns its status once its preparation has ended or after <see cref="PrepareWait"/>,
+    /// whichever is first: a checkpoint that fails validation comes back as <see cref="JobState.Failed"/> with the
+    /// reason, before any shard starts. The job grain answers the submission at once; this waits by polling its status.
+    /// </summary>
+    public async Task<JobStatus> SubmitAsync(JobSpec spec, CancellationToken ct = default)
     {
         spec.Validate();
-        return GrainCalls.RetryAsync(() => grains.GetGrain<IJobGrain>(spec.JobId).SubmitAsync(spec), ct);
+        var status = await GrainCalls.RetryAsync(() => grains.GetGrain<IJobGrain>(spec.JobId).SubmitAsync(spec), ct).ConfigureAwait(false);
+        var clock = Stopwatch.StartNew();
+        while (status.State == JobState.Preparing && clock.Elapsed < PrepareWait)
+        {
+            await Task.Delay(PreparePoll, ct).ConfigureAwait(false);
+            status = await StatusAsync(spec.JobId, ct).ConfigureAwait(false);
+        }
+        return status;
     }
+
+    private static readonly TimeSpan PreparePoll = TimeSpan.FromMilliseconds(50);
 
     public Task<JobStatus> StatusAsync(string jobId, CancellationToken ct = default) =>
         GrainCalls.RetryAsync(() => grains.GetGrain<IJobGrain>(jobId).GetStatusAsync(), ct);

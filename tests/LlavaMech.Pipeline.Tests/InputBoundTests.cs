@@ -24,7 +24,7 @@ public class InputBoundTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         TimeSpan? firstFailure = null;
         var e = await Assert.ThrowsAsync<JobPreparationException>(() =>
-            JobGrain.PrepareWithRetriesAsync(spec, n => { if (n is not null) firstFailure ??= clock.Elapsed; }, CancellationToken.None));
+            JobPreparation.PrepareWithRetriesAsync(spec, n => { if (n is not null) firstFailure ??= clock.Elapsed; }, CancellationToken.None));
         var total = clock.Elapsed;
         output.WriteLine($"first try failed after {firstFailure?.TotalSeconds:0.0} s; gave up after {total.TotalSeconds:0.0} s (wait {wait} s): {e.Message}");
         Assert.Contains($"output storage http://127.0.0.1:{port}/devstoreaccount1/results/wait is unreachable", e.Message);
