@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace LlavaMech.Cli;
 
 /// <summary>Raised for a usage mistake: the message is shown with a pointer to --help, exit code 2.</summary>

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace LlavaMech.Cli;
 
 /// <summary>A one-line progress bar on stderr with rate and ETA; plain periodic lines when stderr is not a terminal.</summary>

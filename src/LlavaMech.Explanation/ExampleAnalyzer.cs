@@ -11,6 +11,9 @@ namespace LlavaMech.Explanation;
 public sealed record ExampleAnalysis(ModelInput Input, ExampleStatistics Statistics, double ForwardMs, double StatisticsMs,
     IReadOnlyList<(int Layer, int Head, double[] Attention)> TopHeadAttention);
 
+/// <summary>What one batch row's pass kept: the cache (index <see cref="Row"/> of its batch axis) and the last-position captures.</summary>
+public sealed record RowCaptures(ActivationCache Cache, int Row, LastPositionActivations Activations);
+
 /// <summary>
 /// Runs the hooked pass that keeps what the statistics need at the last position, hands the
 /// captures to the analysis library, and returns managed results. One per model; call from the
@@ -41,37 +44,66 @@ public sealed class ExampleAnalyzer : IDisposable
     {
         options ??= new StatisticsOptions();
         using var scope = NewDisposeScope();
-        bool image = input.PixelValues is not null;
-        int layers = Model.Layers;
+        return Run([input], _ => options, null, residualLensLayers, (_, a, captures) => a with
+        {
+            TopHeadAttention = a.Statistics.TopHeads.Select(h => (h.Layer, h.Head,
+                captures.Activations.PatternLastRow[h.Layer, h.Head].to(ScalarType.Float64).cpu().data<double>().ToArray())).ToList(),
+        })[0];
+    }
+
+    /// <summary>
+    /// The one example loop of <c>explain</c>, the studies and the pipeline: ONE hooked forward pass over
+    /// <paramref name="inputs"/> (one, or several of equal length and image geometry: [B, T], no padding), then for
+    /// each batch row the statistics of docs/METHOD.md (<see cref="Statistics.Compute"/>) and <paramref name="each"/>,
+    /// which sees the row's analysis and the pass's captures for that row (inside the row's dispose scope: copy out
+    /// what outlives it). The pass keeps what the statistics need at the last position plus <paramref name="extra"/>
+    /// (hooks further consumers read). Forward time is the pass's divided among the rows.
+    /// </summary>
+    /// <param name="options">statistics options of batch row i.</param>
+    /// <param name="residualLensLayers">layers whose residual stream at image positions gets the logit lens (none by default).</param>
+    public IReadOnlyList<T> Run<T>(IReadOnlyList<ModelInput> inputs, Func<int, StatisticsOptions> options, CapturePlan? extra,
+        IReadOnlyList<int>? residualLensLayers, Func<int, ExampleAnalysis, RowCaptures, T> each)
+    {
+        using var scope = NewDisposeScope();
+        var first = inputs[0];
+        bool image = first.PixelValues is not null;
+        int layers = Model.Layers, B = inputs.Count;
         var plan = CapturePlan.ForLastPositionAnalysis(layers, image);
         bool lens = image && residualLensLayers is { Count: > 0 };
         if (lens)
         {
-            var at = PositionSelector.At(input.ImagePositions);
-            plan.Add(HookNames.Embed, at);
+            plan.Add(HookNames.Embed, PositionSelector.At(first.ImagePositions));
             for (int l = 0; l < layers; l++) { plan.Add(HookNames.AttnOut(l), PositionSelector.All); plan.Add(HookNames.MlpOut(l), PositionSelector.All); }
         }
+        if (extra is not null)
+            foreach (var (hook, at) in extra.Hooks)
+                if (!plan.Wants(hook)) plan.Add(hook, at);
         using var cache = new ActivationCache(plan);
         var sw = Stopwatch.StartNew();
-        var (ids, pixels) = Model.ToTensors(input);
+        var (ids, pixels) = Model.ToTensors(inputs);
         var logits = Model.Forward(ids, pixels, cache);
         _ = logits.sum().item<float>();
-        double forwardMs = sw.Elapsed.TotalMilliseconds;
+        double forwardMs = sw.Elapsed.TotalMilliseconds / B;
 
-        sw.Restart();
-        var acts = Captures.LastPosition(cache, layers, lastFromAll: lens);
-        var imagePositions = lens ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: Model.Device) : null;
-        var o = options with
+        var results = new T[B];
+        for (int b = 0; b < B; b++)
         {
-            ImageLayout = input.ImageLayout,
-            ImageFeatures = image ? cache[HookNames.ImageFeatures][0] : null,
-            ResidualLens = lens ? Captures.ImageResidual(cache, layers, imagePositions!, residualLensLayers!) : null,
-        };
-        var stats = Statistics.Compute(acts.To(ScalarType.Float32, Model.Device), _weights, o);
-        double statsMs = sw.Elapsed.TotalMilliseconds;
-        var attention = stats.TopHeads.Select(h => (h.Layer, h.Head,
-            acts.PatternLastRow[h.Layer, h.Head].to(ScalarType.Float64).cpu().data<double>().ToArray())).ToList();
-        return new ExampleAnalysis(input, stats, forwardMs, statsMs, attention);
+            using var rowScope = NewDisposeScope();
+            sw.Restart();
+            var input = inputs[b];
+            var acts = Captures.LastPosition(cache, layers, lastFromAll: lens, batchRow: b);
+            var imagePositions = lens ? tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: Model.Device) : null;
+            var o = options(b) with
+            {
+                ImageLayout = input.ImageLayout,
+                ImageFeatures = image ? cache[HookNames.ImageFeatures][b] : null,
+                ResidualLens = lens ? Captures.ImageResidual(cache, layers, imagePositions!, residualLensLayers!, b) : null,
+            };
+            var stats = Statistics.Compute(acts.To(ScalarType.Float32, Model.Device), _weights, o);
+            var analysis = new ExampleAnalysis(input, stats, forwardMs, sw.Elapsed.TotalMilliseconds, []);
+            results[b] = each(b, analysis, new RowCaptures(cache, b, acts));
+        }
+        return results;
     }
 
     public void Dispose()
@@ -100,10 +132,10 @@ public static class Captures
     }
 
     /// <summary>Embeddings and per-layer attention/MLP outputs at the image positions, for the residual lens.</summary>
-    public static ResidualLensInputs ImageResidual(ActivationCache cache, int layers, Tensor imagePositions, IReadOnlyList<int> lensLayers)
+    public static ResidualLensInputs ImageResidual(ActivationCache cache, int layers, Tensor imagePositions, IReadOnlyList<int> lensLayers, int batchRow = 0)
     {
-        var attn = stack(Enumerable.Range(0, layers).Select(l => cache[HookNames.AttnOut(l)][0].index_select(0, imagePositions)).ToArray()); // [L, P, D]
-        var mlp = stack(Enumerable.Range(0, layers).Select(l => cache[HookNames.MlpOut(l)][0].index_select(0, imagePositions)).ToArray());   // [L, P, D]
-        return new ResidualLensInputs(cache[HookNames.Embed][0].to(ScalarType.Float32), attn.to(ScalarType.Float32), mlp.to(ScalarType.Float32), lensLayers);
+        var attn = stack(Enumerable.Range(0, layers).Select(l => cache[HookNames.AttnOut(l)][batchRow].index_select(0, imagePositions)).ToArray()); // [L, P, D]
+        var mlp = stack(Enumerable.Range(0, layers).Select(l => cache[HookNames.MlpOut(l)][batchRow].index_select(0, imagePositions)).ToArray());   // [L, P, D]
+        return new ResidualLensInputs(cache[HookNames.Embed][batchRow].to(ScalarType.Float32), attn.to(ScalarType.Float32), mlp.to(ScalarType.Float32), lensLayers);
     }
 }

@@ -4,43 +4,42 @@ using LlavaMech.Runtime;
 
 namespace LlavaMech.Pipeline;
 
-/// <summary>Options of a job: what is computed per example, how the manifest is cut, how leases behave.</summary>
-/// <param name="ShardSize">examples per shard (the unit of leasing, commit and resume).</param>
-/// <param name="Target">argmax or expected (the manifest's answer as one token; examples without one use the argmax).</param>
-/// <param name="TopHeads">heads per example whose per-position scores go to position_stats.</param>
-/// <param name="TopNeurons">neurons per example in neuron_stats (0: skip the neuron statistics).</param>
-/// <param name="NeuronRoute">auto, exact or screened.</param>
-/// <param name="ScreenK">screened route: exact scores for this many candidates.</param>
-/// <param name="DType">auto, float32, bfloat16 or float16 (the same on every worker; the device is the worker's).</param>
-/// <param name="LeaseSeconds">a shard lease lasts this long unless renewed (workers renew at a third of it).</param>
-/// <param name="MaxAttempts">failed attempts (errors or expired leases) after which a shard counts as failed.</param>
-/// <param name="SummaryTopK">k of head_summary/layer_summary's top-k share.</param>
-/// <param name="StorageWaitSeconds">how long the job pauses and retries while its output storage is unreachable (every
-/// request already retried with backoff) before it fails with the endpoint and the cause; 0 fails at the first such error.</param>
-/// <param name="BatchSize">examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it.</param>
-/// <param name="MaxLineBytes">a manifest line longer than this many bytes is rejected without being held in memory.</param>
-/// <param name="MaxPromptTokens">a prompt of more tokens (BOS and image tokens included) is rejected, checked before it is
-/// tokenized; 0: the model's max_position_embeddings (never more than that).</param>
-/// <param name="ImageRoots">folders, one per line (absolute), where absolute image paths and the targets of symbolic links
-/// may lie besides the manifest's folder; empty: none.</param>
+/// <summary>
+/// Options of a job: what is computed per example (<see cref="Analysis"/>, the one analysis settings record), how the
+/// manifest is cut and read, how leases behave.
+/// </summary>
 [GenerateSerializer, Immutable]
-public sealed record JobOptions(
-    [property: Id(0)] int ShardSize = 32,
-    [property: Id(1)] string Target = "argmax",
-    [property: Id(2)] int TopHeads = 3,
-    [property: Id(3)] int TopNeurons = 20,
-    [property: Id(4)] string NeuronRoute = "auto",
-    [property: Id(5)] int ScreenK = 1024,
-    [property: Id(6)] string DType = "auto",
-    [property: Id(7)] double LeaseSeconds = 60,
-    [property: Id(8)] int MaxAttempts = 3,
-    [property: Id(9)] int SummaryTopK = 10,
-    [property: Id(10)] double StorageWaitSeconds = 300,
-    [property: Id(11)] int BatchSize = 8,
-    [property: Id(12)] long MaxLineBytes = ManifestLimits.DefaultMaxLineBytes,
-    [property: Id(13)] int MaxPromptTokens = 0,
-    [property: Id(14)] string ImageRoots = "")
+public sealed record JobOptions
 {
+    /// <summary>Examples per shard (the unit of leasing, commit and resume).</summary>
+    [Id(0)] public int ShardSize { get; init; } = 32;
+
+    /// <summary>What every example's analysis computes and keeps (travels as JSON: <see cref="AnalysisSettingsConverter"/>).</summary>
+    [Id(1)] public AnalysisSettings Analysis { get; init; } = new();
+
+    /// <summary>auto, float32, bfloat16 or float16 (the same on every worker; the device is the worker's).</summary>
+    [Id(6)] public string DType { get; init; } = "auto";
+
+    /// <summary>A shard lease lasts this long unless renewed (workers renew at a third of it).</summary>
+    [Id(7)] public double LeaseSeconds { get; init; } = 60;
+
+    /// <summary>Failed attempts (errors or expired leases) after which a shard counts as failed.</summary>
+    [Id(8)] public int MaxAttempts { get; init; } = 3;
+
+    /// <summary>k of head_summary/layer_summary's top-k share.</summary>
+    [Id(9)] public int SummaryTopK { get; init; } = 10;
+
+    /// <summary>How long the job pauses and retries while its output storage is unreachable (every request already
+    /// retried with backoff) before it fails with the endpoint and the cause; 0 fails at the first such error.</summary>
+    [Id(10)] public double StorageWaitSeconds { get; init; } = 300;
+
+    /// <summary>A manifest line longer than this many bytes is rejected without being held in memory.</summary>
+    [Id(12)] public long MaxLineBytes { get; init; } = ManifestLimits.DefaultMaxLineBytes;
+
+    /// <summary>Folders, one per line (absolute), where absolute image paths and the targets of symbolic links may lie
+    /// besides the manifest's folder; empty: none.</summary>
+    [Id(14)] public string ImageRoots { get; init; } = "";
+
     /// <summary>The <see cref="ImageRoots"/> as a list.</summary>
     public IReadOnlyList<string> ImageRootList => ImageRoots.Split('\n', StringSplitOptions.RemoveEmptyEntries);
 
@@ -51,32 +50,44 @@ public sealed record JobOptions(
     public void Validate()
     {
         if (ShardSize < 1) throw new ArgumentException($"shard size must be at least 1, got {ShardSize}");
-        if (Target is not ("argmax" or "expected")) throw new ArgumentException($"target '{Target}': use argmax or expected");
-        if (NeuronRoute is not ("auto" or "exact" or "screened")) throw new ArgumentException($"neuron route '{NeuronRoute}': use auto, exact or screened");
+        if (Analysis is null) throw new ArgumentException("the job has no analysis settings");
         if (DType is not ("auto" or "float32" or "fp32" or "f32" or "bfloat16" or "bf16" or "float16" or "fp16" or "f16" or "half"))
             throw new ArgumentException($"dtype '{DType}': use auto, float32, bfloat16 or float16");
         if (!(LeaseSeconds >= 1)) throw new ArgumentException($"lease must be at least 1 s, got {LeaseSeconds}");
         if (MaxAttempts < 1) throw new ArgumentException($"max attempts must be at least 1, got {MaxAttempts}");
         if (SummaryTopK < 1) throw new ArgumentException($"summary top-k must be at least 1, got {SummaryTopK}");
         if (!(StorageWaitSeconds >= 0)) throw new ArgumentException($"storage wait must be >= 0 s, got {StorageWaitSeconds}");
-        if (MaxPromptTokens < 0) throw new ArgumentException($"max prompt tokens must be >= 0 (0: the model's limit), got {MaxPromptTokens}");
         if (ImageRootList.Any(r => !Path.IsPathRooted(r))) throw new ArgumentException($"image roots must be absolute paths, got '{ImageRoots}'");
         ToManifestLimits().Validate();
-        ToSettings().Validate();
+        Analysis.Validate();
     }
-
-    /// <summary>The per-example settings of the device runners.</summary>
-    public AnalysisSettings ToSettings() => new()
-    {
-        Target = Target == "expected" ? TargetMode.Expected : TargetMode.Argmax,
-        TopHeads = TopHeads,
-        TopNeurons = TopNeurons,
-        NeuronRoute = NeuronRoute switch { "exact" => Analysis.NeuronRoute.Exact, "screened" => Analysis.NeuronRoute.Screened, _ => Analysis.NeuronRoute.Auto },
-        ScreenK = ScreenK,
-        BatchSize = BatchSize,
-        MaxPromptTokens = MaxPromptTokens,
-    };
 }
+
+/// <summary>
+/// How records declared once in libraries that know nothing of Orleans (<see cref="AnalysisSettings"/>,
+/// <see cref="ManifestExample"/>, <see cref="ManifestReject"/>) cross silos and clients: as their JSON documents, so
+/// their fields are not listed a second time in an Orleans copy.
+/// </summary>
+[GenerateSerializer, Immutable]
+public readonly struct JsonSurrogate(string json)
+{
+    [Id(0)] public readonly string Json = json;
+}
+
+/// <inheritdoc cref="JsonSurrogate"/>
+public abstract class JsonSurrogateConverter<T> : IConverter<T, JsonSurrogate> where T : class
+{
+    private static readonly System.Text.Json.JsonSerializerOptions Options = new() { Converters = { new System.Text.Json.Serialization.JsonStringEnumConverter() } };
+
+    public T ConvertFromSurrogate(in JsonSurrogate surrogate) =>
+        System.Text.Json.JsonSerializer.Deserialize<T>(surrogate.Json, Options) ?? throw new InvalidDataException($"{typeof(T).Name}: empty document");
+
+    public JsonSurrogate ConvertToSurrogate(in T value) => new(System.Text.Json.JsonSerializer.Serialize(value, Options));
+}
+
+[RegisterConverter] public sealed class AnalysisSettingsConverter : JsonSurrogateConverter<AnalysisSettings>;
+[RegisterConverter] public sealed class ManifestExampleConverter : JsonSurrogateConverter<ManifestExample>;
+[RegisterConverter] public sealed class ManifestRejectConverter : JsonSurrogateConverter<ManifestReject>;
 
 /// <summary>A job: one model over one manifest into one output location, as run <see cref="RunId"/>.</summary>
 /// <param name="ModelDir">checkpoint folder, readable by every silo (absolute).</param>
@@ -132,35 +143,6 @@ public enum WorkKind
     Finalize,
 }
 
-/// <summary>One manifest example inside a shard lease.</summary>
-[GenerateSerializer, Immutable]
-public sealed record ShardExample(
-    [property: Id(0)] string Id,
-    [property: Id(1)] string Task,
-    [property: Id(2)] string? ImagePath,
-    [property: Id(3)] string? ImageRelative,
-    [property: Id(4)] string Prompt,
-    [property: Id(5)] string? Expected,
-    [property: Id(6)] double[]? ObjectBox,
-    [property: Id(7)] string MetadataJson,
-    [property: Id(8)] int Line,
-    [property: Id(9)] string Raw)
-{
-    public ExampleWork ToWork() => new(Id, Task, ImagePath, ImageRelative, Prompt, Expected, ObjectBox, MetadataJson, Line, Raw);
-}
-
-/// <summary>A manifest line the reader rejected; written to the rejects table by the shard it falls in.</summary>
-/// <param name="Raw">the line, or its start where it was over the length limit.</param>
-/// <param name="RawBytes">the whole line's length in bytes.</param>
-/// <param name="RawSha256">SHA-256 (hex) of the whole line.</param>
-[GenerateSerializer, Immutable]
-public sealed record ShardReject(
-    [property: Id(0)] int Line,
-    [property: Id(1)] string Reason,
-    [property: Id(2)] string Raw,
-    [property: Id(3)] long RawBytes = 0,
-    [property: Id(4)] string RawSha256 = "");
-
 /// <summary>
 /// The right to work on one shard (or on the job's finalization) until <see cref="ExpiresAt"/>; renew it before then.
 /// An expired lease goes back to the queue, and a worker that loses its lease stops and discards its output.
@@ -175,8 +157,8 @@ public sealed record WorkLease(
     [property: Id(5)] DateTimeOffset ExpiresAt,
     [property: Id(6)] JobSpec Spec,
     [property: Id(7)] string ModelFingerprint,
-    [property: Id(8)] ShardExample[] Examples,
-    [property: Id(9)] ShardReject[] Rejects);
+    [property: Id(8)] ManifestExample[] Examples,
+    [property: Id(9)] ManifestReject[] Rejects);
 
 /// <summary>Answer to a renewal: <see cref="Held"/> false when the lease was lost (expired and re-leased, job cancelled or gone).</summary>
 [GenerateSerializer, Immutable]

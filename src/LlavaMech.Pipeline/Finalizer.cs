@@ -36,7 +36,8 @@ public static class Finalizer
 
             var committer = new ShardCommitter(store);
             var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
-            var tables = TableNames.ShardTables.ToDictionary(t => t, t => manifests.Sum(m => m.RowsOf(t)));
+            var tables = manifests.SelectMany(m => m.Parts.Select(p => p.Table)).Distinct().Order(StringComparer.Ordinal)
+                .ToDictionary(t => t, t => manifests.Sum(m => m.RowsOf(t)));
             var tasks = await TaskCountsAsync(store, manifests, scratch, ct).ConfigureAwait(false);
             var top = heads.Where(h => h.Outcome == "all")
                 .GroupBy(h => h.Task)
@@ -44,7 +45,7 @@ public static class Finalizer
                 .Select(h => new SummaryHead(h.Task, h.Layer, h.Head, h.Mean, h.TopKShare, h.MeanAttnToImage))
                 .ToArray();
             files.Add(SummaryKey);
-            var summary = new RunSummary(tables[TableNames.Examples], tables[TableNames.Rejects], tasks, top, tables, files.ToArray(),
+            var summary = new RunSummary(tables.GetValueOrDefault(TableNames.Examples), tables.GetValueOrDefault(TableNames.Rejects), tasks, top, tables, files.ToArray(),
                 manifests.Count, store.Location);
             await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, modelFingerprint, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
                 .ConfigureAwait(false);

@@ -8,7 +8,7 @@ using LlavaMech.Storage;
 namespace LlavaMech.Pipeline;
 
 /// <summary>One shard of a plan: a run of consecutive accepted examples plus the reader's rejects that fall among them.</summary>
-public sealed record PlannedShard(int Index, ShardExample[] Examples, ShardReject[] Rejects);
+public sealed record PlannedShard(int Index, ManifestExample[] Examples, ManifestReject[] Rejects);
 
 /// <summary>
 /// The record of a run in its output location (<c>_pipeline/run.json</c>), written by the first job of the run. A later
@@ -26,17 +26,13 @@ public sealed record RunRecord(
     int Shards,
     int Examples,
     int ManifestRejects,
-    string Target,
-    int TopHeads,
-    int TopNeurons,
-    string NeuronRoute,
-    int ScreenK,
+    AnalysisSettings Analysis,
     [property: JsonPropertyName("dtype")] string DType,
     DateTimeOffset CreatedAt,
-    long MaxLineBytes = 0,
-    int MaxPromptTokens = 0)
+    long MaxLineBytes)
 {
-    public const string CurrentFormat = "llavamech-run/1";
+    /// <summary>Format 2: the analysis options as one <c>analysis</c> object (the <see cref="AnalysisSettings"/> record).</summary>
+    public const string CurrentFormat = "llavamech-run/2";
     public const string Key = "_pipeline/run.json";
 
     internal static readonly JsonSerializerOptions Json = new()
@@ -44,6 +40,7 @@ public sealed record RunRecord(
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
     /// <summary>Why <paramref name="other"/> (a new job's record) cannot continue this run, or null when it can.</summary>
@@ -58,17 +55,15 @@ public sealed record RunRecord(
         if (RunId != other.RunId)
             return $"output {location} holds run '{RunId}', not '{other.RunId}': one output location holds one run; " +
                    $"use --run-id {RunId} to resume it, or another --out";
+        if (Format != other.Format || Analysis is null)
+            return $"output {location} holds run '{RunId}' recorded in format '{Format}' by another version of llavamech (this one writes " +
+                   $"'{other.Format}'); its rows may not mean the same: use another --out for a new run";
         Check("model fingerprint", ModelFingerprint, other.ModelFingerprint);
         Check("manifest sha256", ManifestSha256, other.ManifestSha256);
         Check("shard size", ShardSize, other.ShardSize);
-        Check("target", Target, other.Target);
-        Check("top heads", TopHeads, other.TopHeads);
-        Check("top neurons", TopNeurons, other.TopNeurons);
-        Check("neuron route", NeuronRoute, other.NeuronRoute);
-        Check("screen-k", ScreenK, other.ScreenK);
+        diffs.AddRange(Settings.Differences(Analysis, other.Analysis, "the run has"));
         Check("dtype", DType, other.DType);
-        if (MaxLineBytes != 0) Check("max line bytes", MaxLineBytes, other.MaxLineBytes);   // 0: a record from before the limit existed
-        if (MaxLineBytes != 0) Check("max prompt tokens", MaxPromptTokens, other.MaxPromptTokens);
+        Check("max line bytes", MaxLineBytes, other.MaxLineBytes);
         return diffs.Count == 0
             ? null
             : $"run '{RunId}' in {location} was started with other inputs; a resumed run must keep them: {string.Join("; ", diffs)}. Use another --out for a new run";
@@ -122,7 +117,7 @@ public sealed record JobPlan(
         var o = spec.Options;
         var record = new RunRecord(RunRecord.CurrentFormat, spec.RunId, checkpoint.Fingerprint, checkpoint.ModelDir, manifest.ManifestPath,
             manifest.Sha256, o.ShardSize, shards.Count, manifest.Examples.Count, manifest.Rejects.Count,
-            o.Target, o.TopHeads, o.TopNeurons, o.NeuronRoute, o.ScreenK, o.DType, DateTimeOffset.UtcNow, o.MaxLineBytes, o.MaxPromptTokens);
+            o.Analysis, o.DType, DateTimeOffset.UtcNow, o.MaxLineBytes);
 
         IObjectStore store;
         try
@@ -148,20 +143,20 @@ public sealed record JobPlan(
     {
         var examples = manifest.Examples;
         int count = Math.Max(1, (examples.Count + shardSize - 1) / shardSize);
-        var ex = new List<ShardExample>[count];
-        var rej = new List<ShardReject>[count];
+        var ex = new List<ManifestExample>[count];
+        var rej = new List<ManifestReject>[count];
         for (int s = 0; s < count; s++) { ex[s] = []; rej[s] = []; }
         for (int i = 0; i < examples.Count; i++)
         {
             var e = examples[i];
-            ex[i / shardSize].Add(new ShardExample(e.Id, e.Task, e.ImagePath, e.ImageRelative, e.Prompt, e.Expected, e.ObjectBox, e.MetadataJson, e.Line, e.RawLine));
+            ex[i / shardSize].Add(e);
         }
         int next = 0;   // index of the first accepted example after the reject
         foreach (var r in manifest.Rejects.OrderBy(r => r.Line))
         {
             while (next < examples.Count && examples[next].Line < r.Line) next++;
             int shard = Math.Min(count - 1, next / shardSize);
-            rej[shard].Add(new ShardReject(r.Line, r.Reason, r.RawLine, r.RawBytes, r.RawSha256));
+            rej[shard].Add(r);
         }
         return Enumerable.Range(0, count).Select(s => new PlannedShard(s, ex[s].ToArray(), rej[s].ToArray())).ToList();
     }

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using LlavaMech.Telemetry;
@@ -48,6 +49,33 @@ public static class PipelineHost
         return builder.Build();
     }
 
+    /// <summary>
+    /// Runs <paramref name="body"/> with a client connected to the cluster of <paramref name="cluster"/> (started, then
+    /// stopped after). A cluster that cannot be reached throws <see cref="InvalidOperationException"/> naming it and
+    /// how to start a silo.
+    /// </summary>
+    public static T WithClient<T>(ClusterSettings cluster, Func<PipelineClient, T> body)
+    {
+        using var host = BuildClient(cluster);
+        try
+        {
+            host.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is not ArgumentException)
+        {
+            throw new InvalidOperationException($"cannot connect to cluster '{cluster.ClusterId}' ({cluster.Clustering}" +
+                                                (cluster.Clustering == "localhost" ? $", gateway port {cluster.GatewayPort}" : "") + $"): {e.Message}. Is a silo running (./llavamech silo)?", e);
+        }
+        try
+        {
+            return body(new PipelineClient(host.Services.GetRequiredService<IClusterClient>()));
+        }
+        finally
+        {
+            try { host.StopAsync(TimeSpan.FromSeconds(10)).GetAwaiter().GetResult(); } catch (OperationCanceledException) { }
+        }
+    }
+
     private static void ConfigureLogging(ILoggingBuilder logging, LogLevel level)
     {
         logging.ClearProviders();
@@ -64,6 +92,39 @@ public static class PipelineHost
     }
 
     /// <summary>A TCP port that is free on the loopback interface right now.</summary>
+    /// <summary>Stops <paramref name="host"/> once process <paramref name="pid"/> is gone (checked every second).</summary>
+    public static void StopWithParent(IHost host, int pid, Action<string> notice)
+    {
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        var thread = new Thread(() =>
+        {
+            while (!lifetime.ApplicationStopping.IsCancellationRequested)
+            {
+                if (!Alive(pid))
+                {
+                    notice($"llavamech silo: parent process {pid} exited; stopping");
+                    lifetime.StopApplication();
+                    // A silo that cannot stop cleanly within a minute (nothing left to hand work to) just exits.
+                    Thread.Sleep(TimeSpan.FromSeconds(60));
+                    Environment.Exit(3);
+                }
+                Thread.Sleep(1000);
+            }
+        }) { IsBackground = true, Name = "llavamech-parent-watch" };
+        thread.Start();
+    }
+
+    private static bool Alive(int pid)
+    {
+        try
+        {
+            using var p = Process.GetProcessById(pid);
+            return !p.HasExited;
+        }
+        catch (ArgumentException) { return false; }
+        catch (InvalidOperationException) { return false; }
+    }
+
     public static int FreePort()
     {
         var l = new TcpListener(IPAddress.Loopback, 0);

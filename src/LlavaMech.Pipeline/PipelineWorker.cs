@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using LlavaMech.Runtime;
+using LlavaMech.Runtime.Stats;
 using LlavaMech.Storage;
 using LlavaMech.Telemetry;
 using Microsoft.Extensions.Hosting;
@@ -245,16 +246,16 @@ public sealed class PipelineWorker(
         {
             // Committed already (by an earlier job, or by an attempt whose storage went away while it published):
             // a commit of nothing finishes an interrupted publication and writes nothing else.
-            await committer.CommitAsync(lease.Shard, new ShardTables(spec.RunId, lease.ModelFingerprint), token).ConfigureAwait(false);
+            await committer.CommitAsync(lease.Shard, StatisticCatalog.NewShard(spec.RunId, lease.ModelFingerprint), token).ConfigureAwait(false);
             return new ShardReport(lease.Shard, ShardOutcome.AlreadyCommitted, lease.Examples.Length, 0, worker, clock.Elapsed.TotalSeconds);
         }
 
         var model = new ModelSpec(Path.GetFullPath(spec.ModelDir), spec.Options.DType);
-        var settings = spec.Options.ToSettings();
+        var settings = spec.Options.Analysis;
         // All examples go to the runner at once, in chunks of the batch size (one work item each; its bounded channel
         // keeps the number in flight small). Chunks are cut from the examples ordered by image-or-not and prompt length,
         // so that equal-length examples tend to share a chunk and so a batched pass; the outcomes keep the shard's order.
-        var works = lease.Examples.Select(e => e.ToWork()).ToArray();
+        var works = lease.Examples;
         var outcomes = new ExampleOutcome[works.Length];
         if (settings.BatchSize <= 1)
             outcomes = await Task.WhenAll(works.Select(w => runner.AnalyzeAsync(model, w, settings, token))).ConfigureAwait(false);
@@ -269,24 +270,23 @@ public sealed class PipelineWorker(
                     outcomes[chunks[c][j]] = results[c][j];
         }
 
-        var tables = new ShardTables(spec.RunId, lease.ModelFingerprint);
+        var tables = StatisticCatalog.NewShard(spec.RunId, lease.ModelFingerprint);
         int rejected = 0;
         foreach (var o in outcomes)
         {
             metrics.ExampleDuration(TimeSpan.FromMilliseconds(o.ForwardMs + o.StatisticsMs), runner.Device);
-            if (o.Rows is { } rows) rows.AddTo(tables);
+            if (o.Rows is { } rows) tables.AddRows(rows.All);
             else
             {
                 rejected++;
-                tables.Rejects.Add(o.Work.Line, o.RejectReason ?? "rejected", o.Work.Raw);
+                tables.Add(RejectRow.Of(o.Work.Line, o.RejectReason ?? "rejected", o.Work.RawLine));
             }
         }
         // Counted when analysed, whether or not this attempt's commit wins: the counter's rate is the silo's throughput.
         metrics.ExamplesProcessed(outcomes.Length - rejected, runner.Device);
         metrics.ExamplesProcessed(rejected, runner.Device, "rejected");
         foreach (var r in lease.Rejects)
-            if (r.RawSha256.Length > 0) tables.Rejects.Add(r.Line, r.Reason, r.Raw, r.RawBytes, r.RawSha256);
-            else tables.Rejects.Add(r.Line, r.Reason, r.Raw);
+            tables.Add(r.RawSha256.Length > 0 ? new RejectRow(r.Line, r.Reason, r.RawLine, r.RawBytes, r.RawSha256) : RejectRow.Of(r.Line, r.Reason, r.RawLine));
 
         var result = await committer.CommitAsync(lease.Shard, tables, token).ConfigureAwait(false);
         if (result.Won) Interlocked.Increment(ref _committed);

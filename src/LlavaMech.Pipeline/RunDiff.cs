@@ -12,9 +12,11 @@ namespace LlavaMech.Pipeline;
 /// <param name="Diff">B − A.</param>
 /// <param name="RankA">1 = the head with the largest mean increase in A (within the task; ties by layer, head).</param>
 /// <param name="RankChange">RankA − RankB: positive when the head is more important in B.</param>
+[Table("head_diff")]
 public sealed record HeadDiffRow(string Task, int Layer, int Head, double MeanA, double MeanB, double Diff, int RankA, int RankB, int RankChange);
 
 /// <summary>A layer block (attn or ffn) of both runs, as <see cref="HeadDiffRow"/>.</summary>
+[Table("layer_diff")]
 public sealed record LayerDiffRow(string Task, int Layer, string Component, double MeanA, double MeanB, double Diff, int RankA, int RankB, int RankChange);
 
 /// <summary>How much a layer's heads moved: mean and largest |B − A| over its heads.</summary>
@@ -121,32 +123,8 @@ public static class RunDiff
     {
         Directory.CreateDirectory(outDir);
         var files = new List<string>();
-        string headsPath = Path.Combine(outDir, "head_diff.parquet");
-        await new ColumnTable()
-            .Add("task", r.Heads.Select(h => h.Task).ToArray())
-            .Add("layer", r.Heads.Select(h => h.Layer).ToArray())
-            .Add("head", r.Heads.Select(h => h.Head).ToArray())
-            .Add("mean_a", r.Heads.Select(h => h.MeanA).ToArray())
-            .Add("mean_b", r.Heads.Select(h => h.MeanB).ToArray())
-            .Add("diff", r.Heads.Select(h => h.Diff).ToArray())
-            .Add("rank_a", r.Heads.Select(h => h.RankA).ToArray())
-            .Add("rank_b", r.Heads.Select(h => h.RankB).ToArray())
-            .Add("rank_change", r.Heads.Select(h => h.RankChange).ToArray())
-            .WriteAsync(headsPath).ConfigureAwait(false);
-        files.Add(headsPath);
-        string layersPath = Path.Combine(outDir, "layer_diff.parquet");
-        await new ColumnTable()
-            .Add("task", r.Layers.Select(l => l.Task).ToArray())
-            .Add("layer", r.Layers.Select(l => l.Layer).ToArray())
-            .Add("component", r.Layers.Select(l => l.Component).ToArray())
-            .Add("mean_a", r.Layers.Select(l => l.MeanA).ToArray())
-            .Add("mean_b", r.Layers.Select(l => l.MeanB).ToArray())
-            .Add("diff", r.Layers.Select(l => l.Diff).ToArray())
-            .Add("rank_a", r.Layers.Select(l => l.RankA).ToArray())
-            .Add("rank_b", r.Layers.Select(l => l.RankB).ToArray())
-            .Add("rank_change", r.Layers.Select(l => l.RankChange).ToArray())
-            .WriteAsync(layersPath).ConfigureAwait(false);
-        files.Add(layersPath);
+        files.Add(await RowFile.WriteAsync(r.Heads, outDir).ConfigureAwait(false));
+        files.Add(await RowFile.WriteAsync(r.Layers, outDir).ConfigureAwait(false));
 
         foreach (var t in r.Tasks)
         {

@@ -1,3 +1,4 @@
+using LlavaMech.Datasets.Manifest;
 using System.Diagnostics;
 using System.Threading.Channels;
 using LlavaMech.Model;
@@ -76,7 +77,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     public const int FaultAfterFailures = 3;
 
     /// <summary>One work item of the channel: one example, or a batch (<see cref="AnalyzeBatchAsync"/>) run as one item.</summary>
-    private sealed record Request(ModelSpec Model, IReadOnlyList<ExampleWork> Works, AnalysisSettings Settings, TaskCompletionSource<ExampleOutcome[]> Result, CancellationToken Cancel);
+    private sealed record Request(ModelSpec Model, IReadOnlyList<ManifestExample> Works, AnalysisSettings Settings, TaskCompletionSource<ExampleOutcome[]> Result, CancellationToken Cancel);
 
     /// <param name="log">progress messages (model loads, device checks).</param>
     /// <param name="logger">warnings of the analyzer: rejected examples (non-finite statistics, failed analyses) and batched passes that fell back to one example at a time.</param>
@@ -165,7 +166,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     /// threw for failures that are not the example's (model load, device errors), <see cref="OperationCanceledException"/>
     /// when <paramref name="ct"/> fires before the example ran, <see cref="ObjectDisposedException"/> after stop.
     /// </summary>
-    public async Task<ExampleOutcome> AnalyzeAsync(ModelSpec model, ExampleWork work, AnalysisSettings settings, CancellationToken ct = default) =>
+    public async Task<ExampleOutcome> AnalyzeAsync(ModelSpec model, ManifestExample work, AnalysisSettings settings, CancellationToken ct = default) =>
         (await AnalyzeBatchAsync(model, [work], settings, ct).ConfigureAwait(false))[0];
 
     /// <summary>
@@ -174,7 +175,7 @@ public sealed class DeviceRunner : IHostedService, IAsyncDisposable
     /// <see cref="AnalysisSettings.BatchSize"/> at a time) and completes with their outcomes in order. Failures as
     /// <see cref="AnalyzeAsync"/>.
     /// </summary>
-    public async Task<ExampleOutcome[]> AnalyzeBatchAsync(ModelSpec model, IReadOnlyList<ExampleWork> works, AnalysisSettings settings, CancellationToken ct = default)
+    public async Task<ExampleOutcome[]> AnalyzeBatchAsync(ModelSpec model, IReadOnlyList<ManifestExample> works, AnalysisSettings settings, CancellationToken ct = default)
     {
         if (Volatile.Read(ref _started) == 0) throw new InvalidOperationException($"device runner {Device} is not started");
         if (works.Count == 0) return [];

@@ -1,10 +1,10 @@
-using System.Diagnostics;
-using System.Text.Json.Nodes;
+using LlavaMech.Datasets.Manifest;
 using LlavaMech.Analysis;
 using LlavaMech.Explanation;
 using LlavaMech.Hooks;
 using LlavaMech.Model;
 using LlavaMech.Processing;
+using LlavaMech.Runtime.Stats;
 using LlavaMech.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -13,10 +13,9 @@ using static TorchSharp.torch;
 namespace LlavaMech.Runtime;
 
 /// <summary>
-/// One example through the hooked pass and the statistics, turned into table rows. The pass and the statistics are
-/// exactly <see cref="ExampleAnalyzer.Analyze"/>'s (same capture plan, same inputs to <see cref="Statistics.Compute"/>);
-/// from the same captures it also reads what the tables need beyond <see cref="ExampleStatistics"/>: the top heads'
-/// attention rows (position_stats.attn_weight) and the top neurons' MLP coefficients (neuron_stats.coefficient).
+/// Examples through the hooked pass and the statistics, turned into table rows: the pass and the shared readout are
+/// <see cref="ExampleAnalyzer.Run{T}"/>'s (the runner of <c>explain</c>), and every statistic of
+/// <see cref="StatisticCatalog"/> adds its hooks to the pass and emits its rows from the same captures.
 /// Not thread-safe: one per model, used from the thread that owns the model.
 /// </summary>
 public sealed class PipelineAnalyzer : IDisposable
@@ -48,7 +47,7 @@ public sealed class PipelineAnalyzer : IDisposable
     /// failed: ..."). Device faults (<see cref="IsDeviceFault"/>: out of memory, CUDA errors) throw: they are the
     /// worker's, not the example's, and the shard runs again.
     /// </summary>
-    public ExampleOutcome Run(ExampleWork work, AnalysisSettings settings)
+    public ExampleOutcome Run(ManifestExample work, AnalysisSettings settings)
     {
         var (input, target, reject) = Prepare(work, settings);
         return reject ?? RunIsolated(work, input!, target, settings);
@@ -63,7 +62,7 @@ public sealed class PipelineAnalyzer : IDisposable
     /// (warning) and run again one example at a time, so one bad example cannot fail the others. Forward and
     /// statistics times of a batched example are the batch's divided by its size.
     /// </summary>
-    public ExampleOutcome[] RunBatch(IReadOnlyList<ExampleWork> works, AnalysisSettings settings)
+    public ExampleOutcome[] RunBatch(IReadOnlyList<ManifestExample> works, AnalysisSettings settings)
     {
         var outcomes = new ExampleOutcome[works.Count];
         if (settings.BatchSize <= 1 || works.Count == 1)
@@ -113,7 +112,7 @@ public sealed class PipelineAnalyzer : IDisposable
         (input.SeqLen, input.PixelValues is not null, input.Image?.Geometry.CropHeight ?? 0, input.Image?.Geometry.CropWidth ?? 0, input.ImagePositions.Length);
 
     /// <summary>The example's input and target, or its rejected outcome.</summary>
-    private (ModelInput? Input, int? Target, ExampleOutcome? Reject) Prepare(ExampleWork work, AnalysisSettings settings)
+    private (ModelInput? Input, int? Target, ExampleOutcome? Reject) Prepare(ManifestExample work, AnalysisSettings settings)
     {
         var model = Model;
         int vocab = model.Config.Text.VocabSize;
@@ -138,7 +137,7 @@ public sealed class PipelineAnalyzer : IDisposable
     }
 
     /// <summary>One prepared example alone: what its own analysis throws becomes its reject, except a device fault.</summary>
-    private ExampleOutcome RunIsolated(ExampleWork work, ModelInput input, int? target, AnalysisSettings settings)
+    private ExampleOutcome RunIsolated(ManifestExample work, ModelInput input, int? target, AnalysisSettings settings)
     {
         try
         {
@@ -162,166 +161,32 @@ public sealed class PipelineAnalyzer : IDisposable
         || e.Message.Contains("out of memory", StringComparison.OrdinalIgnoreCase)
         || e.Message.Contains("device-side", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>One hooked pass over examples of equal length and image geometry (one or more), then each row's statistics.</summary>
-    private ExampleOutcome[] RunBatched(IReadOnlyList<(ExampleWork Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings)
+    /// <summary>
+    /// One hooked pass over examples of equal length and image geometry (one or more) on the runner <c>explain</c> uses
+    /// (<see cref="ExampleAnalyzer.Run{T}"/>), with the hooks of every statistic of <see cref="StatisticCatalog"/>; then
+    /// each row's rows from every statistic, or its reject when a statistic is not finite.
+    /// </summary>
+    private ExampleOutcome[] RunBatched(IReadOnlyList<(ManifestExample Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings)
     {
         var model = Model;
-        int B = batch.Count;
-        using var scope = NewDisposeScope();
-        using var cache = new ActivationCache(CapturePlan.ForLastPositionAnalysis(model.Layers, batch[0].Input.PixelValues is not null));
-        var sw = Stopwatch.StartNew();
-        var (ids, pixels) = model.ToTensors(batch.Select(b => b.Input).ToList());
-        var logits = model.Forward(ids, pixels, cache);
-        _ = logits.sum().item<float>();
-        ForwardPasses++;
-        double forwardMs = sw.Elapsed.TotalMilliseconds;
-
-        double statsMs = 0;
-        var rows = new ExampleRows?[B];
-        var nonFinite = new string?[B];
-        for (int b = 0; b < B; b++)
+        var plan = StatisticCatalog.Plan(model.Layers, batch[0].Input.PixelValues is not null);
+        var outcomes = _analyzer.Run(batch.Select(b => b.Input).ToList(), i => settings.ToStatisticsOptions(batch[i].Target), plan, null, (i, a, captures) =>
         {
-            using var rowScope = NewDisposeScope();
-            sw.Restart();
-            var (stats, acts) = Analyze(batch[b].Input, settings.ToStatisticsOptions(batch[b].Target), cache, b);
-            statsMs += sw.Elapsed.TotalMilliseconds;
+            var work = batch[i].Work;
             // A non-finite value (fp16 overflow, a corrupt weight row) cannot be stored: the example is rejected, naming it.
-            nonFinite[b] = stats.FirstNonFinite();
-            if (nonFinite[b] is null) rows[b] = BuildRows(batch[b].Work, batch[b].Input, stats, acts, settings);
-            else _log.LogWarning("example {Id} (line {Line}) rejected: non-finite statistic {Statistic}", batch[b].Work.Id, batch[b].Work.Line, nonFinite[b]);
-        }
-        return batch.Select((b, i) => nonFinite[i] is { } bad
-            ? new ExampleOutcome(b.Work, null, $"non-finite statistic {bad}", forwardMs / B, statsMs / B)
-            : new ExampleOutcome(b.Work, rows[i], null, forwardMs / B, statsMs / B)).ToArray();
-    }
-
-    private static ExampleOutcome Reject(ExampleWork work, string reason) => new(work, null, reason, 0, 0);
-
-    /// <summary>
-    /// <see cref="ExampleAnalyzer.Analyze"/>'s statistics without the residual lens, for batch row
-    /// <paramref name="batchRow"/> of the captures (in the caller's cache and dispose scope).
-    /// </summary>
-    private (ExampleStatistics Stats, LastPositionActivations Acts) Analyze(ModelInput input, StatisticsOptions options, ActivationCache cache, int batchRow)
-    {
-        var model = Model;
-        bool image = input.PixelValues is not null;
-        var acts = Captures.LastPosition(cache, model.Layers, batchRow: batchRow);
-        var o = options with
-        {
-            ImageLayout = input.ImageLayout,
-            ImageFeatures = image ? cache[HookNames.ImageFeatures][batchRow] : null,
-        };
-        var stats = Statistics.Compute(acts.To(ScalarType.Float32, model.Device), _analyzer.Weights, o);
-        return (stats, acts);
-    }
-
-    private ExampleRows BuildRows(ExampleWork work, ModelInput input, ExampleStatistics s, LastPositionActivations acts, AnalysisSettings settings)
-    {
-        var model = Model;
-        string id = work.Id;
-        int L = s.LayerAttnIncrease.Length;
-        int vocab = model.Config.Text.VocabSize;
-
-        // examples
-        bool? correct = null;
-        if (work.Expected is not null && TargetResolver.FirstToken(work.Expected, model.Tokenizer, vocab) is { } expectedToken)
-            correct = s.Top5Ids.Length > 0 && s.Top5Ids[0] == expectedToken;
-        var example = new ExampleRow(id, work.Task, work.Prompt, s.TargetId, model.TokenText(s.TargetId), Math.Exp(s.TargetLogProb),
-            work.Expected, correct, input.SeqLen, input.ImagePositions.Length, Metadata(work, s, model));
-
-        // layer_stats
-        var layerRows = new List<LayerStatRow>(2 * L);
-        for (int l = 0; l < L; l++)
-        {
-            layerRows.Add(new LayerStatRow(id, l, Components.Attention, s.LayerAttnIncrease[l]));
-            layerRows.Add(new LayerStatRow(id, l, Components.Ffn, s.LayerFfnIncrease[l]));
-        }
-
-        // head_stats
-        var share = s.Image?.ImageAttentionShare;
-        bool hasShare = share is { Length: > 0 };
-        var headRows = new List<HeadStatRow>();
-        for (int l = 0; l < s.HeadIncrease.Length; l++)
-            for (int h = 0; h < s.HeadIncrease[l].Length; h++)
-                headRows.Add(new HeadStatRow(id, l, h, s.HeadIncrease[l][h], hasShare ? share![l][h] : null));
-
-        // position_stats: the top heads' scores and attention weights at every position
-        var layout = input.ImageLayout;
-        var positionRows = new List<PositionStatRow>();
-        if (s.PositionIncrease.Length > 0)
-        {
-            var sel = tensor(s.PositionIncrease.Select(p => (long)p.Layer * acts.Heads + p.Head).ToArray(), device: acts.PatternLastRow.device);
-            var rowsT = acts.PatternLastRow.reshape(-1, acts.Positions).index_select(0, sel).to(ScalarType.Float64).cpu();
-            var weights = rowsT.data<double>().ToArray();
-            int T = acts.Positions;
-            for (int i = 0; i < s.PositionIncrease.Length; i++)
+            if (a.Statistics.FirstNonFinite() is { } bad)
             {
-                var p = s.PositionIncrease[i];
-                for (int t = 0; t < p.Scores.Length; t++)
-                {
-                    bool isImage = layout?.Contains(t) == true;
-                    var cell = layout?.CellAt(t);
-                    positionRows.Add(new PositionStatRow(id, p.Layer, p.Head, t, isImage, cell?.Row, cell?.Col, p.Scores[t], weights[i * T + t]));
-                }
+                _log.LogWarning("example {Id} (line {Line}) rejected: non-finite statistic {Statistic}", work.Id, work.Line, bad);
+                return new ExampleOutcome(work, null, $"non-finite statistic {bad}", a.ForwardMs, a.StatisticsMs);
             }
-        }
-
-        // neuron_stats: top-N exact scores, with the coefficient m at the last position
-        var neuronRows = new List<NeuronStatRow>();
-        if (s.Neurons is { } n && settings.TopNeurons > 0)
-        {
-            var top = new List<(int Layer, int Neuron, double Score)>();
-            for (int l = 0; l < n.Scores.Length; l++)
-                for (int i = 0; i < n.Scores[l].Length; i++)
-                    if (n.IsExact(l, i)) top.Add((l, i, n.Scores[l][i]));
-            var chosen = top.OrderByDescending(x => x.Score).Take(settings.TopNeurons).ToList();   // stable: ties keep (layer, neuron) order
-            if (chosen.Count > 0)
-            {
-                int width = acts.MlpWidth;
-                var sel = tensor(chosen.Select(c => (long)c.Layer * width + c.Neuron).ToArray(), device: acts.MlpPost.device);
-                var coef = acts.MlpPost.reshape(-1).index_select(0, sel).to(ScalarType.Float64).cpu().data<double>().ToArray();
-                for (int j = 0; j < chosen.Count; j++)
-                    neuronRows.Add(new NeuronStatRow(id, chosen[j].Layer, chosen[j].Neuron, chosen[j].Score, coef[j]));
-            }
-        }
-
-        // logit_lens: the visual tokens' top-k
-        var lensRows = new List<LogitLensRow>();
-        if (s.Image?.VisualTokenLens is { } lens)
-            for (int p = 0; p < lens.TopIds.Length && p < input.ImagePositions.Length; p++)
-                for (int r = 0; r < lens.TopIds[p].Length; r++)
-                    lensRows.Add(new LogitLensRow(id, input.ImagePositions[p], r, lens.TopIds[p][r], model.TokenText(lens.TopIds[p][r])));
-
-        return new ExampleRows(example, layerRows, headRows, positionRows, neuronRows, lensRows);
+            var rows = StatisticCatalog.Rows(new StatisticInput(work, a.Input, a.Statistics, captures, model, settings));
+            return new ExampleOutcome(work, rows, null, a.ForwardMs, a.StatisticsMs);
+        });
+        ForwardPasses++;
+        return outcomes.ToArray();
     }
 
-    /// <summary>
-    /// The manifest's metadata object plus a "llavamech" object: manifest line, image (as written), object box, the
-    /// top-5 next tokens with probabilities, the frozen final-norm scale and the neuron route. A manifest that already
-    /// has a "llavamech" field keeps its own.
-    /// </summary>
-    private static string Metadata(ExampleWork work, ExampleStatistics s, LoadedModel model)
-    {
-        JsonObject obj;
-        try { obj = JsonNode.Parse(string.IsNullOrWhiteSpace(work.MetadataJson) ? "{}" : work.MetadataJson) as JsonObject ?? new JsonObject(); }
-        catch (System.Text.Json.JsonException) { obj = new JsonObject(); }
-        if (!obj.ContainsKey("llavamech"))
-        {
-            var top5 = new JsonArray();
-            for (int i = 0; i < s.Top5Ids.Length; i++)
-                top5.Add(new JsonObject { ["id"] = s.Top5Ids[i], ["token"] = model.TokenText(s.Top5Ids[i]), ["prob"] = s.Top5Probs[i] });
-            obj["llavamech"] = new JsonObject
-            {
-                ["line"] = work.Line,
-                ["image"] = work.ImageRelative,
-                ["object_box"] = work.ObjectBox is null ? null : new JsonArray(work.ObjectBox.Select(v => (JsonNode)JsonValue.Create(v)).ToArray()),
-                ["top5"] = top5,
-                ["frozen_scale"] = s.FrozenScale,
-                ["neuron_route"] = s.Neurons?.Route.ToString().ToLowerInvariant(),
-            };
-        }
-        return obj.ToJsonString();
-    }
+    private static ExampleOutcome Reject(ManifestExample work, string reason) => new(work, null, reason, 0, 0);
 
     public void Dispose() => _analyzer.Dispose();
 }

@@ -258,7 +258,8 @@ public sealed partial class ShardCommitter
         if (dup is not null) throw new ArgumentException($"table '{dup.Key}' appears twice in one shard commit", nameof(batches));
         foreach (var b in list)
         {
-            if (!TableNames.IsShardTable(b.Table)) throw new ArgumentException($"'{b.Table}' is not a shard table", nameof(batches));
+            if (!TableNames.IsValidName(b.Table) || TableNames.SummaryTables.Contains(b.Table))
+                throw new ArgumentException($"'{b.Table}' cannot be a shard table (a name of lower-case letters, digits and '_', not a summary table)", nameof(batches));
             if (b.RunId != list[0].RunId || b.ModelFingerprint != list[0].ModelFingerprint)
                 throw new ArgumentException("all batches of a shard must share run_id and model_fingerprint", nameof(batches));
         }
@@ -352,7 +353,7 @@ public sealed partial class ShardCommitter
         var staging = await _store.ListAllAsync(StagingPrefix, ct).ConfigureAwait(false);
         var stagingKeys = staging.Select(o => o.Key).ToHashSet(StringComparer.Ordinal);
 
-        var tables = TableNames.ShardTables.Concat(manifests.Values.SelectMany(m => m.Parts.Select(p => p.Table))).Distinct();
+        var tables = manifests.Values.SelectMany(m => m.Parts.Select(p => p.Table)).Distinct();
         var finals = new HashSet<string>(StringComparer.Ordinal);
         foreach (var t in tables)
             await foreach (var o in _store.ListAsync(t + "/", ct).ConfigureAwait(false))

@@ -1,4 +1,4 @@
-using Parquet.Schema;
+using System.Text.Json;
 
 namespace LlavaMech.Storage;
 
@@ -15,14 +15,12 @@ public static class TableNames
     public const string HeadSummary = "head_summary";
     public const string LayerSummary = "layer_summary";
 
-    /// <summary>The tables a shard writes (one part file each per committed shard).</summary>
-    public static IReadOnlyList<string> ShardTables { get; } =
-        [Examples, LayerStats, HeadStats, PositionStats, NeuronStats, LogitLens, Rejects];
-
     /// <summary>The derived tables that <see cref="Aggregates"/> writes (one file each, rewritten on every run).</summary>
     public static IReadOnlyList<string> SummaryTables { get; } = [HeadSummary, LayerSummary];
 
-    public static bool IsShardTable(string table) => ShardTables.Contains(table, StringComparer.Ordinal);
+    /// <summary>Whether <paramref name="table"/> can be a table folder: lower-case letters, digits and '_', starting with a letter.</summary>
+    public static bool IsValidName(string table) =>
+        table.Length is > 0 and <= 64 && char.IsAsciiLetterLower(table[0]) && table.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '_');
 }
 
 /// <summary>Values of <c>layer_stats.component</c>.</summary>
@@ -34,104 +32,9 @@ public static class Components
     public static bool IsValid(string component) => component is Attention or Ffn;
 }
 
-/// <summary>
-/// The Parquet schema of every table. Plain physical types only: strings are BYTE_ARRAY annotated UTF8 (logical type
-/// String), ints INT32, doubles DOUBLE, bools BOOLEAN; REQUIRED unless documented nullable (OPTIONAL). Every shard
-/// table starts with <c>run_id</c> and <c>model_fingerprint</c>. See TABLES.md.
-/// </summary>
-public static class TableSchemas
-{
-    internal static DataField<string> Str(string name, bool nullable = false) => new(name, nullable);
-    internal static DataField<int> Int(string name) => new(name, false);
-    internal static DataField<int?> NullableInt(string name) => new(name, true);
-    internal static DataField<double> Dbl(string name) => new(name, false);
-    internal static DataField<double?> NullableDbl(string name) => new(name, true);
-    internal static DataField<bool> Bool(string name) => new(name, false);
-    internal static DataField<bool?> NullableBool(string name) => new(name, true);
-
-    internal static readonly DataField<string> RunId = Str("run_id");
-    internal static readonly DataField<string> ModelFingerprint = Str("model_fingerprint");
-
-    internal static class ExampleFields
-    {
-        public static readonly DataField<string> ExampleId = Str("example_id");
-        public static readonly DataField<string> Task = Str("task");
-        public static readonly DataField<string> Prompt = Str("prompt");
-        public static readonly DataField<int> TargetId = Int("target_id");
-        public static readonly DataField<string> TargetToken = Str("target_token");
-        public static readonly DataField<double> TargetProb = Dbl("target_prob");
-        public static readonly DataField<string> Expected = Str("expected", nullable: true);
-        public static readonly DataField<bool?> Correct = NullableBool("correct");
-        public static readonly DataField<int> SeqLen = Int("seq_len");
-        public static readonly DataField<int> NumImageTokens = Int("num_image_tokens");
-        public static readonly DataField<string> Metadata = Str("metadata");
-    }
-
-    internal static class StatFields
-    {
-        public static readonly DataField<string> ExampleId = Str("example_id");
-        public static readonly DataField<int> Layer = Int("layer");
-        public static readonly DataField<int> Head = Int("head");
-        public static readonly DataField<string> Component = Str("component");
-        public static readonly DataField<double> LogProbIncrease = Dbl("log_prob_increase");
-        public static readonly DataField<double?> AttnToImage = NullableDbl("attn_to_image");
-        public static readonly DataField<int> Position = Int("position");
-        public static readonly DataField<bool> IsImage = Bool("is_image");
-        public static readonly DataField<int?> PatchRow = NullableInt("patch_row");
-        public static readonly DataField<int?> PatchCol = NullableInt("patch_col");
-        public static readonly DataField<double> AttnWeight = Dbl("attn_weight");
-        public static readonly DataField<int> Neuron = Int("neuron");
-        public static readonly DataField<double> Coefficient = Dbl("coefficient");
-        public static readonly DataField<int> Rank = Int("rank");
-        public static readonly DataField<int> TokenId = Int("token_id");
-        public static readonly DataField<string> Token = Str("token");
-        public static readonly DataField<int> Line = Int("line");
-        public static readonly DataField<string> Reason = Str("reason");
-        public static readonly DataField<string> Raw = Str("raw");
-        public static readonly DataField<long> RawBytes = new("raw_bytes", false);
-        public static readonly DataField<string> RawSha256 = Str("raw_sha256");
-    }
-
-    public static ParquetSchema Examples { get; } = new(RunId, ModelFingerprint,
-        ExampleFields.ExampleId, ExampleFields.Task, ExampleFields.Prompt, ExampleFields.TargetId, ExampleFields.TargetToken,
-        ExampleFields.TargetProb, ExampleFields.Expected, ExampleFields.Correct, ExampleFields.SeqLen,
-        ExampleFields.NumImageTokens, ExampleFields.Metadata);
-
-    public static ParquetSchema LayerStats { get; } = new(RunId, ModelFingerprint,
-        StatFields.ExampleId, StatFields.Layer, StatFields.Component, StatFields.LogProbIncrease);
-
-    public static ParquetSchema HeadStats { get; } = new(RunId, ModelFingerprint,
-        StatFields.ExampleId, StatFields.Layer, StatFields.Head, StatFields.LogProbIncrease, StatFields.AttnToImage);
-
-    public static ParquetSchema PositionStats { get; } = new(RunId, ModelFingerprint,
-        StatFields.ExampleId, StatFields.Layer, StatFields.Head, StatFields.Position, StatFields.IsImage,
-        StatFields.PatchRow, StatFields.PatchCol, StatFields.LogProbIncrease, StatFields.AttnWeight);
-
-    public static ParquetSchema NeuronStats { get; } = new(RunId, ModelFingerprint,
-        StatFields.ExampleId, StatFields.Layer, StatFields.Neuron, StatFields.LogProbIncrease, StatFields.Coefficient);
-
-    public static ParquetSchema LogitLens { get; } = new(RunId, ModelFingerprint,
-        StatFields.ExampleId, StatFields.Position, StatFields.Rank, StatFields.TokenId, StatFields.Token);
-
-    public static ParquetSchema Rejects { get; } = new(RunId, ModelFingerprint,
-        StatFields.Line, StatFields.Reason, StatFields.Raw, StatFields.RawBytes, StatFields.RawSha256);
-
-    /// <summary>The schema of a shard table by name.</summary>
-    public static ParquetSchema For(string table) => table switch
-    {
-        TableNames.Examples => Examples,
-        TableNames.LayerStats => LayerStats,
-        TableNames.HeadStats => HeadStats,
-        TableNames.PositionStats => PositionStats,
-        TableNames.NeuronStats => NeuronStats,
-        TableNames.LogitLens => LogitLens,
-        TableNames.Rejects => Rejects,
-        _ => throw new ArgumentException($"unknown table '{table}'", nameof(table)),
-    };
-}
-
-/// <summary>One row of <c>examples</c> (run_id and model_fingerprint come from the batch).</summary>
+/// <summary>One row of <c>examples</c>: one analysed example (run_id and model_fingerprint come from the batch).</summary>
 /// <param name="Metadata">A JSON document (object) of free-form per-example metadata; "{}" when none.</param>
+[Table(TableNames.Examples)]
 public sealed record ExampleRow(
     string ExampleId,
     string Task,
@@ -143,31 +46,95 @@ public sealed record ExampleRow(
     bool? Correct,
     int SeqLen,
     int NumImageTokens,
-    string Metadata = "{}");
+    string Metadata = "{}") : ITableRow<ExampleRow>
+{
+    /// <summary>A non-empty id, non-null texts, and metadata that is a JSON object (blank becomes "{}").</summary>
+    public ExampleRow Checked()
+    {
+        RowChecks.NonEmpty(ExampleId, nameof(ExampleId));
+        if (Task is null || Prompt is null || TargetToken is null) throw new ArgumentException($"example '{ExampleId}': task, prompt and target token must not be null");
+        string metadata = string.IsNullOrWhiteSpace(Metadata) ? "{}" : Metadata;
+        try
+        {
+            using var doc = JsonDocument.Parse(metadata);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object)
+                throw new ArgumentException($"metadata of example '{ExampleId}' must be a JSON object");
+        }
+        catch (JsonException e)
+        {
+            throw new ArgumentException($"metadata of example '{ExampleId}' is not valid JSON: {e.Message}", e);
+        }
+        return ReferenceEquals(metadata, Metadata) ? this : this with { Metadata = metadata };
+    }
 
-/// <summary>One row of <c>layer_stats</c>: the log-probability increase of the target caused by one layer's attention or FFN block.</summary>
-public sealed record LayerStatRow(string ExampleId, int Layer, string Component, double LogProbIncrease);
+    /// <summary>Serializes <paramref name="metadata"/> to a JSON object string for <see cref="Metadata"/>.</summary>
+    /// <remarks>Values: null, string, bool, integer and floating-point numbers; anything else is written as its invariant string.</remarks>
+    public static string Json(IReadOnlyDictionary<string, object?> metadata)
+    {
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            foreach (var (k, v) in metadata)
+            {
+                w.WritePropertyName(k);
+                switch (v)
+                {
+                    case null: w.WriteNullValue(); break;
+                    case string s: w.WriteStringValue(s); break;
+                    case bool b: w.WriteBooleanValue(b); break;
+                    case int or long or short or sbyte or byte or ushort or uint:
+                        w.WriteNumberValue(Convert.ToInt64(v, System.Globalization.CultureInfo.InvariantCulture)); break;
+                    case ulong u: w.WriteNumberValue(u); break;
+                    case float f when float.IsFinite(f): w.WriteNumberValue(f); break;
+                    case double d when double.IsFinite(d): w.WriteNumberValue(d); break;
+                    case decimal m: w.WriteNumberValue(m); break;
+                    case IFormattable fmt: w.WriteStringValue(fmt.ToString(null, System.Globalization.CultureInfo.InvariantCulture)); break;
+                    default: w.WriteStringValue(v.ToString()); break;
+                }
+            }
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+}
 
-/// <summary>One row of <c>head_stats</c>.</summary>
-public sealed record HeadStatRow(string ExampleId, int Layer, int Head, double LogProbIncrease, double? AttnToImage = null);
+/// <summary>
+/// One row of <c>rejects</c>: an input line the pipeline could not use. A line is stored as its first
+/// <see cref="RawPrefixChars"/> characters with the whole line's length in bytes and SHA-256, so one huge bad line cannot
+/// make a huge table; a reason is cut at <see cref="ReasonChars"/>.
+/// </summary>
+[Table(TableNames.Rejects)]
+public sealed record RejectRow(int Line, string Reason, string Raw, long RawBytes, string RawSha256) : ITableRow<RejectRow>
+{
+    /// <summary>Characters of a rejected line kept in <c>raw</c>.</summary>
+    public const int RawPrefixChars = 256;
 
-/// <summary>One row of <c>position_stats</c>: one head's contribution through one source position.</summary>
-public sealed record PositionStatRow(
-    string ExampleId,
-    int Layer,
-    int Head,
-    int Position,
-    bool IsImage,
-    int? PatchRow,
-    int? PatchCol,
-    double LogProbIncrease,
-    double AttnWeight);
+    /// <summary>Characters of a reason kept in <c>reason</c> (a reason may quote a value of the line).</summary>
+    public const int ReasonChars = 1024;
 
-/// <summary>One row of <c>neuron_stats</c>.</summary>
-public sealed record NeuronStatRow(string ExampleId, int Layer, int Neuron, double LogProbIncrease, double Coefficient);
+    /// <summary>A line held whole: its length and hash are computed here.</summary>
+    public static RejectRow Of(int line, string reason, string raw)
+    {
+        raw ??= "";
+        var bytes = System.Text.Encoding.UTF8.GetBytes(raw);
+        return new RejectRow(line, reason, raw, bytes.Length, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes)));
+    }
 
-/// <summary>One row of <c>logit_lens</c>: the token at <paramref name="Rank"/> (0 = top) of the lens at one position.</summary>
-public sealed record LogitLensRow(string ExampleId, int Position, int Rank, int TokenId, string Token);
+    public RejectRow Checked()
+    {
+        ArgumentNullException.ThrowIfNull(Reason);
+        string reason = Cut(Reason, ReasonChars), raw = Cut(Raw ?? "", RawPrefixChars);
+        return reason.Length == Reason.Length && ReferenceEquals(raw, Raw) && RawSha256 is not null
+            ? this
+            : this with { Reason = reason, Raw = raw, RawSha256 = RawSha256 ?? "" };
+    }
 
-/// <summary>One row of <c>rejects</c>: an input line the pipeline could not use (the table keeps its start, length and hash).</summary>
-public sealed record RejectRow(int Line, string Reason, string Raw);
+    /// <summary>The first <paramref name="chars"/> characters, not splitting a surrogate pair.</summary>
+    internal static string Cut(string s, int chars)
+    {
+        if (s.Length <= chars) return s;
+        int n = char.IsHighSurrogate(s[chars - 1]) ? chars - 1 : chars;
+        return s[..n];
+    }
+}

@@ -82,7 +82,7 @@ public class InputLimitTests(ITestOutputHelper output) : IDisposable
         var row = Assert.Single(Rejects(out1));
         Assert.Equal(3, row[0]);
         Assert.Contains($"line is {huge.Length} bytes, longer than the limit of 1048576 bytes (--max-line-bytes)", (string)row[1]!);
-        Assert.Equal(RejectsBatch.RawPrefixChars, ((string)row[2]!).Length);
+        Assert.Equal(RejectRow.RawPrefixChars, ((string)row[2]!).Length);
         Assert.StartsWith("{\"id\":\"huge\",\"task\":\"tqa\"", (string)row[2]!);
         Assert.Equal((long)huge.Length, row[3]);
         Assert.Equal(sha, row[4]);
@@ -95,7 +95,7 @@ public class InputLimitTests(ITestOutputHelper output) : IDisposable
         row = Assert.Single(Rejects(out2));
         Assert.Contains("characters long", (string)row[1]!);
         Assert.Contains("(not tokenized)", (string)row[1]!);
-        Assert.Equal(RejectsBatch.RawPrefixChars, ((string)row[2]!).Length);
+        Assert.Equal(RejectRow.RawPrefixChars, ((string)row[2]!).Length);
         Assert.Equal((long)huge.Length, row[3]);
         Assert.Equal(sha, row[4]);
 

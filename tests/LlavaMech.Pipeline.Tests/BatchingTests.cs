@@ -1,3 +1,5 @@
+using LlavaMech.Datasets.Manifest;
+using LlavaMech.Runtime.Stats;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using LlavaMech.Model;
@@ -14,14 +16,14 @@ public class BatchingTests(ITestOutputHelper output)
 {
     private const double Tol = 1e-5;
 
-    private static List<ExampleWork> Bundled()
+    private static List<ManifestExample> Bundled()
     {
         var lines = File.ReadAllLines(Path.Combine(TestData.Bundled, "manifest.jsonl"));
         return lines.Select((l, i) =>
         {
             var o = JsonNode.Parse(l)!.AsObject();
-            return new ExampleWork((string)o["id"]!, (string)o["task"]!, o["image"] is { } img ? Path.Combine(TestData.Bundled, (string)img!) : null,
-                (string?)o["image"], (string)o["prompt"]!, (string?)o["expected"], null, "{}", i + 1, l);
+            return new ManifestExample((string)o["id"]!, (string)o["task"]!, o["image"] is { } img ? Path.Combine(TestData.Bundled, (string)img!) : null,
+                (string?)o["image"], (string)o["prompt"]!, (string?)o["expected"], null, "{}", i + 1) { RawLine = l };
         }).ToList();
     }
 
@@ -94,36 +96,36 @@ public class BatchingTests(ITestOutputHelper output)
         Assert.Equal(mx.Select(t => (int)t!["id"]!), my.Select(t => (int)t!["id"]!));
         foreach (var (p, q) in mx.Zip(my)) Assert.Equal((double)p!["prob"]!, (double)q!["prob"]!, Tol);
 
-        Assert.Equal(e.Layers.Count, a.Layers.Count);
-        foreach (var (p, q) in e.Layers.Zip(a.Layers))
+        Assert.Equal(e.Of<LayerStatRow>().Count, a.Of<LayerStatRow>().Count);
+        foreach (var (p, q) in e.Of<LayerStatRow>().Zip(a.Of<LayerStatRow>()))
         {
             Assert.Equal((p.Layer, p.Component), (q.Layer, q.Component));
             Assert.Equal(p.LogProbIncrease, q.LogProbIncrease, Tol);
         }
-        Assert.Equal(e.Heads.Count, a.Heads.Count);
-        foreach (var (p, q) in e.Heads.Zip(a.Heads))
+        Assert.Equal(e.Of<HeadStatRow>().Count, a.Of<HeadStatRow>().Count);
+        foreach (var (p, q) in e.Of<HeadStatRow>().Zip(a.Of<HeadStatRow>()))
         {
             Assert.Equal((p.Layer, p.Head), (q.Layer, q.Head));
             Assert.Equal(p.LogProbIncrease, q.LogProbIncrease, Tol);
             Assert.Equal(p.AttnToImage is null, q.AttnToImage is null);
             if (p.AttnToImage is { } s) Assert.Equal(s, q.AttnToImage!.Value, Tol);
         }
-        Assert.Equal(e.Positions.Count, a.Positions.Count);
-        foreach (var (p, q) in e.Positions.Zip(a.Positions))
+        Assert.Equal(e.Of<PositionStatRow>().Count, a.Of<PositionStatRow>().Count);
+        foreach (var (p, q) in e.Of<PositionStatRow>().Zip(a.Of<PositionStatRow>()))
         {
             Assert.Equal((p.Layer, p.Head, p.Position, p.IsImage, p.PatchRow, p.PatchCol), (q.Layer, q.Head, q.Position, q.IsImage, q.PatchRow, q.PatchCol));
             Assert.Equal(p.LogProbIncrease, q.LogProbIncrease, Tol);
             Assert.Equal(p.AttnWeight, q.AttnWeight, Tol);
         }
-        Assert.Equal(e.Neurons.Count, a.Neurons.Count);
-        foreach (var (p, q) in e.Neurons.Zip(a.Neurons))
+        Assert.Equal(e.Of<NeuronStatRow>().Count, a.Of<NeuronStatRow>().Count);
+        foreach (var (p, q) in e.Of<NeuronStatRow>().Zip(a.Of<NeuronStatRow>()))
         {
             Assert.Equal((p.Layer, p.Neuron), (q.Layer, q.Neuron));
             Assert.Equal(p.LogProbIncrease, q.LogProbIncrease, Tol);
             Assert.Equal(p.Coefficient, q.Coefficient, Tol);
         }
-        Assert.Equal(e.Lens.Count, a.Lens.Count);
-        foreach (var (p, q) in e.Lens.Zip(a.Lens))
+        Assert.Equal(e.Of<LogitLensRow>().Count, a.Of<LogitLensRow>().Count);
+        foreach (var (p, q) in e.Of<LogitLensRow>().Zip(a.Of<LogitLensRow>()))
             Assert.Equal((p.Position, p.Rank, p.TokenId, p.Token), (q.Position, q.Rank, q.TokenId, q.Token));
     }
 
@@ -156,9 +158,9 @@ public class BatchingTests(ITestOutputHelper output)
     public void Batch_size_is_validated()
     {
         Assert.Throws<ArgumentException>(() => new AnalysisSettings { BatchSize = 0 }.Validate());
-        Assert.Throws<ArgumentException>(() => new JobOptions(BatchSize: 0).Validate());
-        Assert.Equal(8, new JobOptions().ToSettings().BatchSize);
-        Assert.Equal(3, new JobOptions(BatchSize: 3).ToSettings().BatchSize);
+        Assert.Throws<ArgumentException>(() => new JobOptions { Analysis = new AnalysisSettings { BatchSize = 0 } }.Validate());
+        Assert.Equal(8, new JobOptions().Analysis.BatchSize);
+        Assert.Equal(3, new JobOptions { Analysis = new AnalysisSettings { BatchSize = 3 } }.Analysis.BatchSize);
     }
 
     /// <summary>Throughput of the bundled 128 examples, batch 8 against 1 (set LLAVAMECH_BENCH_BATCH=1 to run).</summary>

@@ -1,3 +1,4 @@
+using LlavaMech.Runtime.Stats;
 using System.Diagnostics;
 using Azure.Storage.Blobs;
 using DuckDB.NET.Data;
@@ -168,7 +169,7 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
         Assert.Equal(Scalar<long>(db, "SELECT count(*) FROM logit_lens"), Scalar<long>(db, "SELECT count(*) FROM (SELECT DISTINCT example_id, position, rank FROM logit_lens)"));
         Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar<long>(db, "SELECT count(*) FROM rejects"));
         Assert.Equal(data.ReaderRejects + data.RuntimeRejectIds.Count, Scalar<long>(db, "SELECT count(DISTINCT line) FROM rejects"));
-        foreach (var table in TableNames.ShardTables)
+        foreach (var table in StatisticCatalog.ShardTableNames)
             Assert.Equal([RunId], Rows(db, $"SELECT DISTINCT run_id FROM {table}").Select(r => (string)r[0]!));
         Assert.True((await container.GetBlobClient($"{prefix}/{Finalizer.SummaryKey}").ExistsAsync()).Value);
         Assert.True((await container.GetBlobClient($"{prefix}/{Aggregates.HeadSummaryKey}").ExistsAsync()).Value);
@@ -188,7 +189,7 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
             var bytes = (await container.GetBlobClient(b.Name).DownloadContentAsync()).Value.Content.ToArray();
             manifests.Add(CommitManifest.Parse(bytes, b.Name));
         }
-        foreach (var table in TableNames.ShardTables)
+        foreach (var table in StatisticCatalog.ShardTableNames)
         {
             var committed = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table)).Select(p => p.Path).Order(StringComparer.Ordinal).ToList();
             var visible = new List<string>();

@@ -20,7 +20,7 @@ public class InputBoundTests(ITestOutputHelper output)
         using var env = new EnvScope(OutputLocation.ConnectionVariable, AzuriteFixture.Connection(port));
         const double wait = 20;
         var spec = new JobSpec("wait-" + Guid.NewGuid().ToString("N")[..8], TestData.TinyModel, data.ManifestPath, "az://results/wait",
-            new JobOptions(ShardSize: 2, StorageWaitSeconds: wait));
+            new JobOptions { ShardSize = 2, StorageWaitSeconds = wait });
         var clock = Stopwatch.StartNew();
         TimeSpan? firstFailure = null;
         var e = await Assert.ThrowsAsync<JobPreparationException>(() =>

@@ -1,3 +1,4 @@
+using LlavaMech.Datasets.Manifest;
 using static LlavaMech.Pipeline.LeaseTable;
 
 namespace LlavaMech.Pipeline.Tests;
@@ -11,7 +12,7 @@ public class LeaseTableTests
     /// <summary><paramref name="sizes"/>[i] examples in shard i.</summary>
     private static LeaseTable Table(int[] sizes, int maxAttempts = 3, int[]? committed = null) =>
         new(sizes.Select((n, i) => new PlannedShard(i,
-                Enumerable.Range(0, n).Select(k => new ShardExample($"s{i}e{k}", "vqa", null, null, "p", null, null, "{}", k + 1, "{}")).ToArray(), [])).ToList(),
+                Enumerable.Range(0, n).Select(k => new ManifestExample($"s{i}e{k}", "vqa", null, null, "p", null, null, "{}", k + 1) { RawLine = "{}" }).ToArray(), [])).ToList(),
             (committed ?? []).ToHashSet(), maxAttempts, Lease);
 
     [Fact]

@@ -1,3 +1,4 @@
+using LlavaMech.Runtime.Stats;
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
@@ -159,14 +160,14 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             // neuron_stats with --top-neurons 0).
             var withImage = File.ReadLines(manifest).Where(l => l.Trim().Length > 0).Select(l => JsonNode.Parse(l)!)
                 .Where(o => o["image"] is not null).Select(o => (string)o["id"]!).ToHashSet();
-            foreach (var table in TableNames.ShardTables.Where(t => t is not (TableNames.Rejects or TableNames.NeuronStats)))
+            foreach (var table in StatisticCatalog.ShardTableNames.Where(t => t is not (TableNames.Rejects or TableNames.NeuronStats)))
             {
                 var expected = (table == TableNames.LogitLens ? examples.Where(withImage.Contains) : examples).Order(StringComparer.Ordinal).ToList();
                 var actual = DuckDbSql.Rows(db, $"SELECT DISTINCT example_id FROM {table}").Select(r => (string)r[0]!).Order(StringComparer.Ordinal).ToList();
                 Assert.True(expected.SequenceEqual(actual), $"{table}: rows for {actual.Count} distinct examples, expected {expected.Count}");
             }
             Assert.Equal(0, DuckDbSql.Scalar<long>(db, "SELECT count(*) FROM neuron_stats"));
-            foreach (var table in TableNames.ShardTables)
+            foreach (var table in StatisticCatalog.ShardTableNames)
                 Assert.All(DuckDbSql.Rows(db, $"SELECT DISTINCT run_id FROM {table}"), r => Assert.Equal(runId, (string)r[0]!));
             Assert.True((await container.GetBlobClient($"{outPrefix}/{Finalizer.SummaryKey}").ExistsAsync()).Value);
             // The job state went to the manifests' state container.

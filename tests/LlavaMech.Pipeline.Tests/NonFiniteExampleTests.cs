@@ -1,3 +1,4 @@
+using LlavaMech.Datasets.Manifest;
 using System.Diagnostics;
 using System.Text.Json.Nodes;
 using DuckDB.NET.Data;
@@ -116,8 +117,8 @@ public class NonFiniteExampleTests(ITestOutputHelper output)
         var model = new ModelSpec(tmp.Sub("nan-model"));
         await using var runner = new DeviceRunner(new DeviceRunnerOptions { Device = "cpu", Threads = 1 });
         await runner.StartAsync(default);
-        var badWork = new ExampleWork("bad", "tqa", null, null, "USER: What is the color of the triangle?\nASSISTANT: The color of the triangle is", "green",
-            null, "{}", 1, "{}");
+        var badWork = new ManifestExample("bad", "tqa", null, null, "USER: What is the color of the triangle?\nASSISTANT: The color of the triangle is", "green",
+            null, "{}", 1) { RawLine = "{}" };
         var goodWork = badWork with { Id = "good", Prompt = "USER: What is the color of the tomato?\nASSISTANT: The color of the tomato is", Line = 2 };
         // More times in a row than the failures that fault a runner: a bad input is the example's problem, not the device's.
         for (int i = 0; i < DeviceRunner.FaultAfterFailures + 2; i++)

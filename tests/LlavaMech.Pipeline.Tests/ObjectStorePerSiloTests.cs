@@ -29,7 +29,7 @@ public class ObjectStorePerSiloTests(ClusterFixture fx, ITestOutputHelper output
         });
         listener.Start();
 
-        var spec = new JobSpec("per-silo-" + Guid.NewGuid().ToString("N")[..8], TestData.TinyModel, data.ManifestPath, outDir, new JobOptions(ShardSize: 2));
+        var spec = new JobSpec("per-silo-" + Guid.NewGuid().ToString("N")[..8], TestData.TinyModel, data.ManifestPath, outDir, new JobOptions { ShardSize = 2 });
         var status = await fx.Client.RunAsync(spec, null);
         Assert.True(status.State == JobState.Completed, $"{status.State}: {status.Error}");
         int stores = opened.Count(l => l == outDir);

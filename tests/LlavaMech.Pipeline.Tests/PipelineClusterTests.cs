@@ -1,3 +1,4 @@
+using LlavaMech.Runtime.Stats;
 using System.Diagnostics;
 using DuckDB.NET.Data;
 using LlavaMech.Analysis;
@@ -26,7 +27,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         using var tmp = new TempDir();
         var data = TestData.Build(tmp.Sub("data"), perTask: 32, copies: 3);
         string outDir = tmp.Sub("out");
-        var spec = new JobSpec("cluster-run", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions(ShardSize: 8, LeaseSeconds: 3));
+        var spec = new JobSpec("cluster-run", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions { ShardSize = 8, LeaseSeconds = 3 });
 
         var clock = Stopwatch.StartNew();
         var reference = Reference.Analyze(TestData.TinyModel,
@@ -75,14 +76,14 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         string fingerprint = ModelFingerprint.Compute(TestData.TinyModel);
         using var db = new DuckDBConnection("DataSource=:memory:");
         db.Open();
-        foreach (var t in TableNames.ShardTables.Concat(TableNames.SummaryTables))
+        foreach (var t in StatisticCatalog.ShardTableNames.Concat(TableNames.SummaryTables))
             Exec(db, $"CREATE VIEW {t} AS SELECT * FROM read_parquet('{Path.Combine(outDir, t)}/*.parquet')");
 
         var ids = Rows(db, "SELECT example_id FROM examples").Select(r => (string)r[0]!).ToList();
         Assert.Equal(192, ids.Count);
         Assert.Equal(ids.Count, ids.Distinct().Count());                                  // every example exactly once
         Assert.Equal(data.SourceOf.Keys.OrderBy(k => k, StringComparer.Ordinal), ids.OrderBy(k => k, StringComparer.Ordinal));
-        foreach (var t in TableNames.ShardTables)
+        foreach (var t in StatisticCatalog.ShardTableNames)
         {
             var keys = Rows(db, $"SELECT DISTINCT run_id, model_fingerprint FROM {t}");
             Assert.All(keys, k => Assert.Equal(("cluster-run", fingerprint), ((string)k[0]!, (string)k[1]!)));
@@ -187,7 +188,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         string outDir = tmp.Sub("out");
         // One example per pass and a quick poll: the job must still be running when the test kills its grain's silo
         // (batched shards finish a job of the tiny model in well under a second on a warm cluster).
-        var spec = new JobSpec("grain-loss", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions(ShardSize: 4, LeaseSeconds: 3, BatchSize: 1));
+        var spec = new JobSpec("grain-loss", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions { ShardSize = 4, LeaseSeconds = 3, Analysis = new AnalysisSettings { BatchSize = 1 } });
         var clock = Stopwatch.StartNew();
         var status = await fx.Client.SubmitAsync(spec);
         var job = fx.Cluster.Client.GetGrain<IJobGrain>(spec.JobId);
@@ -243,7 +244,7 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"num_hidden_layers\": 4", "\"num_hidden_layers\": 5"));
         string outDir = tmp.Sub("out");
 
-        var status = await fx.Client.SubmitAsync(new JobSpec("bad-checkpoint", model, data.ManifestPath, outDir, new JobOptions(ShardSize: 2)));
+        var status = await fx.Client.SubmitAsync(new JobSpec("bad-checkpoint", model, data.ManifestPath, outDir, new JobOptions { ShardSize = 2 }));
         output.WriteLine(status.Error);
         Assert.Equal(JobState.Failed, status.State);
         Assert.StartsWith("checkpoint validation failed: ", status.Error);

@@ -1,3 +1,4 @@
+using LlavaMech.Runtime;
 using LlavaMech.Datasets.Manifest;
 
 namespace LlavaMech.Pipeline.Tests;
@@ -24,18 +25,22 @@ public class PlanTests
                 var next = manifest.Examples.FirstOrDefault(e => e.Line > r.Line);
                 Assert.True(next is null ? s == shards[^1] : s.Examples.Any(e => e.Id == next.Id), $"reject on line {r.Line} in shard {s.Index}");
             }
-        Assert.All(shards.SelectMany(s => s.Examples), e => Assert.Equal(lines[e.Line - 1], e.Raw));
-        Assert.Equal(lines[manifest.Rejects[0].Line - 1], shards.SelectMany(s => s.Rejects).First().Raw);
+        Assert.All(shards.SelectMany(s => s.Examples), e => Assert.Equal(lines[e.Line - 1], e.RawLine));
+        Assert.Equal(lines[manifest.Rejects[0].Line - 1], shards.SelectMany(s => s.Rejects).First().RawLine);
     }
 
     [Fact]
     public void A_run_record_names_every_input_a_resumed_run_changed()
     {
-        var a = new RunRecord(RunRecord.CurrentFormat, "r1", "fp", "/m", "/d.jsonl", "sha", 32, 4, 100, 2, "argmax", 3, 20, "auto", 1024, "auto", DateTimeOffset.UtcNow);
+        var a = new RunRecord(RunRecord.CurrentFormat, "r1", "fp", "/m", "/d.jsonl", "sha", 32, 4, 100, 2, new AnalysisSettings(), "auto", DateTimeOffset.UtcNow, 1 << 20);
         Assert.Null(a.Mismatch(a with { ModelDir = "/moved", ManifestPath = "/moved.jsonl", CreatedAt = DateTimeOffset.MinValue }, "/out"));
-        var why = a.Mismatch(a with { ShardSize = 16, Target = "expected" }, "/out");
+        // The batch size never changes a result: a resumed run may change it.
+        Assert.Null(a.Mismatch(a with { Analysis = new AnalysisSettings { BatchSize = 1 } }, "/out"));
+        var why = a.Mismatch(a with { ShardSize = 16, Analysis = new AnalysisSettings { Target = TargetMode.Expected, TopHeads = 5 } }, "/out");
         Assert.Contains("shard size 16 (the run has 32)", why);
-        Assert.Contains("target 'expected' (the run has 'argmax')", why);
+        Assert.Contains("--target expected (the run has argmax)", why);
+        Assert.Contains("--top-heads 5 (the run has 3)", why);
+        Assert.Contains("recorded in format 'llavamech-run/1' by another version", (a with { Format = "llavamech-run/1" }).Mismatch(a, "/out") ?? "");
         Assert.Contains("use --run-id r1 to resume it", a.Mismatch(a with { RunId = "r2" }, "/out"));
         Assert.Contains("model fingerprint 'other'", a.Mismatch(a with { ModelFingerprint = "other" }, "/out"));
     }
@@ -46,7 +51,7 @@ public class PlanTests
         using var tmp = new TempDir();
         var data = TestData.Build(tmp.Sub("data"), perTask: 1, copies: 1);
         string outDir = tmp.Sub("out");
-        var spec = new JobSpec("r", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions(ShardSize: 2));
+        var spec = new JobSpec("r", TestData.TinyModel, data.ManifestPath, outDir, new JobOptions { ShardSize = 2 });
         var plan = await JobPlan.PrepareAsync(spec);
         Assert.Equal(0, plan.Committed.Count);
         Assert.True(File.Exists(Path.Combine(outDir, RunRecord.Key)));

@@ -28,7 +28,7 @@ public class ReanalysisTests(ClusterFixture fx, ITestOutputHelper output)
         int n = data.SourceOf.Count;
         string modelB = WriteScaledModel(TestData.TinyModel, tmp.Sub("model-b"), ScaledLayer, 3.0);
         string root = tmp.Sub("nightly");
-        var template = new JobSpec("pending", TestData.TinyModel, data.ManifestPath, root, new JobOptions(ShardSize: 4));
+        var template = new JobSpec("pending", TestData.TinyModel, data.ManifestPath, root, new JobOptions { ShardSize = 4 });
 
         // Two model versions into one root, through the library on the shared in-process cluster.
         var planA = await Reanalysis.PlanAsync(template, root);

@@ -1,3 +1,4 @@
+using LlavaMech.Runtime.Stats;
 using System.Diagnostics;
 using DuckDB.NET.Data;
 using LlavaMech.Storage;
@@ -189,7 +190,7 @@ public class ShutdownSignalTests(ITestOutputHelper output)
     private static List<CommitManifest> AssertOnlyCommittedParts(string outDir)
     {
         var commits = Commits(outDir);
-        foreach (var table in TableNames.ShardTables)
+        foreach (var table in StatisticCatalog.ShardTableNames)
         {
             var committed = commits.SelectMany(m => m.Parts.Where(p => p.Table == table)).Select(p => p.Path).Order(StringComparer.Ordinal).ToList();
             string dir = Path.Combine(outDir, table);

@@ -1,3 +1,4 @@
+using LlavaMech.Datasets.Manifest;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
@@ -104,7 +105,7 @@ public class SiloTelemetryTests(ITestOutputHelper output)
             using var tmp = new TempDir();
             string manifest = Path.Combine(TestData.Bundled, "manifest.jsonl");
             int examples = File.ReadLines(manifest).Count(l => l.Trim().Length > 0);
-            var spec = new JobSpec(jobId, TestData.TinyModel, manifest, tmp.Sub("out"), new JobOptions(ShardSize: 16, TopNeurons: 0));
+            var spec = new JobSpec(jobId, TestData.TinyModel, manifest, tmp.Sub("out"), new JobOptions { ShardSize = 16, Analysis = new AnalysisSettings { TopNeurons = 0 } });
             var client = new PipelineClient(host.Services.GetRequiredService<IGrainFactory>()) { PollInterval = TimeSpan.FromMilliseconds(200) };
             long maxLeases = 0;
             var clock = Stopwatch.StartNew();
@@ -229,7 +230,7 @@ public class SiloTelemetryTests(ITestOutputHelper output)
         Assert.True(events >= 1);
 
         var o = JsonNode.Parse(File.ReadLines(Path.Combine(TestData.Bundled, "manifest.jsonl")).First(l => l.Contains("\"tqa\"")))!.AsObject();
-        var work = new ExampleWork("e0", (string)o["task"]!, null, null, (string)o["prompt"]!, (string?)o["expected"], null, "{}", 1, o.ToJsonString());
+        var work = new ManifestExample("e0", (string)o["task"]!, null, null, (string)o["prompt"]!, (string?)o["expected"], null, "{}", 1) { RawLine = o.ToJsonString() };
         var missing = new ModelSpec(Path.Combine(Path.GetTempPath(), "no-such-model-" + Guid.NewGuid().ToString("N")));
         for (int i = 1; i <= DeviceRunner.FaultAfterFailures; i++)
         {

@@ -1,3 +1,4 @@
+using LlavaMech.Runtime.Stats;
 using System.Diagnostics;
 using System.Text;
 using Azure.Storage.Blobs;
@@ -28,7 +29,7 @@ public class StorageOutageTests(ClusterFixture fx, AzuriteFixture azurite, ITest
         int port = PipelineHost.FreePort();   // nothing listens there
         using var env = new EnvScope(OutputLocation.ConnectionVariable, AzuriteFixture.Connection(port, key: SecretKey));
         var spec = new JobSpec("closed-" + Guid.NewGuid().ToString("N")[..8], TestData.TinyModel, data.ManifestPath, "az://results/closed-port",
-            new JobOptions(ShardSize: 2, StorageWaitSeconds: 0));
+            new JobOptions { ShardSize = 2, StorageWaitSeconds = 0 });
         var clock = Stopwatch.StartNew();
         var status = await fx.Client.RunAsync(spec, null);
         output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: {status.State}: {status.Error}");
@@ -54,7 +55,7 @@ public class StorageOutageTests(ClusterFixture fx, AzuriteFixture azurite, ITest
         using var env = new EnvScope(OutputLocation.ConnectionVariable, AzuriteFixture.Connection(proxy.Port));
         string prefix = "mid-" + Guid.NewGuid().ToString("N")[..8];
         var spec = new JobSpec(prefix, TestData.TinyModel, data.ManifestPath, $"az://results/{prefix}",
-            new JobOptions(ShardSize: 4, LeaseSeconds: 5, StorageWaitSeconds: 4));
+            new JobOptions { ShardSize = 4, LeaseSeconds = 5, StorageWaitSeconds = 4 });
         var direct = new BlobContainerClient(azurite.ConnectionString, "results");   // Azurite itself, not through the proxy
 
         var clock = Stopwatch.StartNew();
@@ -132,7 +133,7 @@ public class StorageOutageTests(ClusterFixture fx, AzuriteFixture azurite, ITest
         await foreach (var b in c.GetBlobsAsync(new GetBlobsOptions { Prefix = $"{prefix}/{ShardCommitter.CommitsPrefix}" }))
             manifests.Add(CommitManifest.Parse((await c.GetBlobClient(b.Name).DownloadContentAsync()).Value.Content.ToArray(), b.Name));
         var visible = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var t in TableNames.ShardTables)
+        foreach (var t in StatisticCatalog.ShardTableNames)
             await foreach (var b in c.GetBlobsAsync(new GetBlobsOptions { Prefix = $"{prefix}/{t}/" }))
                 visible.Add(b.Name[(prefix.Length + 1)..]);
         return (manifests, visible);

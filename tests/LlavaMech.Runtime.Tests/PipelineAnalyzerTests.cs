@@ -1,3 +1,5 @@
+using LlavaMech.Datasets.Manifest;
+using LlavaMech.Runtime.Stats;
 using System.Text.Json.Nodes;
 using LlavaMech.Model.Tests;
 using LlavaMech.Storage;
@@ -20,9 +22,9 @@ public class PipelineAnalyzerTests
         ["tiny-llava-mha", "llava_text_sky"], ["tiny-vicuna", "vicuna_banana"], ["tiny-vicuna", "vicuna_sky"],
     ];
 
-    internal static ExampleWork Work(Golden g, string? expected = null) => new(
+    internal static ManifestExample Work(Golden g, string? expected = null) => new(
         g.Case, g.ImagePath is null ? "tqa" : "vqa", g.ImagePath, g.ImagePath is null ? null : Path.GetFileName(g.ImagePath), g.Prompt,
-        expected, null, "{\"source\":\"golden\"}", 1, "");
+        expected, null, "{\"source\":\"golden\"}", 1);
 
     [Theory]
     [MemberData(nameof(Cases))]
@@ -79,7 +81,7 @@ public class PipelineAnalyzerTests
             var outcome = analyzer.Run(Work(g), new AnalysisSettings { TopNeurons = 0 });
             Assert.False(outcome.Rejected, outcome.RejectReason);
             int first = g["image_positions"].data<long>().Select(p => (int)p).First();
-            var head = outcome.Rows!.Positions.GroupBy(p => (p.Layer, p.Head)).First().ToDictionary(p => p.Position);
+            var head = outcome.Rows!.Of<PositionStatRow>().GroupBy(p => (p.Layer, p.Head)).First().ToDictionary(p => p.Position);
             Assert.Equal(37, head.Values.Count(p => p.IsImage));
             Assert.True(head[first].IsImage);
             Assert.Equal((null, null), (head[first].PatchRow, head[first].PatchCol));   // the class token is no patch
@@ -102,7 +104,7 @@ public class PipelineAnalyzerTests
         double p = g["logits_last"].to(ScalarType.Float64).softmax(0)[331].item<double>();
         Assert.Equal(p, rows.Example.TargetProb, 1e-6);
         Assert.False(rows.Example.Correct);          // the model's argmax is 478
-        Assert.Empty(rows.Neurons);                  // top neurons 0 skips the neuron statistics
+        Assert.Empty(rows.Of<NeuronStatRow>());                  // top neurons 0 skips the neuron statistics
 
         // Argmax mode ignores the expected answer for the target but still scores correctness.
         var argmax = analyzer.Run(Work(g, expected: "circle"), new AnalysisSettings { TopNeurons = 0 }).Rows!;
@@ -152,20 +154,20 @@ public class PipelineAnalyzerTests
         var attn = json.GetProperty("layer_attn_increase").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         var ffn = json.GetProperty("layer_ffn_increase").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         int L = attn.Length;
-        Assert.Equal(2 * L, rows.Layers.Count);
+        Assert.Equal(2 * L, rows.Of<LayerStatRow>().Count);
         for (int l = 0; l < L; l++)
         {
-            Assert.Equal(attn[l], rows.Layers.Single(r => r.Layer == l && r.Component == Components.Attention).LogProbIncrease, Tol);
-            Assert.Equal(ffn[l], rows.Layers.Single(r => r.Layer == l && r.Component == Components.Ffn).LogProbIncrease, Tol);
+            Assert.Equal(attn[l], rows.Of<LayerStatRow>().Single(r => r.Layer == l && r.Component == Components.Attention).LogProbIncrease, Tol);
+            Assert.Equal(ffn[l], rows.Of<LayerStatRow>().Single(r => r.Layer == l && r.Component == Components.Ffn).LogProbIncrease, Tol);
         }
 
         // head_stats: log-prob increase, and the last row's attention mass on the image positions
         var heads = g["head_increase"].to(ScalarType.Float64);                       // [L, H]
         var patterns = g["attn_weights"].to(ScalarType.Float64).select(2, T - 1);  // [L, H, T]
         int H = (int)heads.shape[1];
-        Assert.Equal(L * H, rows.Heads.Count);
+        Assert.Equal(L * H, rows.Of<HeadStatRow>().Count);
         var share = image ? patterns.index_select(2, tensor(imagePositions.Select(p => (long)p).ToArray())).sum(2) : null;
-        foreach (var h in rows.Heads)
+        foreach (var h in rows.Of<HeadStatRow>())
         {
             Assert.Equal(heads[h.Layer][h.Head].item<double>(), h.LogProbIncrease, Tol);
             if (image) Assert.Equal(share![h.Layer][h.Head].item<double>(), h.AttnToImage!.Value, Tol);
@@ -174,8 +176,8 @@ public class PipelineAnalyzerTests
 
         // position_stats: the golden top-3 heads, every position, scores and attention weights
         var topHeads = json.GetProperty("top_heads").EnumerateArray().Select(e => (e[0].GetInt32(), e[1].GetInt32())).ToArray();
-        Assert.Equal(topHeads, rows.Positions.Select(p => (p.Layer, p.Head)).Distinct());
-        foreach (var grp in rows.Positions.GroupBy(p => (p.Layer, p.Head)))
+        Assert.Equal(topHeads, rows.Of<PositionStatRow>().Select(p => (p.Layer, p.Head)).Distinct());
+        foreach (var grp in rows.Of<PositionStatRow>().GroupBy(p => (p.Layer, p.Head)))
         {
             var scores = g[$"position_increase_head_{grp.Key.Layer}_{grp.Key.Head}"].to(ScalarType.Float64).data<double>().ToArray();
             var weights = patterns[grp.Key.Layer][grp.Key.Head].data<double>().ToArray();
@@ -194,23 +196,23 @@ public class PipelineAnalyzerTests
         // neuron_stats: the top-N neurons of the reference's [L, I] scores, best first
         var neurons = g["neuron_increase"].to(ScalarType.Float64);
         var ranked = neurons.flatten().sort(descending: true).Values.data<double>().ToArray();
-        Assert.Equal(topNeurons, rows.Neurons.Count);
-        foreach (var n in rows.Neurons) Assert.Equal(neurons[n.Layer][n.Neuron].item<double>(), n.LogProbIncrease, Tol);
-        for (int i = 0; i < topNeurons; i++) Assert.Equal(ranked[i], rows.Neurons[i].LogProbIncrease, Tol);
-        Assert.Equal(topNeurons, rows.Neurons.Select(n => (n.Layer, n.Neuron)).Distinct().Count());
+        Assert.Equal(topNeurons, rows.Of<NeuronStatRow>().Count);
+        foreach (var n in rows.Of<NeuronStatRow>()) Assert.Equal(neurons[n.Layer][n.Neuron].item<double>(), n.LogProbIncrease, Tol);
+        for (int i = 0; i < topNeurons; i++) Assert.Equal(ranked[i], rows.Of<NeuronStatRow>()[i].LogProbIncrease, Tol);
+        Assert.Equal(topNeurons, rows.Of<NeuronStatRow>().Select(n => (n.Layer, n.Neuron)).Distinct().Count());
 
         // logit_lens: the visual tokens' top-5 at the image positions
         if (image)
         {
             var lens = g["logit_lens_image_top5"].data<long>().ToArray();   // [P, 5]
-            Assert.Equal(lens.Length, rows.Lens.Count);
-            foreach (var r in rows.Lens)
+            Assert.Equal(lens.Length, rows.Of<LogitLensRow>().Count);
+            foreach (var r in rows.Of<LogitLensRow>())
             {
                 int k = Array.IndexOf(imagePositions, r.Position);
                 Assert.True(k >= 0, $"lens row at non-image position {r.Position}");
                 Assert.Equal(lens[k * 5 + r.Rank], r.TokenId);
             }
         }
-        else Assert.Empty(rows.Lens);
+        else Assert.Empty(rows.Of<LogitLensRow>());
     }
 }

@@ -18,19 +18,19 @@ public class AggregateTests : IDisposable
         var store = new LocalObjectStore(_dir.File("out"));
         var c = new ShardCommitter(store);
 
-        var s0 = new ShardTables("run-1", "fpA");
+        var s0 = StatisticCatalog.NewShard("run-1", "fpA");
         AddExample(s0, "e1", "color", true, i => i, attn: i => 0.5);
         AddExample(s0, "e2", "color", false, i => 100 - i, attn: i => 0.25);
         await c.CommitAsync(0, s0);
 
-        var s1 = new ShardTables("run-1", "fpA");
+        var s1 = StatisticCatalog.NewShard("run-1", "fpA");
         AddExample(s1, "e3", "color", true, i => i + 1, attn: i => 0.0);
         await c.CommitAsync(1, s1);
-        var s1b = new ShardTables("run-1", "fpB");
+        var s1b = StatisticCatalog.NewShard("run-1", "fpB");
         AddExample(s1b, "e1", "count", null, i => -i, attn: null);
         await new ShardCommitter(new LocalObjectStore(_dir.File("out"))).CommitAsync(3, s1b);
 
-        var crashed = new ShardTables("run-1", "fpA");
+        var crashed = StatisticCatalog.NewShard("run-1", "fpA");
         AddExample(crashed, "e9", "color", true, i => 1e6, attn: i => 1);
         var cc = new ShardCommitter(store) { StepHook = step => step == "staged" ? throw new SimulatedCrash(step) : Task.CompletedTask };
         await Assert.ThrowsAsync<SimulatedCrash>(() => cc.CommitAsync(2, crashed));
@@ -39,14 +39,14 @@ public class AggregateTests : IDisposable
 
     private static void AddExample(ShardTables t, string id, string task, bool? correct, Func<int, double> value, Func<int, double>? attn)
     {
-        t.Examples.Add(new ExampleRow(id, task, "p", 1, "x", 0.5, correct is null ? null : "x", correct, 10, 4));
+        t.Add(new ExampleRow(id, task, "p", 1, "x", 0.5, correct is null ? null : "x", correct, 10, 4));
         for (int i = 0; i < L * H; i++)
-            t.HeadStats.Add(id, i / H, i % H, value(i), attn?.Invoke(i));
+            t.Add(new HeadStatRow(id, i / H, i % H, value(i), attn?.Invoke(i)));
         // layer_stats: attn = value(l), ffn = value(l) - 50: with top-k 2 of 4 both attns win.
         for (int l = 0; l < L; l++)
         {
-            t.LayerStats.Add(id, l, Components.Attention, value(l));
-            t.LayerStats.Add(id, l, Components.Ffn, value(l) - 50);
+            t.Add(new LayerStatRow(id, l, Components.Attention, value(l)));
+            t.Add(new LayerStatRow(id, l, Components.Ffn, value(l) - 50));
         }
     }
 

@@ -5,6 +5,9 @@ internal sealed class SimulatedCrash(string step) : Exception("simulated crash a
 /// <summary>The shard commit protocol, run against each store.</summary>
 public abstract class CommitContract : IDisposable
 {
+    /// <summary>Parts per shard: one per shard table.</summary>
+    private static readonly int Tables = StatisticCatalog.ShardTables.Count;
+
     protected readonly TempDir Scratch = new();
 
     /// <summary>A fresh, empty store.</summary>
@@ -56,7 +59,7 @@ public abstract class CommitContract : IDisposable
 
     private async Task AssertVisible(IObjectStore store, Dictionary<string, long> expected)
     {
-        foreach (var table in TableNames.ShardTables)
+        foreach (var table in StatisticCatalog.ShardTableNames)
         {
             long seen = await VisibleRows(store, table);
             Assert.True(expected.GetValueOrDefault(table) == seen, $"{table}: expected {expected.GetValueOrDefault(table)} visible rows, saw {seen}");
@@ -84,7 +87,7 @@ public abstract class CommitContract : IDisposable
             var r = await c.CommitAsync(s, Sample.Shard(s, sizes[s]));
             Assert.Equal(CommitOutcome.Committed, r.Outcome);
             Assert.True(r.Won);
-            Assert.Equal(7, r.PartsMoved);
+            Assert.Equal(Tables, r.PartsMoved);
             Assert.True(await c.IsCommittedAsync(s));
         }
         Assert.Equal(new[] { 0, 1, 2 }, await c.CommittedShardsAsync());
@@ -103,7 +106,7 @@ public abstract class CommitContract : IDisposable
 
         var m = (await c.ReadManifestAsync(1))!;
         Assert.Equal((1, Sample.Run, Sample.Model, CommitManifest.CurrentFormat), (m.Shard, m.RunId, m.ModelFingerprint, m.Format));
-        Assert.Equal(TableNames.ShardTables, m.Parts.Select(p => p.Table));
+        Assert.Equal(StatisticCatalog.ShardTableNames, m.Parts.Select(p => p.Table));
         Assert.Equal(2 * Sample.Layers * Sample.Heads, m.RowsOf(TableNames.HeadStats));
         Assert.All(m.Parts, p => Assert.Equal($"{p.Table}/part-00001-{m.AttemptId}.parquet", p.Path));
         foreach (var p in m.Parts)
@@ -160,7 +163,7 @@ public abstract class CommitContract : IDisposable
         await Committer(store).CommitAsync(0, Sample.Shard(0, 1));
         await Assert.ThrowsAsync<SimulatedCrash>(() => Committer(store, crashAt: "staged").CommitAsync(1, Sample.Shard(1, 3)));
 
-        Assert.Equal(7, (await store.ListAllAsync(ShardCommitter.StagingPrefix)).Count);
+        Assert.Equal(Tables, (await store.ListAllAsync(ShardCommitter.StagingPrefix)).Count);
         Assert.False(await Committer(store).IsCommittedAsync(1));
         await AssertVisible(store, Sum(1));   // only shard 0
 
@@ -169,7 +172,7 @@ public abstract class CommitContract : IDisposable
         await AssertVisible(store, Sum(1, 3));
 
         var repair = await Committer(store).RepairAsync();
-        Assert.Equal(7, repair.StagingDeleted);   // the crashed attempt can no longer win
+        Assert.Equal(Tables, repair.StagingDeleted);   // the crashed attempt can no longer win
         Assert.Empty(await store.ListAllAsync(ShardCommitter.StagingPrefix));
         await AssertVisible(store, Sum(1, 3));
     }
@@ -184,7 +187,7 @@ public abstract class CommitContract : IDisposable
 
         var rerun = await Committer(SameStore(store)).CommitAsync(2, Sample.Shard(2, 5, offset: 1));
         Assert.Equal(CommitOutcome.AlreadyCommitted, rerun.Outcome);
-        Assert.Equal(7, rerun.PartsMoved);
+        Assert.Equal(Tables, rerun.PartsMoved);
         await AssertVisible(store, Sum(3));   // the committed attempt's rows, not the rerun's
         Assert.Empty(await store.ListAllAsync(ShardCommitter.StagingPrefix));
     }
@@ -201,7 +204,7 @@ public abstract class CommitContract : IDisposable
         await AssertVisible(store, partial);
 
         var repair = await Committer(SameStore(store)).RepairAsync();
-        Assert.Equal((1, 4, 0), (repair.CommittedShards, repair.PartsRolledForward, repair.StagingDeleted));
+        Assert.Equal((1, Tables - 3, 0), (repair.CommittedShards, repair.PartsRolledForward, repair.StagingDeleted));
         Assert.Empty(repair.MissingParts);
         Assert.Empty(repair.UnexpectedParts);
         await AssertVisible(store, Sum(2));
@@ -216,9 +219,9 @@ public abstract class CommitContract : IDisposable
         var store = NewStore();
         await Assert.ThrowsAsync<SimulatedCrash>(() => Committer(store, crashAt: "staged").CommitAsync(4, Sample.Shard(4, 1)));
         Assert.Equal(0, (await Committer(store).RepairAsync()).StagingDeleted);
-        Assert.Equal(7, (await store.ListAllAsync(ShardCommitter.StagingPrefix)).Count);
+        Assert.Equal(Tables, (await store.ListAllAsync(ShardCommitter.StagingPrefix)).Count);
         Assert.Equal(0, (await Committer(store).RepairAsync(TimeSpan.FromHours(1))).StagingDeleted);   // younger than that
-        Assert.Equal(7, (await Committer(store).RepairAsync(TimeSpan.Zero)).StagingDeleted);
+        Assert.Equal(Tables, (await Committer(store).RepairAsync(TimeSpan.Zero)).StagingDeleted);
         Assert.Empty(await store.ListAllAsync(ShardCommitter.StagingPrefix));
     }
 
@@ -254,8 +257,8 @@ public abstract class CommitContract : IDisposable
         var c = Committer(NewStore());
         await Assert.ThrowsAsync<ArgumentException>(() => c.CommitAsync(0, Array.Empty<TableBatch>()));
         var t = Sample.Shard(0, 1);
-        await Assert.ThrowsAsync<ArgumentException>(() => c.CommitAsync(0, [t.Examples, t.Examples]));
-        await Assert.ThrowsAsync<ArgumentException>(() => c.CommitAsync(0, [t.Examples, Sample.Shard(0, 1, run: "other").HeadStats]));
+        await Assert.ThrowsAsync<ArgumentException>(() => c.CommitAsync(0, [t.Of<ExampleRow>(), t.Of<ExampleRow>()]));
+        await Assert.ThrowsAsync<ArgumentException>(() => c.CommitAsync(0, [t.Of<ExampleRow>(), Sample.Shard(0, 1, run: "other").Of<HeadStatRow>()]));
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => c.CommitAsync(-1, t));
     }
 }
@@ -310,7 +313,7 @@ public sealed class LocalCommitTests : CommitContract
         for (int s = 0; s < 3; s++)
         {
             var t = Sample.Shard(s, 2);
-            await c.CommitAsync(s, [t.Examples, t.HeadStats]);
+            await c.CommitAsync(s, [t.Of<ExampleRow>(), t.Of<HeadStatRow>()]);
         }
         string glob = Duck.Q(Path.Combine(store.Root, "head_stats", "*.parquet"));
         var rows = Duck.Rows($"SELECT count(*), count(DISTINCT example_id), min(log_prob_increase), max(log_prob_increase) FROM read_parquet({glob})")[0];

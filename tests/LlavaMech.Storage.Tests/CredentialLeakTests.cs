@@ -84,15 +84,15 @@ public sealed class CredentialLeakTests(AzuriteFixture azurite, ITestOutputHelpe
         // shard 2 loses a race to a concurrent committer, whose publication finishes it.
         var c0 = await Committer(store).CommitAsync(0, Sample.Shard(0, 2));
         Assert.True(c0.Won);
-        Assert.Equal(TableNames.ShardTables.Count, c0.PartsMoved);
+        Assert.Equal(StatisticCatalog.ShardTableNames.Count, c0.PartsMoved);
         await Assert.ThrowsAsync<SimulatedCrash>(() => Committer(store, crashAt: "committed").CommitAsync(1, Sample.Shard(1, 3)));
         var (store2, _) = Open(auth, container, "out");
         var repair = await Committer(store2).RepairAsync();
-        Assert.Equal(TableNames.ShardTables.Count, repair.PartsRolledForward);
+        Assert.Equal(StatisticCatalog.ShardTableNames.Count, repair.PartsRolledForward);
         await Assert.ThrowsAsync<SimulatedCrash>(() => Committer(store, crashAt: "committed").CommitAsync(2, Sample.Shard(2, 1)));
         var c2 = await Committer(store2).CommitAsync(2, Sample.Shard(2, 1));
         Assert.Equal(CommitOutcome.AlreadyCommitted, c2.Outcome);
-        Assert.Equal(TableNames.ShardTables.Count, c2.PartsMoved);
+        Assert.Equal(StatisticCatalog.ShardTableNames.Count, c2.PartsMoved);
 
         // Exactly the committed parts are visible, each whole, and nothing is left staged.
         var manifests = await Committer(store).CommittedManifestsAsync();

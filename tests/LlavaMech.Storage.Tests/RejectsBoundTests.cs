@@ -14,9 +14,9 @@ public class RejectsBoundTests
         using var dir = new TempDir();
         string line = "{\"id\":\"big\",\"prompt\":\"" + new string('é', 50_000_000) + "\"}";   // 100 MB of UTF-8
         byte[] bytes = Encoding.UTF8.GetBytes(line);
-        var rejects = new RejectsBatch("r", "m");
-        rejects.Add(7, "prompt is too long: " + new string('z', 5000), line);
-        rejects.Add(8, "invalid JSON", "{x");
+        var rejects = new RowBatch<RejectRow>("r", "m");
+        rejects.Add(RejectRow.Of(7, "prompt is too long: " + new string('z', 5000), line));
+        rejects.Add(RejectRow.Of(8, "invalid JSON", "{x"));
         string path = dir.File("rejects.parquet");
         await rejects.WriteParquetAsync(path);
 
@@ -24,8 +24,8 @@ public class RejectsBoundTests
         Assert.True(size < 16 << 10, $"rejects file is {size} bytes");
         var rows = Duck.Rows($"SELECT line, reason, raw, raw_bytes, raw_sha256 FROM read_parquet({Duck.Q(path)}) ORDER BY line");
         Assert.Equal(7, rows[0][0]);
-        Assert.Equal(RejectsBatch.ReasonChars, ((string)rows[0][1]!).Length);
-        Assert.Equal(line[..RejectsBatch.RawPrefixChars], rows[0][2]);
+        Assert.Equal(RejectRow.ReasonChars, ((string)rows[0][1]!).Length);
+        Assert.Equal(line[..RejectRow.RawPrefixChars], rows[0][2]);
         Assert.Equal((long)bytes.Length, rows[0][3]);
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(bytes)), rows[0][4]);
         Assert.Equal(new object?[] { 8, "invalid JSON", "{x", 2L, Convert.ToHexStringLower(SHA256.HashData("{x"u8)) }, rows[1]);
@@ -36,21 +36,21 @@ public class RejectsBoundTests
     {
         // Parquet.Net 6.1 always writes min/max of string columns; the caps are what keeps them small.
         using var dir = new TempDir();
-        var rejects = new RejectsBatch("r", "m");
-        rejects.Add(1, new string('b', 100_000), new string('b', 1_000_000));
-        rejects.Add(2, new string('a', 100_000), new string('a', 1_000_000));
+        var rejects = new RowBatch<RejectRow>("r", "m");
+        rejects.Add(RejectRow.Of(1, new string('b', 100_000), new string('b', 1_000_000)));
+        rejects.Add(RejectRow.Of(2, new string('a', 100_000), new string('a', 1_000_000)));
         string path = dir.File("rejects.parquet");
         await rejects.WriteParquetAsync(path);
 
         await using var reader = await ParquetReader.CreateAsync(path);
         var columns = reader.Metadata!.RowGroups[0].Columns.ToDictionary(c => string.Join(".", c.MetaData!.PathInSchema), c => c.MetaData!.Statistics);
-        foreach (var (col, cap) in new[] { ("raw", RejectsBatch.RawPrefixChars), ("reason", RejectsBatch.ReasonChars) })
+        foreach (var (col, cap) in new[] { ("raw", RejectRow.RawPrefixChars), ("reason", RejectRow.ReasonChars) })
         {
             var st = columns[col];
             foreach (var v in new[] { st?.MinValue ?? st?.Min, st?.MaxValue ?? st?.Max })
                 Assert.True(v is null || v.Length <= cap, $"{col}: footer statistic of {v?.Length} bytes");
         }
-        Assert.Equal(new string('a', RejectsBatch.RawPrefixChars), Encoding.UTF8.GetString(columns["raw"]!.MinValue!));
+        Assert.Equal(new string('a', RejectRow.RawPrefixChars), Encoding.UTF8.GetString(columns["raw"]!.MinValue!));
         Assert.True(new FileInfo(path).Length < 16 << 10, $"{new FileInfo(path).Length} bytes");
     }
 }

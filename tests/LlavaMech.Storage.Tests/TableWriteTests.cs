@@ -15,7 +15,7 @@ public class TableWriteTests
     public async Task Examples_round_trip_through_duckdb_with_nulls_and_unicode()
     {
         using var dir = new TempDir();
-        var b = new ExamplesBatch("run-7", "fp-1");
+        var b = new RowBatch<ExampleRow>("run-7", "fp-1");
         b.Add(new ExampleRow("e0", "color", "Wie heißt die Farbe? 色", 3148, "▁red", 0.8125, "red", true, 612, 576, """{"source":"synth","k":[1,2]}"""));
         b.Add(new ExampleRow("e1", "count", "how many?", 29906, "▁two", 0.25, null, null, 600, 576));
         b.Add(new ExampleRow("e2", "count", "", -1, "", 0.0, "three", false, 1, 0, "  "));
@@ -32,12 +32,12 @@ public class TableWriteTests
     [Fact]
     public void Examples_reject_bad_metadata_and_empty_ids()
     {
-        var b = new ExamplesBatch("r", "m");
+        var b = new RowBatch<ExampleRow>("r", "m");
         Assert.Throws<ArgumentException>(() => b.Add(new ExampleRow("e", "t", "p", 1, "x", 0, null, null, 1, 1, "not json")));
         Assert.Throws<ArgumentException>(() => b.Add(new ExampleRow("e", "t", "p", 1, "x", 0, null, null, 1, 1, "[1]")));
         Assert.Throws<ArgumentException>(() => b.Add(new ExampleRow("", "t", "p", 1, "x", 0, null, null, 1, 1)));
-        Assert.Throws<ArgumentException>(() => new ExamplesBatch("", "m"));
-        Assert.Throws<ArgumentException>(() => new LayerStatsBatch("r", "m").Add("e", 0, "mlp", 1.0));
+        Assert.Throws<ArgumentException>(() => new RowBatch<ExampleRow>("", "m"));
+        Assert.Throws<ArgumentException>(() => new RowBatch<LayerStatRow>("r", "m").Add(new LayerStatRow("e", 0, "mlp", 1.0)));
         Assert.Equal(0, b.RowCount);
     }
 
@@ -45,19 +45,25 @@ public class TableWriteTests
     public async Task Stats_tables_round_trip_with_exact_values()
     {
         using var dir = new TempDir();
-        var layers = new LayerStatsBatch("r", "m");
-        layers.AddExample("e0", new[] { 0.5, -1.25 }, new[] { 2.0, 0.0 });
-        var heads = new HeadStatsBatch("r", "m");
-        heads.AddExample("e0", 2, 3, new float[] { 0, 1, 2, 3, 4, 5 }, new float[] { 0.5f, 0.25f, 0, 1, 0.125f, 0.75f });
-        heads.Add("e1", 1, 2, -3.5);
-        var positions = new PositionStatsBatch("r", "m");
-        positions.AddHead("e0", 4, 7, new float[] { 1, 2, 3, 4, 5, 6 }, new float[] { 0.5f, 0.25f, 0.125f, 0, 0, 0.125f }, firstImagePosition: 1, gridSide: 2);
-        var neurons = new NeuronStatsBatch("r", "m");
-        neurons.AddExample("e0", new[] { 3, 3 }, new[] { 11008, 7 }, new float[] { 0.5f, -0.25f }, new float[] { 2, -1 });
-        var lens = new LogitLensBatch("r", "m");
-        lens.AddExample("e0", new[] { 5, 6 }, 2, new long[] { 10, 11, 20, 21 }, id => $"tok{id}");
-        var rejects = new RejectsBatch("r", "m");
-        rejects.Add(17, "bad json", "{oops");
+        var layers = new RowBatch<LayerStatRow>("r", "m");
+        layers.AddRange([new("e0", 0, "attn", 0.5), new("e0", 0, "ffn", 2.0), new("e0", 1, "attn", -1.25), new("e0", 1, "ffn", 0.0)]);
+        var heads = new RowBatch<HeadStatRow>("r", "m");
+        float[] lpi = [0, 1, 2, 3, 4, 5], share = [0.5f, 0.25f, 0, 1, 0.125f, 0.75f];
+        for (int i = 0; i < 6; i++) heads.Add(new HeadStatRow("e0", i / 3, i % 3, lpi[i], share[i]));
+        heads.Add(new HeadStatRow("e1", 1, 2, -3.5));
+        var positions = new RowBatch<PositionStatRow>("r", "m");
+        float[] pl = [1, 2, 3, 4, 5, 6], pw = [0.5f, 0.25f, 0.125f, 0, 0, 0.125f];
+        for (int k = 0; k < 6; k++)
+        {
+            bool image = k is >= 1 and < 5;
+            positions.Add(new PositionStatRow("e0", 4, 7, k, image, image ? (k - 1) / 2 : null, image ? (k - 1) % 2 : null, pl[k], pw[k]));
+        }
+        var neurons = new RowBatch<NeuronStatRow>("r", "m");
+        neurons.AddRange([new("e0", 3, 11008, 0.5, 2), new("e0", 3, 7, -0.25, -1)]);
+        var lens = new RowBatch<LogitLensRow>("r", "m");
+        foreach (var (pos, id) in new[] { (5, 10), (5, 11), (6, 20), (6, 21) }) lens.Add(new LogitLensRow("e0", pos, id % 10, id, $"tok{id}"));
+        var rejects = new RowBatch<RejectRow>("r", "m");
+        rejects.Add(RejectRow.Of(17, "bad json", "{oops"));
 
         var l = Duck.Rows($"SELECT example_id, layer, component, log_prob_increase FROM read_parquet({await WriteAsync(dir, layers)})");
         Assert.Equal(new[] { "e0|0|attn|0.5", "e0|0|ffn|2", "e0|1|attn|-1.25", "e0|1|ffn|0" }, l.Select(Join));
@@ -117,7 +123,7 @@ public class TableWriteTests
     public async Task Empty_batch_is_a_readable_file_without_rows()
     {
         using var dir = new TempDir();
-        string f = await WriteAsync(dir, new RejectsBatch("r", "m"));
+        string f = await WriteAsync(dir, new RowBatch<RejectRow>("r", "m"));
         Assert.Equal(0L, Duck.Scalar<long>($"SELECT count(*) FROM read_parquet({f})"));
         var cols = Duck.Rows($"DESCRIBE SELECT * FROM read_parquet({f})").Select(r => (string)r[0]!);
         Assert.Equal(new[] { "run_id", "model_fingerprint", "line", "reason", "raw", "raw_bytes", "raw_sha256" }, cols);
@@ -127,12 +133,11 @@ public class TableWriteTests
     public async Task A_million_head_rows_write_quickly_in_row_groups()
     {
         using var dir = new TempDir();
-        var b = new HeadStatsBatch("run", "fp");
-        var lpi = new float[32 * 32];
-        for (int i = 0; i < lpi.Length; i++) lpi[i] = i * 0.001f;
+        var b = new RowBatch<HeadStatRow>("run", "fp");
         const int examples = 1100;   // 1,126,400 rows: two row groups
         for (int e = 0; e < examples; e++)
-            b.AddExample("example-" + e, 32, 32, lpi);
+            for (int i = 0; i < 32 * 32; i++)
+                b.Add(new HeadStatRow("example-" + e, i / 32, i % 32, i * 0.001f));
         var sw = Stopwatch.StartNew();
         string f = await WriteAsync(dir, b);
         sw.Stop();
@@ -146,19 +151,20 @@ public class TableWriteTests
     [Fact]
     public void Metadata_json_helper_writes_plain_values()
     {
-        var json = ExamplesBatch.Json(new Dictionary<string, object?>
+        var json = ExampleRow.Json(new Dictionary<string, object?>
         {
             ["source"] = "coco", ["n"] = 3, ["big"] = 1L << 40, ["p"] = 0.5, ["ok"] = true, ["none"] = null, ["nan"] = double.NaN,
         });
         Assert.Equal("""{"source":"coco","n":3,"big":1099511627776,"p":0.5,"ok":true,"none":null,"nan":"NaN"}""", json);
-        new ExamplesBatch("r", "m").Add(new ExampleRow("e", "t", "p", 1, "x", 0, null, null, 1, 1, json));
+        new RowBatch<ExampleRow>("r", "m").Add(new ExampleRow("e", "t", "p", 1, "x", 0, null, null, 1, 1, json));
     }
 
     [Fact]
-    public void Shard_tables_hold_all_seven_in_order()
+    public void Shard_tables_hold_every_statistic_table_then_rejects_in_order()
     {
         var t = Sample.Shard(3, 2);
-        Assert.Equal(TableNames.ShardTables, t.All.Select(b => b.Table));
+        Assert.Equal(["examples", "layer_stats", "head_stats", "position_stats", "neuron_stats", "logit_lens", "resid_norms", "rejects"], t.All.Select(b => b.Table));
+        Assert.Equal(StatisticCatalog.ShardTableNames, t.All.Select(b => b.Table));
         var counts = Sample.RowCounts(2);
         foreach (var b in t.All) Assert.Equal(counts[b.Table], b.RowCount);
         t.Clear();

@@ -68,26 +68,26 @@ internal static class Sample
     /// <summary>A shard of <paramref name="examples"/> examples with every table filled.</summary>
     public static ShardTables Shard(int shard, int examples, string run = Run, string model = Model, double offset = 0)
     {
-        var t = new ShardTables(run, model);
+        var t = StatisticCatalog.NewShard(run, model);
         for (int i = 0; i < examples; i++)
         {
             string id = ExampleId(shard, i);
-            t.Examples.Add(new ExampleRow(id, i % 2 == 0 ? "color" : "count", $"What is shown? #{i}", 100 + i, "red",
+            t.Add(new ExampleRow(id, i % 2 == 0 ? "color" : "count", $"What is shown? #{i}", 100 + i, "red",
                 0.5 + 0.01 * i, i % 3 == 0 ? null : "red", i % 3 == 0 ? null : i % 3 == 1, 600 + i, 576, $$"""{"shard":{{shard}},"i":{{i}}}"""));
             var attn = new double[Layers];
             var ffn = new double[Layers];
             for (int l = 0; l < Layers; l++) { attn[l] = offset + l + 0.1 * i; ffn[l] = offset - l; }
-            t.LayerStats.AddExample(id, attn, ffn);
+            for (int l = 0; l < Layers; l++) { t.Add(new LayerStatRow(id, l, Components.Attention, attn[l])); t.Add(new LayerStatRow(id, l, Components.Ffn, ffn[l])); }
             var heads = new float[Layers * Heads];
             for (int h = 0; h < heads.Length; h++) heads[h] = (float)(offset + h * 0.25 + i);
-            t.HeadStats.AddExample(id, Layers, Heads, heads);
-            t.PositionStats.Add(id, 1, 2, 5, true, 0, 1, 0.75, 0.125);
-            t.PositionStats.Add(id, 1, 2, 600, false, null, null, -0.5, 0.25);
-            t.NeuronStats.Add(id, 2, 1234 + i, 1.5, -0.5);
-            t.LogitLens.Add(id, 5, 0, 42, "▁red");
-            t.LogitLens.Add(id, 5, 1, 43, "‘q’");
+            for (int h = 0; h < heads.Length; h++) t.Add(new HeadStatRow(id, h / Heads, h % Heads, heads[h]));
+            t.Add(new PositionStatRow(id, 1, 2, 5, true, 0, 1, 0.75, 0.125));
+            t.Add(new PositionStatRow(id, 1, 2, 600, false, null, null, -0.5, 0.25));
+            t.Add(new NeuronStatRow(id, 2, 1234 + i, 1.5, -0.5));
+            t.Add(new LogitLensRow(id, 5, 0, 42, "▁red"));
+            t.Add(new LogitLensRow(id, 5, 1, 43, "‘q’"));
         }
-        t.Rejects.Add(shard * 100 + 1, "missing image", "{\"id\": 1}");
+        t.Add(RejectRow.Of(shard * 100 + 1, "missing image", "{\"id\": 1}"));
         return t;
     }
 
@@ -100,6 +100,7 @@ internal static class Sample
         [TableNames.PositionStats] = examples * 2,
         [TableNames.NeuronStats] = examples,
         [TableNames.LogitLens] = examples * 2,
+        ["resid_norms"] = 0,
         [TableNames.Rejects] = 1,
     };
 }

@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using LlavaMech.Model.Devices;
-using LlavaMech.Pipeline;
 using LlavaMech.Pipeline.Benchmarks;
 
 namespace LlavaMech.Cli.Commands;
@@ -19,12 +16,7 @@ public static class BenchPipelineCommand
         new("warmup", "N", "examples run before the measured ones (the loop's, and a warm-up job on the worker processes): JIT and caches warm", "128") { Range = CommandLine.NumericRange.Int(0, 10_000_000) },
         new("torch-threads", "N", "libtorch intra-op threads of the loop and of each worker process", "1") { Range = CommandLine.NumericRange.Int(0, 4096) },
         new("shard-size", "N", "examples per shard", "32") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
-        new("target", "MODE", "argmax or expected", "argmax"),
-        new("top-heads", "K", "heads per example with position scores", "3") { Range = CommandLine.NumericRange.Int(0, 4096) },
-        new("top-neurons", "N", "neurons per example (0: no neuron statistics)", "20") { Range = CommandLine.NumericRange.Int(0, 1 << 20) },
-        new("neurons", "ROUTE", "auto, exact or screened", "auto"),
-        new("screen-k", "K", "screened route: exact scores for K candidates", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
-        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8") { Range = CommandLine.NumericRange.Int(1, 4096) },
+        .. SettingsOptions.Specs<AnalysisSettings>(),
         new("device", "DEV", "the device of the loop and of each worker (cpu, cuda, cuda:N)", "cpu"),
         new("dtype", "TYPE", "auto, float32, bfloat16, float16", "auto"),
         new("out", "LOCATION", "where the pipeline runs write (default: a temporary folder, removed after); <out>/p<N> per run"),
@@ -69,9 +61,7 @@ public static class BenchPipelineCommand
         string dataset = Path.GetFullPath(cl.Require("dataset"));
         if (!File.Exists(dataset)) throw new UsageException($"--dataset: '{dataset}' does not exist");
         string device = cl.Require("device"), dtype = cl.Require("dtype");
-        var options = new JobOptions(ShardSize: shardSize, Target: cl.Require("target"), TopHeads: cl.GetInt("top-heads"), TopNeurons: cl.GetInt("top-neurons"),
-            NeuronRoute: cl.Require("neurons"), ScreenK: cl.GetInt("screen-k"), DType: dtype, LeaseSeconds: 120,
-            BatchSize: cl.GetInt("batch-size"));
+        var options = new JobOptions { ShardSize = shardSize, Analysis = SettingsOptions.Bind<AnalysisSettings>(cl), DType = dtype, LeaseSeconds = 120 };
         try { options.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
 

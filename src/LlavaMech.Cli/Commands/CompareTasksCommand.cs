@@ -1,6 +1,3 @@
-using LlavaMech.Datasets.Manifest;
-using LlavaMech.Runtime.Studies;
-
 namespace LlavaMech.Cli.Commands;
 
 /// <summary>

@@ -1,5 +1,4 @@
 using LlavaMech.Datasets;
-using LlavaMech.Datasets.Manifest;
 
 namespace LlavaMech.Cli.Commands;
 

@@ -1,6 +1,3 @@
-using LlavaMech.Model;
-using LlavaMech.Model.Devices;
-
 namespace LlavaMech.Cli.Commands;
 
 /// <summary>The options every model-running command shares.</summary>

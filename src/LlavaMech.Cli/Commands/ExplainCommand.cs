@@ -1,7 +1,4 @@
 using LlavaMech.Analysis;
-using LlavaMech.Explanation;
-using LlavaMech.Model;
-using LlavaMech.Reports;
 using static TorchSharp.torch;
 
 namespace LlavaMech.Cli.Commands;

@@ -1,7 +1,4 @@
 using System.Text.Json;
-using LlavaMech.Datasets.Manifest;
-using LlavaMech.Model;
-using LlavaMech.Runtime.Studies;
 
 namespace LlavaMech.Cli.Commands;
 

@@ -1,5 +1,3 @@
-using LlavaMech.Explanation;
-using LlavaMech.Model;
 using static TorchSharp.torch;
 
 namespace LlavaMech.Cli.Commands;

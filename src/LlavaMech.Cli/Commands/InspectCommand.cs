@@ -1,3 +1,4 @@
+using CheckpointSummary = LlavaMech.Checkpoints.CheckpointSummary;
 using LlavaMech.Checkpoints;
 
 namespace LlavaMech.Cli.Commands;

@@ -1,8 +1,3 @@
-using LlavaMech.Datasets.Manifest;
-using LlavaMech.Explanation;
-using LlavaMech.Model;
-using LlavaMech.Runtime.Studies;
-
 namespace LlavaMech.Cli.Commands;
 
 /// <summary>

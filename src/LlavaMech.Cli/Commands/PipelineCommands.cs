@@ -1,10 +1,3 @@
-using LlavaMech.Reports;
-using System.Diagnostics;
-using System.Globalization;
-using LlavaMech.Datasets.Manifest;
-using LlavaMech.Model.Devices;
-using LlavaMech.Pipeline;
-using LlavaMech.Storage;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -24,18 +17,12 @@ public static class PipelineCommands
     internal static readonly CommandLine.OptionSpec[] JobOptionSpecs =
     [
         new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
-        new("target", "MODE", "argmax, or expected (the manifest's answer as one token; lines without one use the argmax)", "argmax"),
-        new("top-heads", "K", "heads per example whose position scores go to position_stats", "3") { Range = CommandLine.NumericRange.Int(0, 4096) },
-        new("top-neurons", "N", "neurons per example in neuron_stats (0: skip the neuron statistics)", "20") { Range = CommandLine.NumericRange.Int(0, 1 << 20) },
-        new("neurons", "ROUTE", "neuron route: auto, exact or screened", "auto"),
-        new("screen-k", "K", "screened route: exact scores for the K best first-order candidates", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
-        new("batch-size", "N", "examples of equal sequence length per hooked forward pass (1: one example per pass); results do not depend on it", "8") { Range = CommandLine.NumericRange.Int(1, 4096) },
+        .. SettingsOptions.Specs<AnalysisSettings>(),
         new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
         new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60") { Range = CommandLine.NumericRange.Real(1, 86_400) },
         new("max-attempts", "N", "attempts per shard before it counts as failed", "3") { Range = CommandLine.NumericRange.Int(1, 1000) },
         new("storage-wait", "S", "while the output storage is unreachable, the job pauses and retries for this long, then fails naming the endpoint", "300") { Range = CommandLine.NumericRange.Real(0, 604_800) },
         new("max-line-bytes", "N", "a manifest line longer than this is rejected (its start, length and SHA-256 go to rejects) without being held in memory", ManifestLimits.DefaultMaxLineBytes.ToString(CultureInfo.InvariantCulture)) { Range = CommandLine.NumericRange.Int(64, ManifestLimits.MaxMaxLineBytes) },
-        new("max-prompt-tokens", "N", "a longer prompt (BOS and image tokens included) is rejected, before it is tokenized where its length shows it (0: the model's max_position_embeddings)", "0") { Range = CommandLine.NumericRange.Int(0, 1 << 24) },
         new("image-root", "DIR", "a folder where absolute image paths, and targets of symbolic links in the dataset folder, may lie (otherwise images must be inside the manifest's folder)") { Repeatable = true },
     ];
 
@@ -59,21 +46,17 @@ public static class PipelineCommands
         string model = Path.GetFullPath(cl.Require("model"));
         string manifest = Path.GetFullPath(cl.Require("dataset"));
         if (!File.Exists(manifest)) throw new UsageException($"--dataset: '{manifest}' does not exist");
-        var options = new JobOptions(
-            ShardSize: cl.GetInt("shard-size"),
-            Target: cl.Require("target"),
-            TopHeads: cl.GetInt("top-heads"),
-            TopNeurons: cl.GetInt("top-neurons"),
-            NeuronRoute: cl.Require("neurons"),
-            ScreenK: cl.GetInt("screen-k"),
-            DType: cl.Require("dtype"),
-            LeaseSeconds: cl.GetDouble("lease-seconds"),
-            MaxAttempts: cl.GetInt("max-attempts"),
-            StorageWaitSeconds: cl.GetDouble("storage-wait"),
-            BatchSize: cl.GetInt("batch-size"),
-            MaxLineBytes: cl.GetLong("max-line-bytes"),
-            MaxPromptTokens: cl.GetInt("max-prompt-tokens"),
-            ImageRoots: string.Join('\n', cl.GetAll("image-root").Select(Path.GetFullPath)));
+        var options = new JobOptions
+        {
+            ShardSize = cl.GetInt("shard-size"),
+            Analysis = SettingsOptions.Bind<AnalysisSettings>(cl),
+            DType = cl.Require("dtype"),
+            LeaseSeconds = cl.GetDouble("lease-seconds"),
+            MaxAttempts = cl.GetInt("max-attempts"),
+            StorageWaitSeconds = cl.GetDouble("storage-wait"),
+            MaxLineBytes = cl.GetLong("max-line-bytes"),
+            ImageRoots = string.Join('\n', cl.GetAll("image-root").Select(Path.GetFullPath)),
+        };
         var spec = new JobSpec(runId ?? cl.Get("run-id") ?? PipelineClient.DefaultRunId(output), model, manifest, output, options);
         try { spec.Validate(); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
@@ -89,6 +72,16 @@ public static class PipelineCommands
     /// </summary>
     internal const string DefaultRunModel = "datasets/shapes-colors-mini/toy-llava", DefaultRunDataset = "datasets/shapes-colors-mini/manifest.jsonl", DefaultRunOut = "out/demo";
 
+    /// <summary>The in-process silo of run and reanalyze (<see cref="RunEmbedded"/>).</summary>
+    internal static readonly CommandLine.OptionSpec[] EmbeddedSiloSpecs =
+    [
+        new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list (cuda:0,cuda:1)", "cpu"),
+        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1") { Range = CommandLine.NumericRange.Int(1, 64) },
+        new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
+        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder (CUDA without TorchSharp-cuda-linux); also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("verbose", null, "log the silo's and the workers' progress to standard error"),
+    ];
+
     public static readonly CommandLine.OptionSpec[] RunSpecs =
     [
         .. JobSpecs.Select(s => s.Name switch
@@ -98,11 +91,7 @@ public static class PipelineCommands
             "out" => s with { Required = false, Default = DefaultRunOut },
             _ => s,
         }),
-        new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list (cuda:0,cuda:1)", "cpu"),
-        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1") { Range = CommandLine.NumericRange.Int(1, 64) },
-        new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
-        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder (CUDA without TorchSharp-cuda-linux); also ${TorchRuntime.LibTorchEnvironmentVariable}"),
-        new("verbose", null, "log the silo's and the workers' progress to standard error"),
+        .. EmbeddedSiloSpecs,
     ];
 
     public const string RunDescription = """
@@ -117,7 +106,8 @@ public static class PipelineCommands
         Tables in --out (one folder of part files each; read with DuckDB, pandas or Spark, see
         src/LlavaMech.Storage/TABLES.md): examples, layer_stats, head_stats, position_stats (top
         heads: every position, is_image, patch_row/col, attention weight), neuron_stats (top
-        neurons with their MLP coefficient), logit_lens (visual tokens' top-5), rejects (bad
+        neurons with their MLP coefficient), logit_lens (visual tokens' top-5), resid_norms
+        (residual-stream norms per layer), rejects (bad
         manifest lines and examples the model could not take, with the reason), head_summary,
         layer_summary; figures/heads_<task>.png, figures/layers_<task>.png; summary.json.
 
@@ -158,10 +148,7 @@ public static class PipelineCommands
         try { devices = PipelineSiloOptions.ParseDevices(cl.Require("device")); }
         catch (ArgumentException e) { throw new UsageException($"--device: {e.Message}"); }
         if (devices.Count == 0) throw new UsageException("--device none leaves the in-process silo without a worker; name a device");
-        int workers = cl.GetInt("workers-per-device");
-        if (workers < 1) throw new UsageException("--workers-per-device must be at least 1");
-        int torchThreads = cl.GetInt("torch-threads");
-        if (torchThreads < 0) throw new UsageException("--torch-threads must be >= 0");
+        int workers = cl.GetInt("workers-per-device"), torchThreads = cl.GetInt("torch-threads");   // ranges checked by the parser
 
         var pipeline = new PipelineSiloOptions { Devices = devices, WorkersPerDevice = workers, TorchThreads = torchThreads };
         int siloPort = PipelineHost.FreePort(), gatewayPort = PipelineHost.FreePort();
@@ -369,7 +356,7 @@ public static class PipelineCommands
         try { host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning, config); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }   // e.g. Telemetry:HealthPort is not a port
         using var _ = host;
-        if (parent is { } pid) StopWithParent(host, pid);
+        if (parent is { } pid) PipelineHost.StopWithParent(host, pid, Console.Error.WriteLine);
         // SIGTERM and SIGINT stop the silo gracefully: its workers stop leasing, give their leases back to the job
         // (another silo takes the shards at once), and the silo leaves the cluster; exit code 0.
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
@@ -384,39 +371,6 @@ public static class PipelineCommands
         host.Run();   // returns after a graceful shutdown (SIGTERM, Ctrl+C, the parent's exit)
         Console.Error.WriteLine("llavamech silo: stopped");
         return 0;
-    }
-
-    /// <summary>Stops <paramref name="host"/> once process <paramref name="pid"/> is gone (checked every second).</summary>
-    private static void StopWithParent(IHost host, int pid)
-    {
-        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
-        var thread = new Thread(() =>
-        {
-            while (!lifetime.ApplicationStopping.IsCancellationRequested)
-            {
-                if (!Alive(pid))
-                {
-                    Console.Error.WriteLine($"llavamech silo: parent process {pid} exited; stopping");
-                    lifetime.StopApplication();
-                    // A silo that cannot stop cleanly within a minute (nothing left to hand work to) just exits.
-                    Thread.Sleep(TimeSpan.FromSeconds(60));
-                    Environment.Exit(3);
-                }
-                Thread.Sleep(1000);
-            }
-        }) { IsBackground = true, Name = "llavamech-parent-watch" };
-        thread.Start();
-    }
-
-    private static bool Alive(int pid)
-    {
-        try
-        {
-            using var p = Process.GetProcessById(pid);
-            return !p.HasExited;
-        }
-        catch (ArgumentException) { return false; }
-        catch (InvalidOperationException) { return false; }
     }
 
     private static IConfiguration Configuration(CommandLine cl, Dictionary<string, string?> overrides)
@@ -550,24 +504,7 @@ public static class PipelineCommands
             cluster.Validate();
         }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
-        using var host = PipelineHost.BuildClient(cluster);
-        try
-        {
-            host.StartAsync().GetAwaiter().GetResult();
-        }
-        catch (Exception e) when (e is not UsageException)
-        {
-            throw new InvalidOperationException($"cannot connect to cluster '{cluster.ClusterId}' ({cluster.Clustering}" +
-                                                (cluster.Clustering == "localhost" ? $", gateway port {cluster.GatewayPort}" : "") + $"): {e.Message}. Is a silo running (./llavamech silo)?", e);
-        }
-        try
-        {
-            return body(new PipelineClient(host.Services.GetRequiredService<IClusterClient>()));
-        }
-        finally
-        {
-            try { host.StopAsync(TimeSpan.FromSeconds(10)).GetAwaiter().GetResult(); } catch (OperationCanceledException) { }
-        }
+        return PipelineHost.WithClient(cluster, body);
     }
 
     private static void PrintStatus(JobStatus s)

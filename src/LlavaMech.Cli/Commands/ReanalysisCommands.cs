@@ -1,10 +1,3 @@
-using LlavaMech.Reports;
-using System.Globalization;
-using LlavaMech.Checkpoints;
-using LlavaMech.Model.Devices;
-using LlavaMech.Pipeline;
-using LlavaMech.Storage;
-
 namespace LlavaMech.Cli.Commands;
 
 /// <summary>
@@ -20,11 +13,7 @@ public static class ReanalysisCommands
         new("out", "LOCATION", "the root of the runs: a folder, az://container/prefix or an https blob URL; each model version's run goes to <out>/fp-<fingerprint>", Required: true),
         .. PipelineCommands.JobOptionSpecs,
         new("diff-out", "DIR", "when the root holds a completed run of another model version, write the diff against the latest one here"),
-        new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list", "cpu"),
-        new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1") { Range = CommandLine.NumericRange.Int(1, 64) },
-        new("torch-threads", "N", "libtorch intra-op threads (0: one per core)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
-        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
-        new("verbose", null, "log the silo's and the workers' progress to standard error"),
+        .. PipelineCommands.EmbeddedSiloSpecs,
     ];
 
     public const string ReanalyzeDescription = """

@@ -1,4 +1,3 @@
-using System.Globalization;
 using LlavaMech.Training;
 
 namespace LlavaMech.Cli.Commands;
@@ -85,13 +84,13 @@ public static class TrainToyCommand
             if (error is not null) return Fail(error);
             o = manifest is not null ? o with { TrainManifest = manifest } : o with { WorkDir = dataDir };
         }
-        if (cl.Flag("steps")) o = o with { Steps = NonNegative(cl, "steps"), Epochs = null };
+        if (cl.Flag("steps")) o = o with { Steps = cl.GetInt("steps"), Epochs = null };
         // The CLI's 15-minute safety stop applies unless --time-budget or the config says otherwise.
         if (cl.Flag("time-budget") || !configured.Contains(nameof(ToyTrainingOptions.TimeBudget)))
             o = o with { TimeBudget = ToyTrainingSetup.ParseDuration(cl.Require("time-budget")) };
         if (cl.Flag("seed")) o = o with { Seed = cl.GetInt("seed") };
-        if (cl.Flag("threads")) o = o with { Threads = NonNegative(cl, "threads") };
-        if (cl.Flag("held-out")) o = o with { HeldOutCount = NonNegative(cl, "held-out") };
+        if (cl.Flag("threads")) o = o with { Threads = cl.GetInt("threads") };
+        if (cl.Flag("held-out")) o = o with { HeldOutCount = cl.GetInt("held-out") };
         if (cl.Get("held-out-manifest") is { } heldOut) o = o with { HeldOutManifest = heldOut };
 
         if (File.Exists(o.OutputDir)) return Fail($"--out {o.OutputDir} is a file, not a folder");
@@ -124,13 +123,6 @@ public static class TrainToyCommand
         Console.WriteLine($"record: {Path.Combine(r.OutputDir, ToyTrainer.TrainingRecordFile)}");
         if (o.WorkDir is not null) Console.WriteLine($"data: {Path.GetFullPath(o.WorkDir)}");
         return 0;
-    }
-
-    private static int NonNegative(CommandLine cl, string name)
-    {
-        int n = cl.GetInt(name);
-        if (n < 0) throw new UsageException($"--{name} must be 0 or more, got {n}");
-        return n;
     }
 
     private static int Fail(string message)

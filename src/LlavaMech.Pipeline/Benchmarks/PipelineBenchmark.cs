@@ -163,7 +163,7 @@ public static class PipelineBenchmark
         if (threads > 0) set_num_threads(threads);
         using var model = LoadedModel.Load(modelDir, new ModelLoadOptions(device, dtype));
         using var analyzer = new ExampleAnalyzer(model);
-        var settings = options.ToSettings();
+        var settings = options.Analysis;
         int vocab = model.Config.Text.VocabSize;
         void One(ManifestExample e)
         {

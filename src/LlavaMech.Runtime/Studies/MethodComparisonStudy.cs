@@ -62,40 +62,25 @@ public static class MethodComparisonStudy
     private static void WriteTables(List<ExampleComparison> results, string outDir)
     {
         var rows = results.SelectMany(r => r.Methods.Select(m => (r, m))).ToList();
-        new ColumnTable()
-            .Add("example_id", rows.Select(x => x.r.ExampleId).ToList())
-            .Add("method", rows.Select(x => x.m.Method).ToList())
-            .Add("target_id", rows.Select(x => x.r.TargetId).ToList())
-            .Add("target_prob", rows.Select(x => x.r.TargetProb).ToList())
-            .Add("time_ms", rows.Select(x => x.m.TimeMs).ToList())
-            .Add("deletion_auc", rows.Select(x => x.m.Deletion.Auc).ToList())
-            .Add("insertion_auc", rows.Select(x => x.m.Insertion.Auc).ToList())
-            .Add("pointing_hit", rows.Select(x => x.m.PointingHit).ToList())
-            .Add("mass_in_box", rows.Select(x => x.m.MassInBox).ToList())
-            .Add("object_area_share", rows.Select(x => x.r.ObjectAreaShare).ToList())
-            .Write(Path.Combine(outDir, "methods.parquet"));
-
-        var curve = rows.SelectMany(x => new[] { ("deletion", x.m.Deletion), ("insertion", x.m.Insertion) }
-            .SelectMany(c => c.Item2.Fractions.Select((f, i) => (x.r.ExampleId, x.m.Method, Kind: c.Item1, Step: i, Fraction: f, Prob: c.Item2.Probabilities[i])))).ToList();
-        new ColumnTable()
-            .Add("example_id", curve.Select(c => c.ExampleId).ToList())
-            .Add("method", curve.Select(c => c.Method).ToList())
-            .Add("curve", curve.Select(c => c.Kind).ToList())
-            .Add("step", curve.Select(c => c.Step).ToList())
-            .Add("fraction", curve.Select(c => c.Fraction).ToList())
-            .Add("prob", curve.Select(c => c.Prob).ToList())
-            .Write(Path.Combine(outDir, "curves.parquet"));
-
-        var scores = rows.SelectMany(x => x.m.Scores.Select((v, p) => (x.r.ExampleId, x.m.Method, Patch: p, Row: p / x.r.GridSide, Col: p % x.r.GridSide, Score: (double)v))).ToList();
-        new ColumnTable()
-            .Add("example_id", scores.Select(c => c.ExampleId).ToList())
-            .Add("method", scores.Select(c => c.Method).ToList())
-            .Add("patch", scores.Select(c => c.Patch).ToList())
-            .Add("patch_row", scores.Select(c => c.Row).ToList())
-            .Add("patch_col", scores.Select(c => c.Col).ToList())
-            .Add("score", scores.Select(c => c.Score).ToList())
-            .Write(Path.Combine(outDir, "scores.parquet"));
+        RowFile.Write(rows.Select(x => new MethodRow(x.r.ExampleId, x.m.Method, x.r.TargetId, x.r.TargetProb, x.m.TimeMs, x.m.Deletion.Auc,
+            x.m.Insertion.Auc, x.m.PointingHit, x.m.MassInBox, x.r.ObjectAreaShare)), outDir);
+        RowFile.Write(rows.SelectMany(x => new[] { ("deletion", x.m.Deletion), ("insertion", x.m.Insertion) }
+            .SelectMany(c => c.Item2.Fractions.Select((f, i) => new CurveRow(x.r.ExampleId, x.m.Method, c.Item1, i, f, c.Item2.Probabilities[i])))), outDir);
+        RowFile.Write(rows.SelectMany(x => x.m.Scores.Select((v, p) => new ScoreRow(x.r.ExampleId, x.m.Method, p, p / x.r.GridSide, p % x.r.GridSide, v))), outDir);
     }
+
+    /// <summary>One row of methods.parquet: one attribution method on one example.</summary>
+    [Table("methods")]
+    public sealed record MethodRow(string ExampleId, string Method, int TargetId, double TargetProb, double TimeMs, double DeletionAuc,
+        double InsertionAuc, bool? PointingHit, double? MassInBox, double? ObjectAreaShare);
+
+    /// <summary>One row of curves.parquet: one point of a method's deletion or insertion curve.</summary>
+    [Table("curves")]
+    public sealed record CurveRow(string ExampleId, string Method, string Curve, int Step, double Fraction, double Prob);
+
+    /// <summary>One row of scores.parquet: one method's score of one image patch (row-major on the grid).</summary>
+    [Table("scores")]
+    public sealed record ScoreRow(string ExampleId, string Method, int Patch, int PatchRow, int PatchCol, double Score);
 
     private static string Summary(List<ExampleComparison> results, LoadedModel model, MethodRunInfo info)
     {

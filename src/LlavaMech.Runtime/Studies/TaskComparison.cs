@@ -133,16 +133,17 @@ public static class TaskComparison
 
     private static void WriteTables(string outDir, TaskSet a, TaskSet b)
     {
-        var heads = new[] { a, b }.SelectMany(s => s.Examples.SelectMany(e => e.Stats.HeadIncrease.SelectMany((row, l) => row.Select((v, h) => (Set: s.Name, s.Task, e.Id, Layer: l, Head: h, Value: v))))).ToList();
-        new ColumnTable()
-            .Add("set", heads.Select(x => x.Set).ToList()).Add("task", heads.Select(x => x.Task).ToList()).Add("example_id", heads.Select(x => x.Id).ToList())
-            .Add("layer", heads.Select(x => x.Layer).ToList()).Add("head", heads.Select(x => x.Head).ToList()).Add("log_prob_increase", heads.Select(x => x.Value).ToList())
-            .Write(Path.Combine(outDir, "head_stats.parquet"));
-        var layers = new[] { a, b }.SelectMany(s => s.Examples.SelectMany(e => e.Stats.LayerAttnIncrease.Select((v, l) => (Set: s.Name, s.Task, e.Id, Layer: l, Component: "attn", Value: v))
-            .Concat(e.Stats.LayerFfnIncrease.Select((v, l) => (Set: s.Name, s.Task, e.Id, Layer: l, Component: "ffn", Value: v))))).ToList();
-        new ColumnTable()
-            .Add("set", layers.Select(x => x.Set).ToList()).Add("task", layers.Select(x => x.Task).ToList()).Add("example_id", layers.Select(x => x.Id).ToList())
-            .Add("layer", layers.Select(x => x.Layer).ToList()).Add("component", layers.Select(x => x.Component).ToList()).Add("log_prob_increase", layers.Select(x => x.Value).ToList())
-            .Write(Path.Combine(outDir, "layer_stats.parquet"));
+        RowFile.Write(new[] { a, b }.SelectMany(s => s.Examples.SelectMany(e => e.Stats.HeadIncrease.SelectMany((row, l) =>
+            row.Select((v, h) => new TaskHeadRow(s.Name, s.Task, e.Id, l, h, v))))), outDir);
+        RowFile.Write(new[] { a, b }.SelectMany(s => s.Examples.SelectMany(e => e.Stats.LayerAttnIncrease.Select((v, l) => new TaskLayerRow(s.Name, s.Task, e.Id, l, Components.Attention, v))
+            .Concat(e.Stats.LayerFfnIncrease.Select((v, l) => new TaskLayerRow(s.Name, s.Task, e.Id, l, Components.Ffn, v))))), outDir);
     }
+
+    /// <summary>One row of compare-tasks' head_stats.parquet.</summary>
+    [Table("head_stats")]
+    public sealed record TaskHeadRow(string Set, string Task, string ExampleId, int Layer, int Head, double LogProbIncrease);
+
+    /// <summary>One row of compare-tasks' layer_stats.parquet.</summary>
+    [Table("layer_stats")]
+    public sealed record TaskLayerRow(string Set, string Task, string ExampleId, int Layer, string Component, double LogProbIncrease);
 }
