@@ -48,34 +48,7 @@ public static class Aggregates
     {
         options ??= new AggregateOptions();
         int k = CheckK(options.TopK);
-        string sql = $"""
-            WITH joined AS (
-              SELECT h.model_fingerprint, e.task,
-                     CASE WHEN e.correct IS NULL THEN 'unknown' WHEN e.correct THEN 'correct' ELSE 'incorrect' END AS outcome,
-                     h.layer, h.head, h.log_prob_increase AS v, h.attn_to_image AS a,
-                     row_number() OVER (PARTITION BY h.run_id, h.model_fingerprint, h.example_id
-                                        ORDER BY h.log_prob_increase DESC, h.layer, h.head) <= {k} AS in_top
-              FROM head_stats h JOIN examples e
-                ON h.run_id = e.run_id AND h.model_fingerprint = e.model_fingerprint AND h.example_id = e.example_id
-            ), split AS (
-              SELECT model_fingerprint, task, outcome, layer, head, v, a, in_top FROM joined
-              UNION ALL
-              SELECT model_fingerprint, task, 'all', layer, head, v, a, in_top FROM joined
-            )
-            SELECT model_fingerprint, task, outcome, layer, head,
-                   count(*)::BIGINT AS n_examples,
-                   avg(v)::DOUBLE AS mean,
-                   stddev_samp(v)::DOUBLE AS stddev,
-                   quantile_cont(v, 0.1)::DOUBLE AS q10,
-                   quantile_cont(v, 0.5)::DOUBLE AS q50,
-                   quantile_cont(v, 0.9)::DOUBLE AS q90,
-                   {k}::INTEGER AS top_k,
-                   avg(in_top::INTEGER)::DOUBLE AS top_k_share,
-                   avg(a)::DOUBLE AS mean_attn_to_image
-            FROM split
-            GROUP BY model_fingerprint, task, outcome, layer, head
-            ORDER BY model_fingerprint, task, outcome, layer, head
-            """;
+        string sql = SummarySql(TableNames.HeadStats, ["layer", "head"], "attn_to_image", k);
         return await RunAsync(store, options, TableNames.HeadStats, sql, HeadSummaryKey, r => new HeadSummaryRow(
             r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetInt32(4), r.GetInt64(5),
             r.GetDouble(6), NullableDouble(r, 7), r.GetDouble(8), r.GetDouble(9), r.GetDouble(10), r.GetInt32(11),
@@ -87,21 +60,39 @@ public static class Aggregates
     {
         options ??= new AggregateOptions();
         int k = CheckK(options.TopK);
-        string sql = $"""
+        string sql = SummarySql(TableNames.LayerStats, ["layer", "component"], null, k);
+        return await RunAsync(store, options, TableNames.LayerStats, sql, LayerSummaryKey, r => new LayerSummaryRow(
+            r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetString(4), r.GetInt64(5),
+            r.GetDouble(6), NullableDouble(r, 7), r.GetDouble(8), r.GetDouble(9), r.GetDouble(10), r.GetInt32(11),
+            r.GetDouble(12)), ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Per model, task, outcome (correct / incorrect / unknown, and 'all') and key (<paramref name="keys"/>) of
+    /// <paramref name="table"/>: count, mean, stddev, quantiles 0.1/0.5/0.9 of log_prob_increase, the share of examples
+    /// where the key is among the example's top <paramref name="k"/>, and the mean of <paramref name="meanOf"/> if given.
+    /// </summary>
+    private static string SummarySql(string table, string[] keys, string? meanOf, int k)
+    {
+        string s(string c) => "s." + c;
+        string keyList = string.Join(", ", keys), sKeys = string.Join(", ", keys.Select(s));
+        string extra = meanOf is null ? "" : $", s.{meanOf} AS a", extraCol = meanOf is null ? "" : ", a";
+        string extraAgg = meanOf is null ? "" : $",\n                   avg(a)::DOUBLE AS mean_{meanOf}";
+        return $"""
             WITH joined AS (
               SELECT s.model_fingerprint, e.task,
                      CASE WHEN e.correct IS NULL THEN 'unknown' WHEN e.correct THEN 'correct' ELSE 'incorrect' END AS outcome,
-                     s.layer, s.component, s.log_prob_increase AS v,
+                     {sKeys}, s.log_prob_increase AS v{extra},
                      row_number() OVER (PARTITION BY s.run_id, s.model_fingerprint, s.example_id
-                                        ORDER BY s.log_prob_increase DESC, s.layer, s.component) <= {k} AS in_top
-              FROM layer_stats s JOIN examples e
+                                        ORDER BY s.log_prob_increase DESC, {sKeys}) <= {k} AS in_top
+              FROM {table} s JOIN examples e
                 ON s.run_id = e.run_id AND s.model_fingerprint = e.model_fingerprint AND s.example_id = e.example_id
             ), split AS (
-              SELECT model_fingerprint, task, outcome, layer, component, v, in_top FROM joined
+              SELECT model_fingerprint, task, outcome, {keyList}, v{extraCol}, in_top FROM joined
               UNION ALL
-              SELECT model_fingerprint, task, 'all', layer, component, v, in_top FROM joined
+              SELECT model_fingerprint, task, 'all', {keyList}, v{extraCol}, in_top FROM joined
             )
-            SELECT model_fingerprint, task, outcome, layer, component,
+            SELECT model_fingerprint, task, outcome, {keyList},
                    count(*)::BIGINT AS n_examples,
                    avg(v)::DOUBLE AS mean,
                    stddev_samp(v)::DOUBLE AS stddev,
@@ -109,15 +100,11 @@ public static class Aggregates
                    quantile_cont(v, 0.5)::DOUBLE AS q50,
                    quantile_cont(v, 0.9)::DOUBLE AS q90,
                    {k}::INTEGER AS top_k,
-                   avg(in_top::INTEGER)::DOUBLE AS top_k_share
+                   avg(in_top::INTEGER)::DOUBLE AS top_k_share{extraAgg}
             FROM split
-            GROUP BY model_fingerprint, task, outcome, layer, component
-            ORDER BY model_fingerprint, task, outcome, layer, component
+            GROUP BY model_fingerprint, task, outcome, {keyList}
+            ORDER BY model_fingerprint, task, outcome, {keyList}
             """;
-        return await RunAsync(store, options, TableNames.LayerStats, sql, LayerSummaryKey, r => new LayerSummaryRow(
-            r.GetString(0), r.GetString(1), r.GetString(2), r.GetInt32(3), r.GetString(4), r.GetInt64(5),
-            r.GetDouble(6), NullableDouble(r, 7), r.GetDouble(8), r.GetDouble(9), r.GetDouble(10), r.GetInt32(11),
-            r.GetDouble(12)), ct).ConfigureAwait(false);
     }
 
     private static int CheckK(int k) => k >= 1 ? k : throw new ArgumentOutOfRangeException(nameof(AggregateOptions.TopK), "TopK must be at least 1");
