@@ -6,9 +6,10 @@ namespace LlavaMech.Hooks;
 /// <summary>
 /// The tensors a hooked pass kept, by hook name, already reduced to the plan's positions along the
 /// sequence axis (axis 1 for [B, T, ...] hooks, the query axis 2 for patterns). The tensors are
-/// detached copies owned by the caller's dispose scope; <see cref="Dispose"/> frees them early.
+/// detached copies owned by the caller's dispose scope; <see cref="Dispose"/> frees them early. As an
+/// <see cref="IHookSet"/> it only reads: every tensor passes through unchanged.
 /// </summary>
-public sealed class ActivationCache : IDisposable
+public sealed class ActivationCache : IDisposable, IHookSet
 {
     private readonly Dictionary<string, Tensor> _tensors = new(StringComparer.Ordinal);
     private readonly List<string> _order = new();
@@ -30,6 +31,18 @@ public sealed class ActivationCache : IDisposable
 
     /// <summary>Query rows the plan asks of a pattern hook (null: all rows).</summary>
     public long[]? QueryRows(string patternHook, int seqLen) => Plan.PositionsOf(patternHook)?.Resolve(seqLen);
+
+    /// <summary>Pattern hooks planned for a few query rows are computed for those rows alone.</summary>
+    public long[]? ReadOnlyRows(string hook, int seqLen) =>
+        HookNames.SequenceAxis(hook) == 2 ? QueryRows(hook, seqLen) : null;
+
+    /// <summary>Keeps the planned positions of <paramref name="value"/> (rows already selected by the model are kept as they are); returns it unchanged.</summary>
+    public Tensor Apply(string hook, Tensor value, HookContext context)
+    {
+        if (context.QueryRows is not null) Put(hook, value);
+        else Offer(hook, value, HookNames.SequenceAxis(hook));
+        return value;
+    }
 
     /// <summary>Keeps <paramref name="value"/> if the plan wants it, selecting positions along <paramref name="seqAxis"/>.</summary>
     public void Offer(string hook, Tensor value, int seqAxis = 1)

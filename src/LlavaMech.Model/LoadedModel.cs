@@ -28,20 +28,22 @@ public sealed record ModelInput(long[] InputIds, float[]? PixelValues, ImageToke
 
 /// <summary>
 /// A checkpoint folder made ready for hooked passes: configuration, the network on its device,
-/// the tokenizer and (for Llava) the image processor. Llava and plain Llama checkpoints both load
-/// here; a Llama model simply has no vision tower.
+/// the tokenizer and (for Llava) the image processor. The model of every <see cref="DecoderFamily"/>
+/// (LLaVA-1.5 and plain Llama/Vicuna today): a Llama model simply has no vision tower.
 /// </summary>
-public sealed class LoadedModel : IDisposable
+public sealed class LoadedModel : IHookedModel
 {
-    private LoadedModel(string dir, ModelConfig config, Device device, ScalarType dtype, nn.Module network,
-        LlavaForConditionalGeneration? llava, LlamaForCausalLM lm, ITextTokenizer tokenizer, ClipImageProcessor? images, PromptEncoder prompts)
+    private LoadedModel(string dir, ModelConfig config, DecoderFamily family, Device device, ScalarType dtype, DecoderNetwork net,
+        ITextTokenizer tokenizer, ClipImageProcessor? images, PromptEncoder prompts)
     {
-        Directory = dir; Config = config; Device = device; DType = dtype; Network = network;
-        Llava = llava; LanguageModel = lm; Tokenizer = tokenizer; ImageProcessor = images; Prompts = prompts;
+        Directory = dir; Config = config; DecoderFamily = family; Device = device; DType = dtype; Network = net.Network;
+        Llava = net.Llava; LanguageModel = net.LanguageModel; Tokenizer = tokenizer; ImageProcessor = images; Prompts = prompts;
     }
 
     public string Directory { get; }
     public ModelConfig Config { get; }
+    public DecoderFamily DecoderFamily { get; }
+    public IModelFamily Family => DecoderFamily;
     public Device Device { get; }
     public ScalarType DType { get; }
     public nn.Module Network { get; }
@@ -52,50 +54,53 @@ public sealed class LoadedModel : IDisposable
     public PromptEncoder Prompts { get; }
     public bool HasVision => Llava is not null;
     public int Layers => Config.Text.NumHiddenLayers;
+    public int Heads => Config.Text.NumAttentionHeads;
+    public int KeyValueHeads => Config.Text.NumKeyValueHeads;
+    public int HeadDim => Config.Text.HeadDim;
+    public int VisionLayersRun => Llava?.VisionLayersRun ?? 0;
 
     /// <summary>Validates config, tokenizer and weights (config.json against the safetensors headers:
-    /// <see cref="ConfigWeightsCheck"/>), then builds the network on the chosen device.</summary>
+    /// <see cref="ConfigWeightsCheck"/>), then builds the network on the chosen device. The family comes from
+    /// config.json's model_type (<see cref="ModelFamilies"/>).</summary>
+    /// <exception cref="CheckpointException">Among others: a model_type no family claims, or one whose family is not a <see cref="DecoderFamily"/>.</exception>
     public static LoadedModel Load(string dir, ModelLoadOptions? options = null)
+    {
+        if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder '{dir}' does not exist");
+        var family = ModelFamilies.Resolve(dir) as DecoderFamily
+            ?? throw new CheckpointException($"model '{dir}' is of a family without a Llama decoder; load it with ModelFamilies.Load");
+        return Load(dir, options, family);
+    }
+
+    internal static LoadedModel Load(string dir, ModelLoadOptions? options, DecoderFamily family)
     {
         options ??= new ModelLoadOptions();
         if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"model folder '{dir}' does not exist");
         var config = ModelConfig.Load(dir);
+        if (config.Kind != family.DecoderKind)
+            throw new CheckpointException($"config '{config.SourcePath}' is a {config.Kind} configuration, not one of the {family.Name} family");
         var device = TorchRuntime.ResolveDevice(options.Device);
         var dtype = TorchRuntime.ResolveDType(options.DType, device);
         // Cheap checks first, so a bad tokenizer or image config fails before gigabytes are read.
         var tokenizer = TokenizerLoader.Load(dir);
-        var images = config.Kind == ModelKind.Llava ? ClipImageProcessor.FromDirectory(dir) : null;
+        var images = family.TakesImages ? ClipImageProcessor.FromDirectory(dir) : null;
         var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId,
-            config.Kind == ModelKind.Llava ? config.ImageTokenId : null, config.ImageSeqLength, config.Text.MaxPositionEmbeddings, dir);
+            family.TakesImages ? config.ImageTokenId : null, config.ImageSeqLength, config.Text.MaxPositionEmbeddings, dir);
 
         using var checkpoint = Checkpoint.Open(dir);
         // config.json against the headers before any module is sized from it (a hostile size would allocate first).
         ConfigWeightsCheck.Validate(config, checkpoint);
-        LlavaForConditionalGeneration? llava = null;
-        LlamaForCausalLM lm;
-        nn.Module network;
-        if (config.Kind == ModelKind.Llava)
-        {
-            llava = new LlavaForConditionalGeneration(config, device, dtype);
-            lm = llava.LanguageModel;
-            network = llava;
-        }
-        else
-        {
-            lm = new LlamaForCausalLM(config.Text, device, dtype);
-            network = lm;
-        }
-        network.eval();
+        var net = family.Build(config, device, dtype);
+        net.Network.eval();
 
-        string lmHead = config.Kind == ModelKind.Llava ? "language_model.lm_head.weight" : "lm_head.weight";
+        string lmHead = family.LmHeadWeight;
         bool tied = config.Text.TieWordEmbeddings && !checkpoint.Tensors.ContainsKey(WeightNames.ToFile(lmHead, WeightNames.Detect(checkpoint, config.Kind)));
-        WeightLoader.Load(network, checkpoint, config.Kind, tied ? new HashSet<string> { lmHead } : null);
+        WeightLoader.Load(net.Network, checkpoint, config.Kind, tied ? new HashSet<string> { lmHead } : null);
         if (tied)
         {
             using var noGrad = no_grad();
-            lm.LmHead.Weight.copy_(lm.Model.EmbedTokens.Weight);
+            net.LanguageModel.LmHead.Weight.copy_(net.LanguageModel.Model.EmbedTokens.Weight);
         }
-        return new LoadedModel(dir, config, device, dtype, network, llava, lm, tokenizer, images, prompts);
+        return new LoadedModel(dir, config, family, device, dtype, net, tokenizer, images, prompts);
     }
 
     /// <summary>
@@ -105,19 +110,17 @@ public sealed class LoadedModel : IDisposable
     public static LoadedModel CreateRandom(ModelConfig config, ModelLoadOptions? options = null, long seed = 1, double std = 0.02)
     {
         options ??= new ModelLoadOptions();
+        var family = ModelFamilies.Resolve(config) as DecoderFamily
+            ?? throw new CheckpointException($"config '{config.SourcePath}' is of a family without a Llama decoder");
         var device = TorchRuntime.ResolveDevice(options.Device);
         var dtype = TorchRuntime.ResolveDType(options.DType, device);
-        LlavaForConditionalGeneration? llava = null;
-        LlamaForCausalLM lm;
-        nn.Module network;
-        if (config.Kind == ModelKind.Llava) { llava = new LlavaForConditionalGeneration(config, device, dtype); lm = llava.LanguageModel; network = llava; }
-        else { lm = new LlamaForCausalLM(config.Text, device, dtype); network = lm; }
-        network.eval();
-        RandomWeights.Fill(network, seed, std);
+        var net = family.Build(config, device, dtype);
+        net.Network.eval();
+        RandomWeights.Fill(net.Network, seed, std);
         var tokenizer = new NoTokenizer(config.SourcePath);
-        var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId, config.Kind == ModelKind.Llava ? config.ImageTokenId : null,
+        var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId, family.TakesImages ? config.ImageTokenId : null,
             config.ImageSeqLength, config.Text.MaxPositionEmbeddings, config.SourcePath);
-        return new LoadedModel(config.SourcePath, config, device, dtype, network, llava, lm, tokenizer, null, prompts);
+        return new LoadedModel(config.SourcePath, config, family, device, dtype, net, tokenizer, null, prompts);
     }
 
     /// <summary>Stands in for the tokenizer of a model built from a config alone.</summary>
@@ -149,7 +152,7 @@ public sealed class LoadedModel : IDisposable
     public ImageTokenLayout? ImageLayoutOf(PromptEncoding encoding)
     {
         if (encoding.ImagePositions.Length == 0) return null;
-        var layout = LlavaImageLayout.For(Config, encoding.ImagePositions[0]);
+        var layout = DecoderFamily.ImageLayout(Config, encoding.ImagePositions[0]);
         if (!layout.Positions.AsSpan().SequenceEqual(encoding.ImagePositions))
             throw new ProcessingException($"model '{Directory}': the prompt's {encoding.ImagePositions.Length} image tokens from position {encoding.ImagePositions[0]} " +
                 $"are not the {layout.Count} contiguous tokens its image-token layout has");
@@ -179,20 +182,34 @@ public sealed class LoadedModel : IDisposable
         return (ids, pixels);
     }
 
-    /// <summary>One forward pass; the cache (if any) keeps what its plan asks for.</summary>
+    /// <summary>
+    /// One forward pass. <paramref name="hooks"/> reads and edits hook points: an <see cref="ActivationCache"/> keeps
+    /// what its plan asks for, <see cref="HookEdits"/> replace tensors, a <see cref="HookChain"/> does both in one pass.
+    /// </summary>
+    /// <param name="inputIds">[B, T]</param><param name="pixels">[B, 3, S, S] or null.</param>
+    /// <param name="imageLayouts">per batch row, where its image tokens are, for hooks that ask (null: unknown;
+    /// the prepared-input overloads pass them).</param>
     /// <returns>logits [B, R, V], float32, at <paramref name="logitPositions"/> (null: last position).</returns>
-    public Tensor Forward(Tensor inputIds, Tensor? pixels, ActivationCache? cache = null, long[]? logitPositions = null)
+    public Tensor Forward(Tensor inputIds, Tensor? pixels, IHookSet? hooks = null, long[]? logitPositions = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)
     {
         using var mode = inference_mode();
-        if (Llava is not null) return Llava.Forward(inputIds, pixels, cache, logitPositions);
+        if (Llava is not null) return Llava.Forward(inputIds, pixels, hooks, logitPositions, imageLayouts);
         if (pixels is not null) throw new ArgumentException("a text-only model takes no pixels");
-        return LanguageModel.Forward(LanguageModel.Model.EmbedTokens.call(inputIds), cache, logitPositions);
+        return LanguageModel.Forward(LanguageModel.Model.EmbedTokens.call(inputIds), hooks, logitPositions, imageLayouts);
+    }
+
+    /// <summary>Prepared inputs as one batch (<see cref="ToTensors(IReadOnlyList{ModelInput})"/>), their image layouts given to the hooks.</summary>
+    /// <returns>logits [B, R, V], float32.</returns>
+    public Tensor Forward(IReadOnlyList<ModelInput> inputs, IHookSet? hooks = null, long[]? logitPositions = null)
+    {
+        var (ids, pixels) = ToTensors(inputs);
+        return Forward(ids, pixels, hooks, logitPositions, inputs.Select(i => i.ImageLayout).ToArray());
     }
 
     /// <summary>Input embeddings [B, T, D]: token embeddings with the image features spliced in.</summary>
-    public Tensor Embed(Tensor inputIds, Tensor? pixels, ActivationCache? cache = null)
+    public Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks = null)
     {
-        if (Llava is not null) return Llava.Embed(inputIds, pixels, cache);
+        if (Llava is not null) return Llava.Embed(inputIds, pixels, hooks);
         if (pixels is not null) throw new ArgumentException("a text-only model takes no pixels");
         return LanguageModel.Model.EmbedTokens.call(inputIds);
     }
@@ -202,21 +219,18 @@ public sealed class LoadedModel : IDisposable
     /// (occlusion, deletion curves) and, with gradients enabled by the caller, gradient attributions.
     /// </summary>
     /// <returns>logits [B, R, V], float32.</returns>
-    public Tensor ForwardEmbeds(Tensor embeds, ActivationCache? cache = null, long[]? logitPositions = null) =>
-        LanguageModel.Forward(embeds, cache, logitPositions);
+    public Tensor ForwardEmbeds(Tensor embeds, IHookSet? hooks = null, long[]? logitPositions = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null) =>
+        LanguageModel.Forward(embeds, hooks, logitPositions, imageLayouts);
 
     /// <summary>Forward pass of one prepared example; logits [V] at the last position.</summary>
-    public Tensor Forward(ModelInput input, ActivationCache? cache = null)
-    {
-        var (ids, pixels) = ToTensors(input);
-        return Forward(ids, pixels, cache)[0, 0];
-    }
+    public Tensor Forward(ModelInput input, IHookSet? hooks = null) => Forward(new[] { input }, hooks)[0, 0];
 
     /// <summary>A token for display: the vocabulary piece, with SentencePiece's space marker shown as a space.</summary>
     public string TokenText(int id) => Tokenizer.IdToToken(id).Replace('\u2581', ' ');
 
     // Views of the weights the readouts need (no copies).
     public Tensor FinalNormWeight => LanguageModel.Model.Norm.Weight;                                    // [D]
+    public double FinalNormEps => LanguageModel.Model.Norm.Eps;
     public Tensor LmHeadWeight => LanguageModel.LmHead.Weight;                                           // [V, D]
     public IReadOnlyList<Tensor> OProj => LanguageModel.Model.Layers.Select(l => l.SelfAttn.OProj.Weight).ToList(); // [D, H*d] each
     public IReadOnlyList<Tensor> DownProj => LanguageModel.Model.Layers.Select(l => l.Mlp.DownProj.Weight).ToList(); // [D, I] each

@@ -1,4 +1,5 @@
 using LlavaMech.Checkpoints;
+using LlavaMech.Hooks;
 using LlavaMech.Model.Layers;
 using Embedding = LlavaMech.Model.Layers.Embedding;
 using LayerNorm = LlavaMech.Model.Layers.LayerNorm;
@@ -142,6 +143,7 @@ public sealed class ClipVisionModel : nn.Module
     private readonly LayerNorm pre_layrnorm;  // sic: the checkpoint key keeps the historical typo
     private readonly ClipEncoder encoder;
     private readonly LayerNorm post_layernorm;
+    private readonly string[] _hookResidPost;
 
     public ClipVisionModel(ClipVisionConfig c, Device device, ScalarType dtype) : base(nameof(ClipVisionModel))
     {
@@ -150,25 +152,37 @@ public sealed class ClipVisionModel : nn.Module
         pre_layrnorm = new LayerNorm(c.HiddenSize, c.LayerNormEps, device, dtype);
         encoder = new ClipEncoder(c, device, dtype);
         post_layernorm = new LayerNorm(c.HiddenSize, c.LayerNormEps, device, dtype);
+        _hookResidPost = Enumerable.Range(0, c.NumHiddenLayers).Select(HookNames.VisionResidPost).ToArray();
         RegisterComponents();
     }
 
     public ClipVisionConfig Config { get; }
 
     /// <summary>Hidden state number <paramref name="featureLayer"/> (HF indexing: 0 = embeddings after pre_layrnorm, -1 = last layer).</summary>
-    /// <param name="pixels">[B, C, S, S]</param><returns>[B, P+1, Dv]</returns>
-    public Tensor HiddenState(Tensor pixels, int featureLayer)
+    /// <param name="pixels">[B, C, S, S]</param>
+    /// <param name="hooks">the pass's hook consumers (<c>vision.blocks.{i}.hook_resid_post</c> after each layer that runs), or null.</param>
+    /// <returns>[B, P+1, Dv]</returns>
+    public Tensor HiddenState(Tensor pixels, int featureLayer, HookPass? hooks = null)
+    {
+        int index = LayersRun(featureLayer);
+        var x = pre_layrnorm.call(embeddings.call(pixels));
+        for (int i = 0; i < index; i++)
+        {
+            using var scope = NewDisposeScope();
+            x = encoder.Layers[i].call(x);
+            if (hooks is not null) x = hooks.Apply(_hookResidPost[i], x, i);
+            x = x.MoveToOuterDisposeScope();
+        }
+        return x;
+    }
+
+    /// <summary>How many encoder layers run to produce hidden state <paramref name="featureLayer"/> (HF indexing).</summary>
+    public int LayersRun(int featureLayer)
     {
         int states = Config.NumHiddenLayers + 1;
         int index = featureLayer < 0 ? states + featureLayer : featureLayer;
         if (index < 0 || index >= states)
             throw new ArgumentOutOfRangeException(nameof(featureLayer), $"vision_feature_layer {featureLayer} is outside a tower of {Config.NumHiddenLayers} layers");
-        var x = pre_layrnorm.call(embeddings.call(pixels));
-        for (int i = 0; i < index; i++)
-        {
-            using var scope = NewDisposeScope();
-            x = encoder.Layers[i].call(x).MoveToOuterDisposeScope();
-        }
-        return x;
+        return index;
     }
 }

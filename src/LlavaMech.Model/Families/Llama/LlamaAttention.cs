@@ -7,8 +7,9 @@ namespace LlavaMech.Model.Language;
 
 /// <summary>
 /// Causal self-attention with rotary embeddings and grouped-query attention: query head h reads
-/// key/value head h / (H / KV). Runs the fused kernel unless the caller captures the pattern;
-/// a pattern captured for a few query rows (the last, say) is computed for those rows alone.
+/// key/value head h / (H / KV). Runs the fused kernel unless a hook consumer wants the scores or
+/// the pattern; a pattern only read for a few query rows (the last, say) is computed for those rows alone.
+/// Hook points: hook_q, hook_k, hook_v, hook_attn_scores, hook_pattern, hook_z (see <see cref="HookNames"/>).
 /// </summary>
 public sealed class LlamaAttention : nn.Module
 {
@@ -17,10 +18,13 @@ public sealed class LlamaAttention : nn.Module
     private readonly Linear v_proj; // [KV*d, D]
     private readonly Linear o_proj; // [D, H*d]
     private readonly int _layer, _heads, _kvHeads, _headDim;
+    private readonly string _hookQ, _hookK, _hookV, _hookScores, _hookPattern, _hookZ;
 
     public LlamaAttention(int layer, long hidden, int heads, int kvHeads, int headDim, bool bias, Device device, ScalarType dtype) : base(nameof(LlamaAttention))
     {
         _layer = layer; _heads = heads; _kvHeads = kvHeads; _headDim = headDim;
+        _hookQ = HookNames.AttnQ(layer); _hookK = HookNames.AttnK(layer); _hookV = HookNames.AttnV(layer);
+        _hookScores = HookNames.AttnScores(layer); _hookPattern = HookNames.AttnPattern(layer); _hookZ = HookNames.AttnZ(layer);
         q_proj = new Linear(hidden, heads * headDim, bias, device, dtype);
         k_proj = new Linear(hidden, kvHeads * headDim, bias, device, dtype);
         v_proj = new Linear(hidden, kvHeads * headDim, bias, device, dtype);
@@ -29,42 +33,53 @@ public sealed class LlamaAttention : nn.Module
     }
 
     public Linear OProj => o_proj;
+    public int Heads => _heads;
+    public int KeyValueHeads => _kvHeads;
+    public int HeadDim => _headDim;
 
     /// <param name="x">[B, T, D] input-normed residual stream.</param>
     /// <param name="cos">[T, d]</param><param name="sin">[T, d]</param>
+    /// <param name="hooks">the pass's hook consumers, or null.</param>
     /// <returns>[B, T, D] attention block output a_l (after o_proj).</returns>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, ActivationCache? cache)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, HookPass? hooks)
     {
         long b = x.shape[0], t = x.shape[1];
-        var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);     // [B, H, T, d]
-        var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);   // [B, KV, T, d]
+        var qRaw = q_proj.call(x).view(b, t, _heads, _headDim);                  // [B, T, H, d]
+        var kRaw = k_proj.call(x).view(b, t, _kvHeads, _headDim);                // [B, T, KV, d]
         var vRaw = v_proj.call(x).view(b, t, _kvHeads, _headDim);                // [B, T, KV, d]
-        cache?.Offer(HookNames.AttnV(_layer), vRaw);
+        if (hooks is not null)
+        {
+            qRaw = hooks.Apply(_hookQ, qRaw, _layer);
+            kRaw = hooks.Apply(_hookK, kRaw, _layer);
+            vRaw = hooks.Apply(_hookV, vRaw, _layer);
+        }
+        var q = LlamaRotaryEmbedding.Apply(qRaw.transpose(1, 2), cos, sin);      // [B, H, T, d]
+        var k = LlamaRotaryEmbedding.Apply(kRaw.transpose(1, 2), cos, sin);      // [B, KV, T, d]
         var v = vRaw.transpose(1, 2);                                             // [B, KV, T, d]
-
-        q = LlamaRotaryEmbedding.Apply(q, cos, sin);
-        k = LlamaRotaryEmbedding.Apply(k, cos, sin);
         if (_kvHeads != _heads)
         {
             k = k.repeat_interleave(_heads / _kvHeads, dim: 1);                   // [B, H, T, d]
             v = v.repeat_interleave(_heads / _kvHeads, dim: 1);
         }
 
-        string patternHook = HookNames.AttnPattern(_layer);
+        bool wantsScores = hooks is not null && hooks.Wants(_hookScores);
+        bool wantsPattern = hooks is not null && hooks.Wants(_hookPattern);
         Tensor context;                                                            // [B, H, T, d]
-        if (cache is not null && cache.Wants(patternHook))
+        if (wantsScores || wantsPattern)
         {
-            var rows = cache.QueryRows(patternHook, (int)t);
+            var rows = wantsScores ? null : hooks!.Hooks.ReadOnlyRows(_hookPattern, (int)t);
             if (rows is null)
             {
-                var pattern = Pattern(q, k, null);                                 // [B, H, T, T] eager reference path
-                cache.Put(patternHook, pattern);
+                var scores = Scores(q, k, null);                                   // [B, H, T, T] eager reference path
+                if (wantsScores) scores = hooks!.Apply(_hookScores, scores, _layer);
+                var pattern = scores.softmax(-1).to(q.dtype);
+                if (wantsPattern) pattern = hooks!.Apply(_hookPattern, pattern, _layer);
                 context = pattern.matmul(v);
             }
             else
             {
                 var rowIdx = tensor(rows, device: x.device);
-                cache.Put(patternHook, Pattern(q.index_select(2, rowIdx), k, rowIdx)); // [B, H, R, T]
+                hooks!.Apply(_hookPattern, Scores(q.index_select(2, rowIdx), k, rowIdx).softmax(-1).to(q.dtype), _layer, rows); // [B, H, R, T], read only
                 context = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
             }
         }
@@ -73,18 +88,20 @@ public sealed class LlamaAttention : nn.Module
             context = nn.functional.scaled_dot_product_attention(q, k, v, is_casual: true);
         }
 
-        return o_proj.call(context.transpose(1, 2).reshape(b, t, _heads * _headDim));
+        var z = context.transpose(1, 2);                                           // [B, T, H, d]
+        if (hooks is not null) z = hooks.Apply(_hookZ, z, _layer);
+        return o_proj.call(z.reshape(b, t, _heads * _headDim));
     }
 
-    /// <summary>softmax(q k^T / sqrt(d) + causal mask) in float32, cast back to the compute dtype.</summary>
+    /// <summary>q k^T / sqrt(d) in float32 with the causal mask applied (-inf where the key is after the query).</summary>
     /// <param name="q">[B, H, R, d] queries of rows <paramref name="rows"/> (null: all T rows).</param>
-    private Tensor Pattern(Tensor q, Tensor k, Tensor? rows)
+    /// <returns>[B, H, R, T]</returns>
+    private Tensor Scores(Tensor q, Tensor k, Tensor? rows)
     {
         long r = q.shape[2], t = k.shape[2];
         var scores = q.matmul(k.transpose(2, 3)).to(ScalarType.Float32) / Math.Sqrt(_headDim);   // [B, H, R, T]
         var queryPos = (rows ?? arange(r, device: q.device)).unsqueeze(1);                        // [R, 1]
         var keyPos = arange(t, device: q.device).unsqueeze(0);                                     // [1, T]
-        scores = scores.masked_fill(keyPos > queryPos, float.NegativeInfinity);
-        return scores.softmax(-1).to(q.dtype);
+        return scores.masked_fill(keyPos > queryPos, float.NegativeInfinity);
     }
 }

@@ -31,18 +31,30 @@ public sealed class LlavaForConditionalGeneration : nn.Module
     public ClipVisionModel VisionTower => vision_tower;
     public LlamaForCausalLM LanguageModel => language_model;
 
-    /// <param name="pixels">[B, C, S, S]</param><returns>[B, P, D] projector outputs, one per image token.</returns>
-    public Tensor ImageFeatures(Tensor pixels)
+    /// <summary>Vision encoder layers a pass runs (up to <c>vision_feature_layer</c>).</summary>
+    public int VisionLayersRun => vision_tower.LayersRun(Config.VisionFeatureLayer);
+
+    /// <param name="pixels">[B, C, S, S]</param><param name="hooks">the pass's hook consumers (vision layers), or null.</param>
+    /// <returns>[B, P, D] projector outputs, one per image token (before <c>vision.hook_image_features</c>).</returns>
+    public Tensor ImageFeatures(Tensor pixels, HookPass? hooks = null)
     {
-        var hidden = vision_tower.HiddenState(pixels, Config.VisionFeatureLayer); // [B, P+1, Dv]
+        var hidden = vision_tower.HiddenState(pixels, Config.VisionFeatureLayer, hooks); // [B, P+1, Dv]
         if (Config.VisionFeatureSelectStrategy == "default") hidden = hidden.narrow(1, 1, hidden.shape[1] - 1);
         return multi_modal_projector.call(hidden);
     }
 
     /// <summary>Token embeddings with the image tokens' rows replaced, in order, by the projector outputs.</summary>
     /// <param name="inputIds">[B, T]</param><param name="pixels">[B, C, S, S] or null for a text-only prompt.</param>
+    /// <param name="hooks">hook consumers of the vision points and the projector output, or null.</param>
     /// <returns>[B, T, D]</returns>
-    public Tensor Embed(Tensor inputIds, Tensor? pixels, ActivationCache? cache)
+    public Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)
+    {
+        var pass = HookPass.For(hooks, (int)inputIds.shape[0], (int)inputIds.shape[1], inputIds.device, imageLayouts);
+        try { return Embed(inputIds, pixels, pass); }
+        finally { pass?.Info.Release(); }
+    }
+
+    private Tensor Embed(Tensor inputIds, Tensor? pixels, HookPass? hooks)
     {
         var isImage = inputIds.eq(Config.ImageTokenId);
         // The image token may lie past the embedding table (transformers 5 checkpoints): look up a placeholder.
@@ -53,14 +65,21 @@ public sealed class LlavaForConditionalGeneration : nn.Module
             if (imageTokens != 0) throw new ArgumentException($"the input has {imageTokens} image tokens but no image");
             return embeds;
         }
-        var features = ImageFeatures(pixels);                                       // [B, P, D]
-        cache?.Offer(HookNames.ImageFeatures, features);
+        var features = ImageFeatures(pixels, hooks);                                // [B, P, D]
+        if (hooks is not null) features = hooks.Apply(HookNames.ImageFeatures, features);
         if (imageTokens != features.shape[0] * features.shape[1])
             throw new ArgumentException($"the input has {imageTokens} image tokens but the image gives {features.shape[0] * features.shape[1]} features");
         return embeds.masked_scatter(isImage.unsqueeze(-1), features.to(embeds.dtype));
     }
 
+    /// <param name="inputIds">[B, T]</param><param name="pixels">[B, C, S, S] or null.</param>
+    /// <param name="hooks">hook consumers (an <see cref="ActivationCache"/>, <see cref="HookEdits"/>, a <see cref="HookChain"/>), or null.</param>
+    /// <param name="imageLayouts">per batch row, where its image tokens are (for hooks that ask); null when unknown.</param>
     /// <returns>logits [B, R, V] (float32) at <paramref name="logitPositions"/> (null: last position).</returns>
-    public Tensor Forward(Tensor inputIds, Tensor? pixels, ActivationCache? cache, long[]? logitPositions = null) =>
-        language_model.Forward(Embed(inputIds, pixels, cache), cache, logitPositions);
+    public Tensor Forward(Tensor inputIds, Tensor? pixels, IHookSet? hooks, long[]? logitPositions = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)
+    {
+        var pass = HookPass.For(hooks, (int)inputIds.shape[0], (int)inputIds.shape[1], inputIds.device, imageLayouts);
+        try { return language_model.Run(Embed(inputIds, pixels, pass), pass, logitPositions); }
+        finally { pass?.Info.Release(); }
+    }
 }

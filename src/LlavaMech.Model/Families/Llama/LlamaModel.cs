@@ -34,19 +34,19 @@ public sealed class LlamaModel : nn.Module
 
     /// <param name="embeds">[B, T, D] input embeddings.</param>
     /// <returns>[B, T, D] h_L, the last layer's output before the final norm.</returns>
-    public Tensor Forward(Tensor embeds, ActivationCache? cache)
+    /// <param name="hooks">the pass's hook consumers, or null.</param>
+    public Tensor Forward(Tensor embeds, HookPass? hooks)
     {
-        cache?.Offer(HookNames.Embed, embeds);
+        if (hooks is not null) embeds = hooks.Apply(HookNames.Embed, embeds);
         var (cos, sin) = _rotary.Compute(embeds.shape[1], embeds.device, embeds.dtype);
         var x = embeds;
         foreach (var layer in layers)
         {
             // A scope per layer keeps a deep model's intermediates from piling up until the example ends.
             using var scope = NewDisposeScope();
-            x = layer.Forward(x, cos, sin, cache).MoveToOuterDisposeScope();
+            x = layer.Forward(x, cos, sin, hooks).MoveToOuterDisposeScope();
         }
-        cache?.Offer(HookNames.ResidFinal, x);
-        return x;
+        return hooks is null ? x : hooks.Apply(HookNames.ResidFinal, x);
     }
 }
 
@@ -69,11 +69,21 @@ public sealed class LlamaForCausalLM : nn.Module
     public Linear LmHead => lm_head;
 
     /// <param name="embeds">[B, T, D]</param>
+    /// <param name="hooks">hook consumers (an <see cref="ActivationCache"/>, <see cref="HookEdits"/>, a <see cref="HookChain"/>), or null.</param>
     /// <param name="logitPositions">positions whose logits to compute (null: only the last).</param>
+    /// <param name="imageLayouts">per batch row, where its image tokens are (for hooks that ask); null when unknown.</param>
     /// <returns>logits [B, R, V] in float32.</returns>
-    public Tensor Forward(Tensor embeds, ActivationCache? cache, long[]? logitPositions = null)
+    public Tensor Forward(Tensor embeds, IHookSet? hooks, long[]? logitPositions = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)
     {
-        var h = model.Forward(embeds, cache);
+        var pass = HookPass.For(hooks, (int)embeds.shape[0], (int)embeds.shape[1], embeds.device, imageLayouts);
+        try { return Run(embeds, pass, logitPositions); }
+        finally { pass?.Info.Release(); }
+    }
+
+    /// <summary>The decoder and head within a pass already set up (Llava's, after its image hooks).</summary>
+    internal Tensor Run(Tensor embeds, HookPass? hooks, long[]? logitPositions)
+    {
+        var h = model.Forward(embeds, hooks);
         var idx = tensor(logitPositions ?? [h.shape[1] - 1], device: h.device);
         return lm_head.call(model.Norm.call(h.index_select(1, idx))).to(ScalarType.Float32);
     }

@@ -12,10 +12,13 @@ public sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaRMSNorm post_attention_layernorm;
     private readonly LlamaMLP mlp;
     private readonly int _layer;
+    private readonly string _hookPre, _hookAttnOut, _hookMid, _hookMlpOut, _hookPost;
 
     public LlamaDecoderLayer(int layer, Checkpoints.LlamaConfig c, Device device, ScalarType dtype) : base(nameof(LlamaDecoderLayer))
     {
         _layer = layer;
+        _hookPre = HookNames.ResidPre(layer); _hookAttnOut = HookNames.AttnOut(layer); _hookMid = HookNames.ResidMid(layer);
+        _hookMlpOut = HookNames.MlpOut(layer); _hookPost = HookNames.ResidPost(layer);
         input_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
         self_attn = new LlamaAttention(layer, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.AttentionBias, device, dtype);
         post_attention_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
@@ -27,18 +30,19 @@ public sealed class LlamaDecoderLayer : nn.Module
     public LlamaMLP Mlp => mlp;
 
     /// <param name="x">[B, T, D] residual stream x_l.</param>
+    /// <param name="hooks">the pass's hook consumers, or null.</param>
     /// <returns>[B, T, D] x_{l+1}.</returns>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, ActivationCache? cache)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, HookPass? hooks)
     {
-        cache?.Offer(HookNames.ResidPre(_layer), x);
-        var attnOut = self_attn.Forward(input_layernorm.call(x), cos, sin, cache);
-        cache?.Offer(HookNames.AttnOut(_layer), attnOut);
-        var mid = x + attnOut;
-        cache?.Offer(HookNames.ResidMid(_layer), mid);
-        var mlpOut = mlp.Forward(post_attention_layernorm.call(mid), cache);
-        cache?.Offer(HookNames.MlpOut(_layer), mlpOut);
-        var post = mid + mlpOut;
-        cache?.Offer(HookNames.ResidPost(_layer), post);
-        return post;
+        if (hooks is null)
+        {
+            var a = x + self_attn.Forward(input_layernorm.call(x), cos, sin, null);
+            return a + mlp.Forward(post_attention_layernorm.call(a), null);
+        }
+        x = hooks.Apply(_hookPre, x, _layer);
+        var attnOut = hooks.Apply(_hookAttnOut, self_attn.Forward(input_layernorm.call(x), cos, sin, hooks), _layer);
+        var mid = hooks.Apply(_hookMid, x + attnOut, _layer);
+        var mlpOut = hooks.Apply(_hookMlpOut, mlp.Forward(post_attention_layernorm.call(mid), hooks), _layer);
+        return hooks.Apply(_hookPost, mid + mlpOut, _layer);
     }
 }
