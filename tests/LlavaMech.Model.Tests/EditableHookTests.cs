@@ -137,8 +137,8 @@ public class EditableHookTests
         var plain = m.Forward(input);
         var asked = m.Forward(input, nothing);
         Assert.Equal(0.0, Close.MaxAbs(plain, asked));
-        // Every point asked once, scores and pattern asked once more by the attention's path choice; none applied.
-        Assert.Equal(HookNames.AllPoints(m.Layers, m.VisionLayersRun).Count + 2 * m.Layers, nothing.Asked);
+        // Every point asked exactly once (scores and pattern by the attention's path choice); none applied.
+        Assert.Equal(HookNames.AllPoints(m.Layers, m.VisionLayersRun).Count, nothing.Asked);
 
         // Timing (601 positions): a pass with an empty edit set against a plain pass, medians of interleaved runs.
         var empty = new HookEdits();
