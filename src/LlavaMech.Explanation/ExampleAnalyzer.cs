@@ -80,8 +80,7 @@ public sealed class ExampleAnalyzer : IDisposable
                 if (!plan.Wants(hook)) plan.Add(hook, at);
         using var cache = new ActivationCache(plan);
         var sw = Stopwatch.StartNew();
-        var (ids, pixels) = Model.ToTensors(inputs);
-        var logits = Model.Forward(ids, pixels, cache);
+        var logits = Model.Forward(inputs, cache);   // hooks see each row's image-token layout
         _ = logits.sum().item<float>();
         double forwardMs = sw.Elapsed.TotalMilliseconds / B;
 
