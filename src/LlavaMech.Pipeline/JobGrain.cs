@@ -213,7 +213,10 @@ public sealed class JobGrain : Grain, IJobGrain
         await IntegrateAsync();
         if (R.State != JobState.Finalizing || _leases is null) return;
         _outage?.Clear();
-        string? error = _leases.AnyFailed ? _leases.FailureSummary() : null;
+        string? error = _leases.AnyFailed ? _leases.FailureSummary()
+            // Nothing analysed is not a success, whatever was written: the rejects table says why each line was refused.
+            : summary.Examples == 0 ? $"no usable line: all {summary.Rejects} lines of the manifest were rejected (reasons in the rejects table)"
+            : null;
         await FinishAsync(error is null ? JobState.Completed : JobState.Failed, error, summary);
     }
 

@@ -67,6 +67,31 @@ public class InputLimitTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void A_file_that_is_not_a_manifest_stores_nothing_and_a_job_without_a_usable_line_fails_with_its_rejects()
+    {
+        // Not a manifest (its lines would otherwise land in rejects.raw): refused before anything is written.
+        string passwd = Path.Combine(_tmp, "passwd");
+        File.WriteAllText(passwd, "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\nbin:x:2:2:bin:/bin:/usr/sbin/nologin\n");
+        string out1 = Path.Combine(_tmp, "not-a-manifest");
+        var r1 = CliRunner.Run("run", "--model", "datasets/shapes-colors-mini/toy-llava", "--dataset", passwd, "--out", out1, "--torch-threads", "1");
+        output.WriteLine($"exit {r1.ExitCode}\n{r1.Stdout}\n{r1.Stderr}");
+        Assert.Equal(1, r1.ExitCode);
+        Assert.Contains("is not a JSON Lines manifest", r1.Stdout + r1.Stderr);
+        Assert.DoesNotContain("root:x", r1.Stdout + r1.Stderr);
+        Assert.False(Directory.Exists(Path.Combine(out1, "rejects")), "nothing of the file is stored");
+
+        // A manifest whose every line is rejected: the job fails (exit 1) and still writes its rejects.
+        string bad = Path.Combine(_tmp, "bad.jsonl");
+        File.WriteAllText(bad, "{\"id\":\"a\",\"task\":\"tqa\"}\n{\"id\":\"b\",\"task\":\"vqa\",\"prompt\":\"<image>\"}\n");
+        string out2 = Path.Combine(_tmp, "all-rejected");
+        var r2 = CliRunner.Run("run", "--model", "datasets/shapes-colors-mini/toy-llava", "--dataset", bad, "--out", out2, "--torch-threads", "1");
+        output.WriteLine($"exit {r2.ExitCode}\n{r2.Stdout}\n{r2.Stderr}");
+        Assert.Equal(1, r2.ExitCode);
+        Assert.Contains("no usable line: all 2 lines of the manifest were rejected", r2.Stdout);
+        Assert.Equal([1, 2], Rejects(out2).Select(r => (int)r[0]!));
+    }
+
+    [Fact]
     public void A_50_MB_prompt_line_is_rejected_and_the_run_finishes_in_bounded_memory()
     {
         var (manifest, huge) = WriteManifest();

@@ -60,6 +60,29 @@ public sealed class ManifestReaderTests : IDisposable
     }
 
     [Fact]
+    public void A_file_that_does_not_start_as_a_manifest_is_refused_whole_and_quotes_none_of_its_lines()
+    {
+        string passwd = WriteManifest(["root:x:0:0:root:/root:/bin/bash", "daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin",
+            "bin:x:2:2:bin:/bin:/usr/sbin/nologin", """{"id":"a","task":"tqa","prompt":"p"}"""]);
+        var e = Assert.Throws<ManifestFormatException>(() => ManifestReader.Read(passwd));
+        Assert.Contains(passwd, e.Message);
+        Assert.Contains($"first {ManifestReader.NotAManifestLines} lines are not JSON objects (line 1: invalid JSON", e.Message);
+        Assert.DoesNotContain("root:x", e.Message);
+        Assert.DoesNotContain("/bin/bash", e.Message);
+
+        // Short files too: every line not a JSON object.
+        Assert.Throws<ManifestFormatException>(() => ManifestReader.Read(WriteManifest(["secret-token-value"])));
+        // One bad line before JSON objects is an ordinary reject of a manifest.
+        var ok = ManifestReader.Read(WriteManifest(["oops", """{"id":"a","task":"tqa","prompt":"p"}"""]));
+        Assert.Equal(["a"], ok.Examples.Select(x => x.Id));
+        Assert.Equal([1], ok.Rejects.Select(r => r.Line));
+        // JSON objects that are bad examples are a manifest's rejects, not a refusal.
+        var bad = ManifestReader.Read(WriteManifest(["""{"id":1}""", """{"task":"x"}""", """{"prompt":2}""", """{"id":"b"}"""]));
+        Assert.Empty(bad.Examples);
+        Assert.Equal(4, bad.Rejects.Count);
+    }
+
+    [Fact]
     public void Mixed_manifest_accepts_good_lines_and_rejects_each_bad_line_with_its_reason()
     {
         var result = ManifestReader.Read(WriteManifest(MixedLines));

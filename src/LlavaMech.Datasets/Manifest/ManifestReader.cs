@@ -35,6 +35,10 @@ public static class ManifestReader
         var rejects = new List<ManifestReject>();
         var firstLineOfId = new Dictionary<string, int>(StringComparer.Ordinal);
         var roots = ImageRoots.Create(dir, limits.ImageRoots);
+        // Lines that are not JSON objects before the first one that is: a file that starts this way is not a manifest
+        // (/etc/passwd, a secret, a CSV), and none of it may reach the rejects table.
+        int notJsonLead = 0;
+        string? firstNotJson = null;
 
         string fileSha;
         try
@@ -68,19 +72,28 @@ public static class ManifestReader
                     rejects.Add(new ManifestReject(lineNo,
                         $"not valid UTF-8: byte {bytes} at byte column {at + 1} (save the manifest as UTF-8; Latin-1 and other encodings are not read)",
                         Utf8Prefix(line.Bytes.Span)) { RawBytes = line.Length, RawSha256 = Sha256Hex(line.Bytes.Span) });
+                    if (notJsonLead >= 0 && ++notJsonLead == 1) firstNotJson = $"line {lineNo}: not valid UTF-8";
+                    if (notJsonLead >= NotAManifestLines) throw NotAManifest(manifestPath, notJsonLead, firstNotJson!);
                     continue;
                 }
                 raw = raw.TrimEnd('\r');
                 if (string.IsNullOrWhiteSpace(raw))
                     continue;
                 var problems = new List<string>();
-                var example = ParseLine(raw, lineNo, dir, roots, firstLineOfId, problems);
+                var example = ParseLine(raw, lineNo, dir, roots, firstLineOfId, problems, out bool jsonObject);
+                if (notJsonLead >= 0)
+                {
+                    if (jsonObject) notJsonLead = -1;   // a JSON object: a manifest, whatever its other lines
+                    else if (++notJsonLead == 1) firstNotJson = $"line {lineNo}: {problems.FirstOrDefault()}";
+                    if (notJsonLead >= NotAManifestLines) throw NotAManifest(manifestPath, notJsonLead, firstNotJson!);
+                }
                 if (example != null && problems.Count == 0)
                     examples.Add(example with { RawLine = raw });
                 else
                     rejects.Add(new ManifestReject(lineNo, string.Join("; ", problems), raw.Length <= KeptPrefixBytes ? raw : raw[..KeptPrefixBytes])
                         { RawBytes = line.Length, RawSha256 = Sha256Hex(line.Bytes.Span) });
             }
+            if (notJsonLead > 0 && examples.Count == 0 && rejects.Count == notJsonLead) throw NotAManifest(manifestPath, notJsonLead, firstNotJson!);
             fileSha = lines.FileSha256();
         }
         catch (Exception e) when (e is IOException and not ManifestFormatException or UnauthorizedAccessException)
@@ -90,6 +103,13 @@ public static class ManifestReader
 
         return new ManifestReadResult(fullPath, examples, rejects) { Sha256 = fileSha };
     }
+
+    /// <summary>A file whose first this many non-blank lines are not JSON objects is refused whole.</summary>
+    public const int NotAManifestLines = 3;
+
+    private static ManifestFormatException NotAManifest(string path, int lines, string first) => new(
+        $"manifest '{path}' is not a JSON Lines manifest: its first {(lines == 1 ? "line is" : $"{lines} lines are")} not JSON objects ({first}); " +
+        "nothing of it is read or stored");
 
     private static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
 
@@ -105,8 +125,9 @@ public static class ManifestReader
     internal static string Sha256Hex(ReadOnlySpan<byte> bytes) => Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
 
     private static ManifestExample? ParseLine(
-        string raw, int lineNo, string dir, ImageRoots roots, Dictionary<string, int> firstLineOfId, List<string> problems)
+        string raw, int lineNo, string dir, ImageRoots roots, Dictionary<string, int> firstLineOfId, List<string> problems, out bool jsonObject)
     {
+        jsonObject = false;
         JsonDocument doc;
         try
         {
@@ -126,6 +147,7 @@ public static class ManifestReader
                 problems.Add($"not a JSON object (found {Describe(root.ValueKind)})");
                 return null;
             }
+            jsonObject = true;
 
             var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
             var metadata = new List<JsonProperty>();
