@@ -43,24 +43,19 @@ internal sealed class HostTransfer
 
     public double Double(Slot s) => Doubles(s)[0];
 
-    public double[][] Doubles2(Slot s)
-    {
-        var flat = Doubles(s);
-        long rows = s.Shape[0], cols = s.Shape.Length > 1 ? s.Count / Math.Max(1, rows) : 1;
-        var r = new double[rows][];
-        for (long i = 0; i < rows; i++) r[i] = flat.AsSpan((int)(i * cols), (int)cols).ToArray();
-        return r;
-    }
+    public double[][] Doubles2(Slot s) => Rows(Doubles(s), s);
 
     public int[] Ints(Slot s) => s.Integer ? LongSpan(s).Select(v => (int)v).ToArray() : F.AsSpan((int)s.Offset, (int)s.Count).ToArray().Select(v => (int)v).ToArray();
 
     public int Int(Slot s) => Ints(s)[0];
 
-    public int[][] Ints2(Slot s)
+    public int[][] Ints2(Slot s) => Rows(Ints(s), s);
+
+    /// <summary>A slot's flat values as rows of its first dimension.</summary>
+    private static T[][] Rows<T>(T[] flat, Slot s)
     {
-        var flat = Ints(s);
         long rows = s.Shape[0], cols = s.Shape.Length > 1 ? s.Count / Math.Max(1, rows) : 1;
-        var r = new int[rows][];
+        var r = new T[rows][];
         for (long i = 0; i < rows; i++) r[i] = flat.AsSpan((int)(i * cols), (int)cols).ToArray();
         return r;
     }

@@ -226,14 +226,9 @@ internal static class ConfigReader
 
     private static void ValidateLlama(LlamaConfig t, string p, Reader r)
     {
-        Positive(r, p + "vocab_size", t.VocabSize);
-        Positive(r, p + "hidden_size", t.HiddenSize);
-        Positive(r, p + "intermediate_size", t.IntermediateSize);
-        Positive(r, p + "num_hidden_layers", t.NumHiddenLayers);
-        Positive(r, p + "num_attention_heads", t.NumAttentionHeads);
-        Positive(r, p + "num_key_value_heads", t.NumKeyValueHeads);
-        Positive(r, p + "head_dim", t.HeadDim);
-        Positive(r, p + "max_position_embeddings", t.MaxPositionEmbeddings);
+        Positive(r, p, [("vocab_size", t.VocabSize), ("hidden_size", t.HiddenSize), ("intermediate_size", t.IntermediateSize),
+            ("num_hidden_layers", t.NumHiddenLayers), ("num_attention_heads", t.NumAttentionHeads), ("num_key_value_heads", t.NumKeyValueHeads),
+            ("head_dim", t.HeadDim), ("max_position_embeddings", t.MaxPositionEmbeddings)]);
         if (t.NumAttentionHeads % t.NumKeyValueHeads != 0)
             throw r.Fail($"{p}num_attention_heads {t.NumAttentionHeads} is not divisible by num_key_value_heads {t.NumKeyValueHeads}");
         if (!(t.RmsNormEps > 0))
@@ -245,13 +240,8 @@ internal static class ConfigReader
     private static void ValidateClip(ClipVisionConfig v, Reader r)
     {
         const string p = "vision_config.";
-        Positive(r, p + "hidden_size", v.HiddenSize);
-        Positive(r, p + "intermediate_size", v.IntermediateSize);
-        Positive(r, p + "num_hidden_layers", v.NumHiddenLayers);
-        Positive(r, p + "num_attention_heads", v.NumAttentionHeads);
-        Positive(r, p + "num_channels", v.NumChannels);
-        Positive(r, p + "image_size", v.ImageSize);
-        Positive(r, p + "patch_size", v.PatchSize);
+        Positive(r, p, [("hidden_size", v.HiddenSize), ("intermediate_size", v.IntermediateSize), ("num_hidden_layers", v.NumHiddenLayers),
+            ("num_attention_heads", v.NumAttentionHeads), ("num_channels", v.NumChannels), ("image_size", v.ImageSize), ("patch_size", v.PatchSize)]);
         if (v.HiddenSize % v.NumAttentionHeads != 0)
             throw r.Fail($"{p}hidden_size {v.HiddenSize} is not divisible by num_attention_heads {v.NumAttentionHeads}");
         if (v.PatchSize > v.ImageSize)
@@ -261,6 +251,11 @@ internal static class ConfigReader
             throw r.Fail($"{p}image_size {v.ImageSize} with patch_size {v.PatchSize} gives {side * side} patches, more than a tensor dimension can index");
         if (!(v.LayerNormEps > 0))
             throw r.Fail($"{p}layer_norm_eps must be positive, found {v.LayerNormEps}");
+    }
+
+    private static void Positive(Reader r, string prefix, IEnumerable<(string Key, int Value)> values)
+    {
+        foreach (var (key, value) in values) Positive(r, prefix + key, value);
     }
 
     private static void Positive(Reader r, string key, int value)

@@ -3,10 +3,10 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Serialization;
 
-namespace LlavaMech.Cli.Commands;
+namespace LlavaMech.Reports;
 
 /// <summary>
-/// The JSON of every machine-readable output (<c>--json</c> of forward, explain, inspect, bench; <c>explain.json</c>):
+/// The JSON of every machine-readable output of the CLI (<c>--json</c> of forward, explain, inspect, bench; <c>explain.json</c>):
 /// one policy for numbers that are not finite (NaN, +-infinity, from an fp16 overflow or a corrupt weight): they are
 /// written as <c>null</c>, so the output stays valid JSON and every numeric field holds a number or null, never a string.
 /// </summary>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using LlavaMech.Cli.Commands;
+using LlavaMech.Reports;
 using LlavaMech.Testing;
 
 namespace LlavaMech.Cli.Tests;
