@@ -1,6 +1,4 @@
 using LlavaMech.Hooks;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Analysis;
 

@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Analysis;
 
 /// <summary>What the statistics need at the last position t = T-1 of one example.</summary>

@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Analysis;
 
 /// <summary>Layer, attention-block, FFN-block, head and position log-probability increases (docs/METHOD.md, "The statistics"), batched as [N, D] readouts.</summary>

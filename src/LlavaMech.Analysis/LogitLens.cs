@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Analysis;
 
 /// <summary>Lens of N vectors: top-k token ids [N, k] (int64, best first), the target's rank [N] (int64, 0 = top) and log-probability [N].</summary>

@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Analysis;
 
 /// <summary>How FFN neuron scores were (or are to be) computed.</summary>

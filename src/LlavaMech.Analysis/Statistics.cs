@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using LlavaMech.Hooks;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Analysis;
 

@@ -19,13 +19,7 @@ public sealed class Checkpoint : IDisposable
 
     private Checkpoint(string modelDir, string? indexPath, List<SafetensorsFile> files,
         Dictionary<string, SafetensorsFile> owner, Dictionary<string, TensorEntry> tensors)
-    {
-        ModelDir = modelDir;
-        IndexPath = indexPath;
-        _files = files;
-        _owner = owner;
-        _tensors = tensors;
-    }
+        => (ModelDir, IndexPath, _files, _owner, _tensors) = (modelDir, indexPath, files, owner, tensors);
 
     public string ModelDir { get; }
     /// <summary>The index file for a sharded checkpoint, else null.</summary>

@@ -11,28 +11,44 @@ internal static class ConfigReader
 {
     public static ModelConfig Parse(string json, string sourcePath)
     {
-        JsonDocument doc;
-        try
-        {
-            doc = JsonDocument.Parse(json);
-        }
-        catch (JsonException e)
-        {
-            throw new CheckpointException($"config '{sourcePath}' is not valid JSON: {e.Message}", e);
-        }
-        using (doc)
-        {
-            var root = doc.RootElement;
-            var r = new Reader(sourcePath);
-            if (root.ValueKind != JsonValueKind.Object)
-                throw r.Fail($"expected a JSON object at the top level, found {root.ValueKind}");
+        using var doc = ParseJson(json, sourcePath);
+        var root = doc.RootElement;
+        var r = new Reader(sourcePath);
+        if (root.ValueKind != JsonValueKind.Object)
+            throw r.Fail($"expected a JSON object at the top level, found {root.ValueKind}");
 
-            return DetectKind(root, r) switch
-            {
-                ModelKind.Llama => ParseLlamaModel(root, r),
-                _ => ParseLlava(root, r),
-            };
+        return DetectKind(root, r) switch
+        {
+            ModelKind.Llama => ParseLlamaModel(root, r),
+            _ => ParseLlava(root, r),
+        };
+    }
+
+    private static JsonDocument ParseJson(string json, string sourcePath)
+    {
+        try { return JsonDocument.Parse(json); }
+        catch (JsonException e) { throw new CheckpointException($"config '{sourcePath}' is not valid JSON: {e.Message}", e); }
+    }
+
+    /// <summary>
+    /// A nested config (<c>text_config</c>, <c>vision_config</c>): parsed by <paramref name="parse"/> when it is an object
+    /// of model type <paramref name="modelType"/>; the outer class's own default (<paramref name="whenAbsent"/>) when absent.
+    /// </summary>
+    private static T SubConfig<T>(JsonElement root, string key, string modelType, string what, Reader r,
+        Func<JsonElement, T> parse, Func<T> whenAbsent)
+    {
+        var el = Prop(root, key);
+        if (el is null)
+        {
+            r.Defaulted.Add(key);
+            return whenAbsent();
         }
+        if (el.Value.ValueKind != JsonValueKind.Object)
+            throw r.Fail($"{key} must be an object, found {el.Value.ValueKind}");
+        var type = r.Str(el.Value, key + ".", "model_type", modelType);
+        if (type != modelType)
+            throw r.Fail($"unsupported {key}.model_type '{type}'; only '{modelType}' {what} are supported");
+        return parse(el.Value);
     }
 
     private static ModelKind DetectKind(JsonElement root, Reader r)
@@ -68,51 +84,30 @@ internal static class ConfigReader
 
     private static ModelConfig ParseLlava(JsonElement root, Reader r)
     {
-        var textEl = Prop(root, "text_config");
-        LlamaConfig text;
-        if (textEl is { ValueKind: JsonValueKind.Object } t)
-        {
-            var tt = r.Str(t, "text_config.", "model_type", "llama");
-            if (tt != "llama")
-                throw r.Fail($"unsupported text_config.model_type '{tt}'; only 'llama' text models are supported");
-            text = ParseLlama(t, "text_config.", root, r);
-        }
-        else if (textEl is null)
-        {
-            // LlavaConfig builds a default LlamaConfig when text_config is absent.
-            r.Defaulted.Add("text_config");
-            using var empty = JsonDocument.Parse("{}");
-            text = ParseLlama(empty.RootElement, "text_config.", root, r);
-        }
-        else
-        {
-            throw r.Fail($"text_config must be an object, found {textEl.Value.ValueKind}");
-        }
-
+        // LlavaConfig builds a default LlamaConfig when text_config is absent.
+        var text = SubConfig(root, "text_config", "llama", "text models", r,
+            t => ParseLlama(t, "text_config.", root, r),
+            () =>
+            {
+                using var empty = JsonDocument.Parse("{}");
+                return ParseLlama(empty.RootElement, "text_config.", root, r);
+            });
         ValidateLlama(text, "text_config.", r);
 
-        var visEl = Prop(root, "vision_config");
-        ClipVisionConfig vision;
-        if (visEl is { ValueKind: JsonValueKind.Object } v)
-        {
-            var vt = r.Str(v, "vision_config.", "model_type", "clip_vision_model");
-            if (vt != "clip_vision_model")
-                throw r.Fail($"unsupported vision_config.model_type '{vt}'; only 'clip_vision_model' vision towers are supported");
-            vision = ParseClip(v, "vision_config.", r);
-            ValidateClip(vision, r);
-        }
-        else if (visEl is null)
-        {
-            // LlavaConfig's own fallback when vision_config is absent: CLIP ViT-L/14 at 336 px.
-            r.Defaulted.Add("vision_config");
-            foreach (var k in new[] { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels", "image_size", "patch_size" })
-                r.Defaulted.Add("vision_config." + k);
-            vision = new ClipVisionConfig(1024, 4096, 24, 16, 3, 336, 14, 1e-5, "quick_gelu");
-        }
-        else
-        {
-            throw r.Fail($"vision_config must be an object, found {visEl.Value.ValueKind}");
-        }
+        // LlavaConfig's own fallback when vision_config is absent: CLIP ViT-L/14 at 336 px.
+        var vision = SubConfig(root, "vision_config", "clip_vision_model", "vision towers", r,
+            v =>
+            {
+                var clip = ParseClip(v, "vision_config.", r);
+                ValidateClip(clip, r);
+                return clip;
+            },
+            () =>
+            {
+                foreach (var k in new[] { "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_channels", "image_size", "patch_size" })
+                    r.Defaulted.Add("vision_config." + k);
+                return new ClipVisionConfig(1024, 4096, 24, 16, 3, 336, 14, 1e-5, "quick_gelu");
+            });
 
         // transformers 5 renamed image_token_index to image_token_id.
         int imageToken = r.Has(root, "image_token_index")

@@ -79,14 +79,7 @@ public sealed class SafetensorsFile : IDisposable
 
     private SafetensorsFile(string path, SafeFileHandle handle, long dataStart, long dataLength,
         Dictionary<string, TensorEntry> tensors, Dictionary<string, string> metadata)
-    {
-        Path = path;
-        _handle = handle;
-        DataStart = dataStart;
-        DataLength = dataLength;
-        _tensors = tensors;
-        Metadata = metadata;
-    }
+        => (Path, _handle, DataStart, DataLength, _tensors, Metadata) = (path, handle, dataStart, dataLength, tensors, metadata);
 
     public string Path { get; }
     /// <summary>Absolute file offset of the data section (8 + header length).</summary>

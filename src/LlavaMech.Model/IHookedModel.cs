@@ -1,7 +1,4 @@
-using LlavaMech.Checkpoints;
-using LlavaMech.Hooks;
 using LlavaMech.Processing;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model;
 

@@ -1,11 +1,7 @@
-using LlavaMech.Checkpoints;
-using LlavaMech.Hooks;
 using LlavaMech.Model.Devices;
 using LlavaMech.Model.Language;
 using LlavaMech.Model.Loading;
 using LlavaMech.Processing;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model;
 

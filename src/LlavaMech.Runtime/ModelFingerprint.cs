@@ -3,7 +3,6 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using LlavaMech.Checkpoints;
 
 namespace LlavaMech.Runtime;
@@ -174,13 +173,10 @@ public static class ModelFingerprint
 
     // ---- cache ----
 
-    private sealed record CacheEntry(
-        [property: JsonPropertyName("format")] string Format,
-        [property: JsonPropertyName("model_dir")] string ModelDir,
-        [property: JsonPropertyName("files")] List<FileStamp> Files,
-        [property: JsonPropertyName("fingerprint")] string Fingerprint);
+    private sealed record CacheEntry(string Format, string ModelDir, List<FileStamp> Files, string Fingerprint);
 
-    private static readonly JsonSerializerOptions CacheJson = new() { WriteIndented = true };
+    /// <summary>The cache file's JSON: snake_case names of the records' properties.</summary>
+    private static readonly JsonSerializerOptions CacheJson = new() { WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
 
     /// <summary>The fallback cache file of <paramref name="dir"/>: one file per model folder, named by the hash of its full path.</summary>
     internal static string? FallbackCachePath(string dir, string? userCacheDir)
@@ -233,13 +229,7 @@ public static class ModelFingerprint
     }
 
     /// <summary>What identifies one version of a file without reading it.</summary>
-    internal sealed record FileStamp(
-        [property: JsonPropertyName("name")] string Name,
-        [property: JsonPropertyName("size")] long Size,
-        [property: JsonPropertyName("mtime_ns")] long MtimeNs,
-        [property: JsonPropertyName("ctime_ns")] long CtimeNs,
-        [property: JsonPropertyName("inode")] ulong Inode,
-        [property: JsonPropertyName("device")] ulong Device)
+    internal sealed record FileStamp(string Name, long Size, long MtimeNs, long CtimeNs, ulong Inode, ulong Device)
     {
         public static FileStamp Of(string path)
         {

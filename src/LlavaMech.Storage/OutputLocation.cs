@@ -36,13 +36,7 @@ public sealed partial record OutputLocation
     public const string AccountVariable = "AZURE_STORAGE_ACCOUNT";
 
     private OutputLocation(OutputKind kind, string? localPath, string? container, string prefix, Uri? serviceUri)
-    {
-        Kind = kind;
-        LocalPath = localPath;
-        Container = container;
-        Prefix = prefix;
-        ServiceUri = serviceUri;
-    }
+        => (Kind, LocalPath, Container, Prefix, ServiceUri) = (kind, localPath, container, prefix, serviceUri);
 
     public OutputKind Kind { get; }
 

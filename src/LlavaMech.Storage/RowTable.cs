@@ -31,12 +31,7 @@ public interface ITableRow<TSelf> where TSelf : class
 public abstract class TableDefinition
 {
     private protected TableDefinition(string name, ParquetSchema schema, ParquetSchema rowSchema, Type rowType)
-    {
-        Name = name;
-        Schema = schema;
-        RowSchema = rowSchema;
-        RowType = rowType;
-    }
+        => (Name, Schema, RowSchema, RowType) = (name, schema, rowSchema, rowType);
 
     /// <summary>The table's folder name under the output location.</summary>
     public string Name { get; }

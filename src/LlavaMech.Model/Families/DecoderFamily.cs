@@ -1,8 +1,4 @@
-using LlavaMech.Checkpoints;
-using LlavaMech.Hooks;
 using LlavaMech.Model.Language;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model;
 
@@ -12,20 +8,22 @@ namespace LlavaMech.Model;
 /// and the image-token layout. LLaVA-NeXT would be one more subclass; a family with another decoder (Qwen2-VL)
 /// implements <see cref="IModelFamily"/> and <see cref="IHookedModel"/> itself.
 /// </summary>
-public abstract class DecoderFamily : IModelFamily
+/// <param name="name">Short name, e.g. "llava".</param>
+/// <param name="modelTypes">config.json <c>model_type</c> values the family loads.</param>
+/// <param name="architectures">config.json <c>architectures</c> entries it loads (when model_type is absent).</param>
+/// <param name="decoderKind">The parsed configuration's kind this family builds.</param>
+/// <param name="takesImages">Whether prompts may carry an image (the family has a vision tower and an image processor).</param>
+/// <param name="lmHeadWeight">The canonical name of the lm-head weight (<see cref="WeightNames"/>).</param>
+public abstract class DecoderFamily(string name, IReadOnlyList<string> modelTypes, IReadOnlyList<string> architectures,
+    ModelKind decoderKind, bool takesImages, string lmHeadWeight) : IModelFamily
 {
-    public abstract string Name { get; }
-    public abstract IReadOnlyList<string> ModelTypes { get; }
-    public abstract IReadOnlyList<string> Architectures { get; }
-    /// <summary>The parsed configuration's kind this family builds.</summary>
-    public abstract ModelKind DecoderKind { get; }
-    public ModelKind? Kind => DecoderKind;
-
-    /// <summary>Whether prompts may carry an image (the family has a vision tower and an image processor).</summary>
-    public abstract bool TakesImages { get; }
-
-    /// <summary>The canonical name of the lm-head weight (<see cref="WeightNames"/>).</summary>
-    public abstract string LmHeadWeight { get; }
+    public string Name => name;
+    public IReadOnlyList<string> ModelTypes => modelTypes;
+    public IReadOnlyList<string> Architectures => architectures;
+    public ModelKind DecoderKind => decoderKind;
+    public ModelKind? Kind => decoderKind;
+    public bool TakesImages => takesImages;
+    public string LmHeadWeight => lmHeadWeight;
 
     public IHookedModel Load(string dir, ModelLoadOptions? options = null) => LoadedModel.Load(dir, options, this);
 

@@ -1,5 +1,3 @@
-using LlavaMech.Checkpoints;
-
 namespace LlavaMech.Model;
 
 /// <summary>

@@ -1,6 +1,3 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Model.Loading;
 
 /// <summary>Random weights for benchmarks at real shapes without a checkpoint: N(0, std), norms 1, biases 0.</summary>

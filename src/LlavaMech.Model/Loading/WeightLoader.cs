@@ -1,7 +1,3 @@
-using LlavaMech.Checkpoints;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Model.Loading;
 
 /// <summary>Fills a module's parameters from a checkpoint, one tensor at a time (peak memory: the model plus one tensor).</summary>

@@ -1,12 +1,5 @@
-using LlavaMech.Checkpoints;
-using LlavaMech.Hooks;
 using LlavaMech.Model.Layers;
-using Embedding = LlavaMech.Model.Layers.Embedding;
-using LayerNorm = LlavaMech.Model.Layers.LayerNorm;
-using Linear = LlavaMech.Model.Layers.Linear;
-using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model.Vision;
 

@@ -1,7 +1,3 @@
-using LlavaMech.Hooks;
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace LlavaMech.Model.Language;
 
 /// <summary>Pre-norm decoder layer: x + attn(norm(x)), then + mlp(norm(.)).</summary>

@@ -1,7 +1,4 @@
-using LlavaMech.Hooks;
 using LlavaMech.Model.Layers;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model.Language;
 

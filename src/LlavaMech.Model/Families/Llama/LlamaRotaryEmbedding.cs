@@ -1,5 +1,3 @@
-using static TorchSharp.torch;
-
 namespace LlavaMech.Model.Language;
 
 /// <summary>Rotary position embedding in Hugging Face's split-half (<c>rotate_half</c>) form.</summary>

@@ -1,9 +1,5 @@
-using LlavaMech.Checkpoints;
-using LlavaMech.Hooks;
 using LlavaMech.Model.Language;
 using LlavaMech.Model.Vision;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model;
 

@@ -1,6 +1,3 @@
-using LlavaMech.Checkpoints;
-using LlavaMech.Hooks;
-
 namespace LlavaMech.Model;
 
 /// <summary>

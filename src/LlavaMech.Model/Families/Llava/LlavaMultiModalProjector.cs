@@ -1,6 +1,4 @@
 using LlavaMech.Model.Layers;
-using TorchSharp;
-using static TorchSharp.torch;
 
 namespace LlavaMech.Model;
 
