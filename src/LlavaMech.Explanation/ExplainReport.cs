@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using LlavaMech.Analysis;
 using LlavaMech.Model;
 using LlavaMech.Reports;
@@ -6,56 +5,12 @@ using LlavaMech.Reports;
 namespace LlavaMech.Explanation;
 
 /// <summary>
-/// What <c>explain</c> makes of one example's analysis: the <c>explain.json</c> contract (a projection of the
-/// statistics; README, "explain.json") and the figures (explain.png, layers.png, heads.png). Patch maps are laid out
-/// on the input's image-token layout.
+/// What <c>explain</c> draws of one example's analysis: the figures (explain.png, layers.png, heads.png) and the printed
+/// top neurons and patch map. Patch maps are laid out on the input's image-token layout. (<c>explain.json</c> is a
+/// projection of the example's table rows: LlavaMech.Runtime's <c>Explainer.ToJson</c>.)
 /// </summary>
 public static class ExplainReport
 {
-    /// <summary>explain.json as a JSON tree (non-finite numbers still in it: the writer's policy decides how they are written).</summary>
-    public static JsonObject ToJson(LoadedModel model, ExampleAnalysis a)
-    {
-        var s = a.Statistics;
-        var img = s.Image!;
-        var positions = new JsonObject();
-        foreach (var p in s.PositionIncrease) positions[$"{p.Layer}_{p.Head}"] = Arr(p.Scores);
-        var topNeurons = TopNeurons(s, 20);
-        return new JsonObject
-        {
-            ["model"] = model.Directory,
-            ["image"] = a.Input.ImagePath,
-            ["prompt"] = a.Input.Prompt,
-            ["seq_len"] = a.Input.SeqLen,
-            ["target_id"] = s.TargetId,
-            ["target_token"] = model.TokenText(s.TargetId),
-            ["target_prob"] = Math.Exp(s.TargetLogProb),
-            ["top5"] = new JsonArray(s.Top5Ids.Select((id, i) => (JsonNode)new JsonObject { ["id"] = id, ["token"] = model.TokenText(id), ["prob"] = s.Top5Probs[i] }).ToArray()),
-            ["layer_attn_increase"] = Arr(s.LayerAttnIncrease),
-            ["layer_ffn_increase"] = Arr(s.LayerFfnIncrease),
-            ["head_increase"] = new JsonArray(s.HeadIncrease.Select(r => (JsonNode)Arr(r)).ToArray()),
-            ["top_heads"] = new JsonArray(s.TopHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head, h.Score)).ToArray()),
-            ["position_increase"] = positions,
-            ["image_positions"] = new JsonArray(img.ImagePositions.Select(p => (JsonNode)p).ToArray()),
-            ["attention_baseline_image"] = Arr(img.AttentionBaseline),
-            ["log_increase_heatmap"] = new JsonArray(img.Heatmap.Select(r => (JsonNode)Arr(r)).ToArray()),
-            ["heatmap_heads"] = new JsonArray(img.HeatmapHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head)).ToArray()),
-            ["image_attention_share"] = new JsonArray(img.ImageAttentionShare.Select(r => (JsonNode)Arr(r)).ToArray()),
-            ["logit_lens_image_top5"] = img.VisualTokenLens is null ? null : new JsonArray(img.VisualTokenLens.TopIds.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray()),
-            ["logit_lens_image_target_rank"] = img.VisualTokenLens is null ? null : new JsonArray(img.VisualTokenLens.TargetRank.Select(i => (JsonNode)i).ToArray()),
-            ["top_neurons"] = new JsonArray(topNeurons.Select(n => (JsonNode)new JsonArray(n.Layer, n.Neuron, n.Score)).ToArray()),
-            ["neuron_route"] = s.Neurons?.Route.ToString().ToLowerInvariant(),
-            ["residual_lens"] = s.ResidualLens is null ? null : new JsonArray(s.ResidualLens.Select(r => (JsonNode)new JsonObject
-            {
-                ["layer"] = r.Layer,
-                ["resid_top5"] = Ids(r.Resid.TopIds),
-                ["attention_part_top5"] = Ids(r.AttentionPart.TopIds),
-                ["ffn_part_top5"] = Ids(r.FfnPart.TopIds),
-                ["resid_target_rank"] = new JsonArray(r.Resid.TargetRank.Select(i => (JsonNode)i).ToArray()),
-            }).ToArray()),
-            ["timings_ms"] = new JsonObject { ["forward"] = a.ForwardMs, ["statistics"] = a.StatisticsMs },
-        };
-    }
-
     /// <summary>The <paramref name="n"/> neurons with the largest exact scores, best first.</summary>
     public static IReadOnlyList<(int Layer, int Neuron, double Score)> TopNeurons(ExampleStatistics s, int n)
     {
@@ -100,6 +55,4 @@ public static class ExplainReport
         return (layout.GridValues(perToken), layout.Grid.Side);
     }
 
-    private static JsonArray Arr(IEnumerable<double> v) => new(v.Select(x => (JsonNode)JsonValue.Create(x)).ToArray());
-    private static JsonArray Ids(int[][] rows) => new(rows.Select(r => (JsonNode)new JsonArray(r.Select(i => (JsonNode)i).ToArray())).ToArray());
 }

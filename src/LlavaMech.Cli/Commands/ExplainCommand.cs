@@ -66,17 +66,14 @@ public static class ExplainCommand
         using var analyzer = new ExampleAnalyzer(model);
         using var scope = NewDisposeScope();
         var input = model.Prepare(cl.Require("prompt"), cl.Require("image"));
-        var statsOptions = new StatisticsOptions
-        {
-            TargetId = target, TopKHeads = heads, HeatmapHeads = heatmapHeads,
-            Neurons = new NeuronOptions(route, cl.GetInt("screen-k")),
-        };
-        var a = analyzer.Analyze(input, statsOptions, lensLayers);
+        var settings = new AnalysisSettings { TopHeads = heads, NeuronRoute = route, ScreenK = cl.GetInt("screen-k") };
+        var explained = Explainer.Run(analyzer, input, settings, target, heatmapHeads, lensLayers);
+        var a = explained.Analysis;
         // NaN or infinity (an fp16 overflow, a corrupt weight row) would make figures and numbers meaningless.
         if (a.Statistics.FirstNonFinite() is { } bad)
             throw new InvalidOperationException($"non-finite statistic {bad}: the model's pass on this input is not finite (dtype {model.DType}); nothing written to {outDir}");
 
-        var json = ExplainReport.ToJson(model, a);
+        var json = Explainer.ToJson(model, explained);
         OutputFolder.WriteAtomically(outDir, dir =>
         {
             File.WriteAllText(Path.Combine(dir, "explain.json"), Json.Serialize(json.DeepClone(), indented: true));
