@@ -6,11 +6,11 @@ namespace LlavaMech.Cli;
 /// </summary>
 public static class SettingsOptions
 {
-    /// <summary>One option per declared setting of <typeparamref name="T"/>.</summary>
-    public static CommandLine.OptionSpec[] Specs<T>() where T : new()
+    /// <summary>One option per declared setting of <typeparamref name="T"/> (or only those named in <paramref name="only"/>).</summary>
+    public static CommandLine.OptionSpec[] Specs<T>(params string[] only) where T : new()
     {
         var defaults = new T();
-        return Settings.Of<T>().Select(s =>
+        return Declared<T>(only).Select(s =>
         {
             var a = s.Attribute;
             string help = s.Choices is { } choices ? $"{a.Help}; one of {string.Join(", ", choices)}" : a.Help;
@@ -22,10 +22,15 @@ public static class SettingsOptions
     }
 
     /// <summary>The settings of the command line (defaults where an option is not given); a bad value is a usage error.</summary>
-    public static T Bind<T>(CommandLine cl) where T : class, new()
+    /// <param name="only">the options the command declared (<see cref="Specs{T}"/> with the same names); empty: all.</param>
+    public static T Bind<T>(CommandLine cl, params string[] only) where T : class, new()
     {
-        var values = Settings.Of<T>().ToDictionary(s => s.Option, s => cl.Require(s.Option));
+        var values = Declared<T>(only).ToDictionary(s => s.Option, s => cl.Require(s.Option));
         try { return Settings.With(new T(), values); }
         catch (ArgumentException e) { throw new UsageException(e.Message); }
     }
+
+    private static IEnumerable<Settings.Declared> Declared<T>(string[] only) =>
+        only.Length == 0 ? Settings.Of<T>() : only.Select(o => Settings.Of<T>().SingleOrDefault(s => s.Option == o)
+            ?? throw new ArgumentException($"{typeof(T).Name} declares no setting '{o}'", nameof(only)));
 }

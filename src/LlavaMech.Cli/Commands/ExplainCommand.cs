@@ -6,16 +6,18 @@ namespace LlavaMech.Cli.Commands;
 /// <summary><c>explain</c>: the paper's tool for one image: which layers, heads, image patches and neurons raise the answer's probability.</summary>
 public static class ExplainCommand
 {
+    /// <summary>The options of the pipeline's analysis settings that one example takes (the same names and defaults as <c>run</c>'s).</summary>
+    private static readonly string[] AnalysisOptions = ["top-heads", "top-neurons", "neurons", "screen-k", "lens-top-k"];
+
     public static readonly CommandLine.OptionSpec[] Specs =
     [
         new("model", "DIR", "Hugging Face LLaVA checkpoint folder", Required: true),
         new("image", "FILE", "PNG, JPEG or WebP image", Required: true),
         new("prompt", "TEXT", "prompt with one <image>, e.g. \"USER: <image>\\nWhat is the color of the dog?\\nASSISTANT: The color of the dog is\"", Required: true),
         new("target", "TOKEN", "answer token to explain: an id, a vocabulary piece or a one-token word (default: the model's argmax)"),
-        new("heads", "K", "top heads whose position scores are computed and reported", "3") { Range = CommandLine.NumericRange.Int(1, 4096) },
         new("heatmap-heads", "N", "top heads whose position scores make the log-increase heatmap", "1") { Range = CommandLine.NumericRange.Int(1, 4096) },
-        new("neurons", "ROUTE", "neuron scores: auto, exact, screened or none", "auto"),
-        new("screen-k", "K", "with the screened route: exact scores for the K best first-order candidates", "1024") { Range = CommandLine.NumericRange.Int(1, 1 << 24) },
+        .. SettingsOptions.Specs<AnalysisSettings>(AnalysisOptions),
+        new("heads", "K", "the earlier name of --top-heads") { Range = CommandLine.NumericRange.Int(1, 4096) },
         new("lens-layers", "L,L,..", "also apply the logit lens (and its attention/FFN split) to the residual stream at image positions of these layers"),
         new("out", "DIR", "output folder for explain.json and the PNG figures", Required: true),
         new("json", null, "print explain.json to standard output instead of the summary"),
@@ -49,13 +51,10 @@ public static class ExplainCommand
     {
         var options = DeviceOptions.Apply(cl);
         var outDir = cl.Require("out");
-        int heads = cl.GetInt("heads"), heatmapHeads = cl.GetInt("heatmap-heads");
-        if (heatmapHeads > heads) throw new UsageException("--heatmap-heads cannot exceed --heads");
-        var route = cl.Require("neurons") switch
-        {
-            "auto" => NeuronRoute.Auto, "exact" => NeuronRoute.Exact, "screened" => NeuronRoute.Screened, "none" => NeuronRoute.None,
-            var r => throw new UsageException($"--neurons {r}: use auto, exact, screened or none"),
-        };
+        var settings = SettingsOptions.Bind<AnalysisSettings>(cl, AnalysisOptions);
+        if (cl.Get("heads") is not null) settings = settings with { TopHeads = cl.GetInt("heads") };
+        int heatmapHeads = cl.GetInt("heatmap-heads");
+        if (heatmapHeads > settings.TopHeads) throw new UsageException($"--heatmap-heads {heatmapHeads} cannot exceed --top-heads {settings.TopHeads}");
         var lensLayers = cl.Get("lens-layers")?.Split(',', StringSplitOptions.RemoveEmptyEntries)
             .Select(x => int.TryParse(x, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int n) && n >= 0
                 ? n : throw new UsageException($"--lens-layers: '{x}' is not a layer number (0 or more)")).ToArray();
@@ -66,7 +65,6 @@ public static class ExplainCommand
         using var analyzer = new ExampleAnalyzer(model);
         using var scope = NewDisposeScope();
         var input = model.Prepare(cl.Require("prompt"), cl.Require("image"));
-        var settings = new AnalysisSettings { TopHeads = heads, NeuronRoute = route, ScreenK = cl.GetInt("screen-k") };
         var explained = Explainer.Run(analyzer, input, settings, target, heatmapHeads, lensLayers);
         var a = explained.Analysis;
         // NaN or infinity (an fp16 overflow, a corrupt weight row) would make figures and numbers meaningless.
