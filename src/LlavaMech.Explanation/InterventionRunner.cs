@@ -30,13 +30,6 @@ public static class InterventionRunner
     public static InterventionResult Run(IHookedModel model, ModelInput input, InterventionRequest request, int? targetId = null)
     {
         var applied = Resolve(model, input, request);
-        using var scope = NewDisposeScope();
-        var clean = Logits(model, input, null);
-        int vocab = (int)clean.shape[0];
-        int target = targetId ?? (int)clean.argmax().item<long>();
-        if (target < 0 || target >= vocab) throw new InvalidOptionException($"target id {target} is outside the vocabulary of {vocab}");
-        var cleanLp = clean.log_softmax(-1);
-
         ModelInput? source = null;
         if (request.Patch is { } patch)
         {
@@ -44,6 +37,13 @@ public static class InterventionRunner
             if (source.SeqLen != input.SeqLen)
                 throw new InvalidOptionException($"the patch source has {source.SeqLen} tokens, the prompt has {input.SeqLen}: patching needs inputs of the same length");
         }
+        using var scope = NewDisposeScope();
+        var clean = Logits(model, input, null);
+        int vocab = (int)clean.shape[0];
+        int target = targetId ?? (int)clean.argmax().item<long>();
+        if (target < 0 || target >= vocab) throw new InvalidOptionException($"target id {target} is outside the vocabulary of {vocab}");
+        var cleanLp = clean.log_softmax(-1);
+
         int[] patchLayers = request.Patch is null ? [] : request.Patch.Layer is { } only ? [only] : Enumerable.Range(0, model.Layers).ToArray();
         using var sourceCache = new ActivationCache(new CapturePlan().Add(patchLayers.Select(HookNames.ResidPre)));
         if (source is not null) Logits(model, source, sourceCache);
@@ -61,6 +61,9 @@ public static class InterventionRunner
         }
 
         double cleanTarget = cleanLp[target].item<double>();
+        // NaN or infinity (an fp16 overflow, a corrupt weight) would make every number below meaningless.
+        if (!double.IsFinite(cleanTarget) || passes.Any(p => !double.IsFinite(p.LogProbs[target].item<double>())))
+            throw new InvalidOperationException($"the {(double.IsFinite(cleanTarget) ? "edited" : "clean")} pass is not finite at the target (dtype {model.DType})");
         var curve = passes.Select(p =>
         {
             double lp = p.LogProbs[target].item<double>();
@@ -134,6 +137,8 @@ public static class InterventionRunner
             var keys = Positions("--knockout", k.Keys);
             using var scope = NewDisposeScope();
             int pairs = (int)Interventions.KnockoutMask(pass, k.Queries, k.Keys).sum().item<long>();
+            if (pairs == 0)
+                throw new InvalidOptionException($"--knockout {k.Queries}:{k.Keys} removes no (query, key) score on this input: keys after their query are masked already, and a query row that would lose every key it sees is kept");
             applied.Add(new AppliedEdit("knockout", "blocks.{l}.attn.hook_attn_scores", ls)
             {
                 Queries = k.Queries.ToString(), QueryPositions = q, Keys = k.Keys.ToString(), KeyPositions = keys, KnockedPairs = pairs,

@@ -128,6 +128,17 @@ public class InterventionRunnerTests
     }
 
     [Fact]
+    public void A_knockout_that_removes_nothing_is_refused()
+    {
+        // Text queries come before the last key (the causal mask hides it already); last:all would leave the row no key.
+        foreach (var groups in new[] { "text:last", "last:all" })
+        {
+            var e = UsageError(() => Run(CirclePrompt, "red_circle.png", "--knockout", groups));
+            Assert.Contains($"--knockout {groups} removes no (query, key) score", e.Message);
+        }
+    }
+
+    [Fact]
     public void A_patch_source_of_another_length_is_refused_with_both_lengths()
     {
         var m = EndToEndStatisticsTests.Model(Model);

@@ -73,6 +73,8 @@ public static class InterveneCommand
         return 0;
     }
 
+    private static string Trunc(string s, int n) => (s.Length <= n ? s : s[..(n - 1)] + "…").Replace("\n", "\\n");
+
     private static void PrintSummary(InterventionResult r, string? outDir)
     {
         foreach (var e in r.Edits)
@@ -80,7 +82,7 @@ public static class InterveneCommand
             {
                 "ablate_heads" => $": {e.Mode} {string.Join(",", e.Heads!.Select(h => $"L{h[0]}H{h[1]}"))}",
                 "knockout" => $": {e.Queries} -> {e.Keys} ({e.KnockedPairs} query-key pairs per head and layer)",
-                _ => $": {e.Positions} ({e.PatchedPositions!.Length} positions) from '{e.SourceImage ?? "no image"}'",
+                _ => $": {e.Positions} ({e.PatchedPositions!.Length} positions) from the source image '{e.SourceImage ?? "none"}', prompt '{Trunc(e.SourcePrompt!, 40)}'",
             });
         Console.WriteLine($"target        '{r.TargetToken}' (id {r.TargetId})");
         Console.WriteLine($"log p         clean {r.CleanLogProb:0.0000}   edited {r.EditLogProb:0.0000}   delta {SignedNumber.Format(r.Delta)}" +
