@@ -91,6 +91,20 @@ public class InterventionRunnerTests
     }
 
     [Fact]
+    public void Edits_combine_in_forward_order_a_patch_of_every_position_overrides_earlier_layers_edits()
+    {
+        string[] patch = ["--patch-image", Fixtures.File(Model, "wide_scene.png"), "--patch-layer", "2", "--patch-positions", "all"];
+        var alone = Run(CirclePrompt, "red_circle.png", patch);
+        // Layers 0-1 edited, then layer 2's whole input replaced by the source's: nothing of the earlier edits remains.
+        var before = Run(CirclePrompt, "red_circle.png", [.. patch, "--ablate-heads", "0.1,1.2", "--knockout", "last:image", "--layers", "0-1"]);
+        Assert.Equal(alone.EditLogProb, before.EditLogProb);
+        Assert.Equal(["patch", "knockout", "ablate_heads"], before.Edits.Select(e => e.Kind));
+        // An edit at the patched layer or later acts on the patched stream.
+        var after = Run(CirclePrompt, "red_circle.png", [.. patch, "--ablate-heads", "2.1"]);
+        Assert.NotEqual(alone.EditLogProb, after.EditLogProb);
+    }
+
+    [Fact]
     public void A_named_target_is_measured_instead_of_the_argmax()
     {
         var m = EndToEndStatisticsTests.Model(Model);
