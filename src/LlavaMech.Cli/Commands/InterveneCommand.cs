@@ -28,9 +28,10 @@ public static class InterveneCommand
           --knockout Q:K [--layers A-B|L,..]              pre-softmax scores from queries Q to keys K
                                                           set to -inf (groups: last, image, text, all, i,j,..)
           --patch-image FILE and/or --patch-prompt TEXT   residual stream at blocks.{L}.hook_resid_pre,
-            --patch-layer L|all --patch-positions P      positions P, taken from the source input's
+            --patch-layer L|all --patch-positions P       positions P, taken from the source input's
                                                           clean pass (same number of tokens); with all,
                                                           one pass per layer and a per-layer curve
+
         Order within a layer: patch (the layer's input), then knockout (attention scores), then
         ablation (head outputs); a patch at layer l overrides at its positions what earlier
         layers' edits did there.
