@@ -17,6 +17,7 @@ namespace LlavaMech.Cli
         [
             new("forward", "one forward pass: next-token distribution at the last position", ForwardCommand.Specs, ForwardCommand.Description, ForwardCommand.Examples, ForwardCommand.Run),
             new("explain", "the paper's tool for one image: layers, heads, patches, neurons behind the answer; PNG figures", ExplainCommand.Specs, ExplainCommand.Description, ExplainCommand.Examples, ExplainCommand.Run),
+            new("intervene", "ablate heads, knock out attention or patch activations: how the answer's log-probability moves", InterveneCommand.Specs, InterveneCommand.Description, InterveneCommand.Examples, InterveneCommand.Run),
             new("compare-methods", "log-increase heatmap vs raw attention, gradients, occlusion: faithfulness and time on a dataset", MethodsCommand.Specs(false), MethodsCommand.Description(false), MethodsCommand.Examples(false), MethodsCommand.RunCompare),
             new("score-methods", "attribution methods against known object boxes: pointing game, mass in object, deletion AUC", MethodsCommand.Specs(true), MethodsCommand.Description(true), MethodsCommand.Examples(true), MethodsCommand.RunScore),
             new("findings", "the paper's findings on a dataset with object boxes: layers, heads, visual-token lens, head attention on the object", FindingsCommand.Specs, FindingsCommand.Description, FindingsCommand.Examples, FindingsCommand.Run),
