@@ -9,7 +9,8 @@
 #   3. lints deploy/docker/*.Dockerfile with dockerfilelint and our rules (pinned bases, numeric non-root USER, no
 #      credentials, HEALTHCHECK decision, exec-form ENTRYPOINT) and checks .dockerignore;
 #   4. self-test: breaks a copy of the base (a string replica count, a misspelled field) and fails unless step 2
-#      rejects it, so a validator that silently accepts everything cannot pass CI.
+#      rejects it, so a validator that silently accepts everything cannot pass CI; likewise a copy without the
+#      silos' NetworkPolicy and a copy whose policy admits anyone to the silo ports.
 # Installs what is missing, idempotently: kustomize (Debian's kustomize or kubernetes-client) and Node.js/npm with
 # apt-get when run as root (as CI is), and the checker's npm packages (versions pinned in
 # deploy/manifest-check/package.json) into deploy/manifest-check/node_modules.
@@ -98,7 +99,7 @@ validate() {   # validate LABEL FILE [--external KIND/NAME ...]
 }
 
 # What every namespace has to be given by its operator (deploy/README.md): the Azure Storage secret.
-ext_secret=(--external Secret/llavamech-azure-storage)
+ext_secret=(--external Secret/llavamech-azure-storage --external Secret/llavamech-silo-tls --external Secret/llavamech-client-tls)
 # Jobs and tools run in a namespace an overlay set up: its config and volumes.
 ext_namespace=("${ext_secret[@]}" --external ConfigMap/llavamech-config --external PersistentVolumeClaim/llavamech-data
   --external PersistentVolumeClaim/llavamech-models)
@@ -184,6 +185,42 @@ if [ "$self_test" -eq 1 ]; then
     say "FAIL self-test: the validator failed, but not on the two planted errors"
     failures=$((failures + 1))
   fi
+fi
+
+# The network policy: a copy without it, and a copy whose silo rule admits anyone, must both be rejected.
+if [ "$self_test" -eq 1 ]; then
+  for mode in missing open; do
+    nb="$work/selftest-net-$mode"
+    mkdir -p "$nb"
+    cp -r k8s "$nb/k8s"
+    if [ "$mode" = missing ]; then
+      sed -i '/^  - networkpolicy.yaml$/d' "$nb/k8s/base/kustomization.yaml"
+      grep -q 'networkpolicy.yaml' "$nb/k8s/base/kustomization.yaml" && die "self-test: could not drop the NetworkPolicy from the base"
+      expect='no NetworkPolicy selects these pods'
+    else
+      # The silos' first ingress rule (silo and gateway ports) opened to every pod: the first `from` peer emptied.
+      python3 - "$nb/k8s/base/networkpolicy.yaml" <<'PY' || die "self-test: could not open the NetworkPolicy"
+import sys
+p = sys.argv[1]
+s = open(p).read()
+old = "    - from:\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: llavamech-silo\n"
+assert s.count(old) == 1
+open(p, "w").write(s.replace(old, "    - from:\n        - podSelector: {}\n        - podSelector:\n            matchLabels:\n              app.kubernetes.io/name: llavamech-silo\n"))
+PY
+      expect='allows port silo of StatefulSet llavamech-silo from anyone'
+    fi
+    render "$nb/k8s/overlays/dev" "$work/selftest-net-$mode.yaml" || die "self-test: the $mode-policy copy does not render"
+    if node "$checker/check.mjs" manifests "$work/selftest-net-$mode.yaml" "${ext_secret[@]}" > "$work/selftest-net.out" 2>&1; then
+      say "FAIL self-test: the validator accepted silos with a NetworkPolicy that is $mode"
+      failures=$((failures + 1))
+    elif grep -q "$expect" "$work/selftest-net.out"; then
+      say "ok   self-test: silos with a NetworkPolicy that is $mode are rejected"
+    else
+      cat "$work/selftest-net.out" >&2
+      say "FAIL self-test: the $mode-policy copy failed, but not on the policy"
+      failures=$((failures + 1))
+    fi
+  done
 fi
 
 if [ "$failures" -gt 0 ]; then

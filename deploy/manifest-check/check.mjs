@@ -13,7 +13,9 @@
 //          PodDisruptionBudget's pods must be in the same file, except those named with --external KIND/NAME;
 //       5. policy: images pinned (a tag other than latest, or a digest), requests and a memory limit on every
 //          container, non-root, read-only root filesystem, no privilege escalation, all capabilities dropped, probes
-//          on long-running server containers, and no Secret with data (secrets are referenced, never committed).
+//          on long-running server containers, and no Secret with data (secrets are referenced, never committed);
+//       6. network: a pod template that exposes the cluster's ports (named silo, gateway) is selected by a
+//          NetworkPolicy for Ingress whose rules admit those ports only from labelled pods (no allow-all).
 //
 //   node check.mjs dockerfiles FILE... [--dockerignore PATH]
 //       Our rules for deploy/docker/*.Dockerfile (dockerfilelint runs beside it): base images pinned, a non-root
@@ -271,6 +273,7 @@ async function checkManifests(file, external) {
     if (selector && !podLabels.some((l) => matches(selector, l)))
       fail(`${file}: [${obj.kind} ${obj.metadata?.name}]`, "selects no pod template in this file");
   }
+  checkNetworkPolicies(file, objects);
   for (const [kind, name, where, optional, key] of refs) {
     const id = `${kind}/${name}`;
     if (have.has(id)) {
@@ -279,6 +282,51 @@ async function checkManifests(file, external) {
     }
     if (optional || external.has(id)) continue;
     fail(where, `refers to ${id}, which is not in this file (name it with --external ${id} if it is created elsewhere)`);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------ network policy
+
+// The ports of the cluster's protocol: a workload that exposes one must be covered by a NetworkPolicy that admits it
+// only from labelled pods (no empty peer, no ipBlock, no namespace-wide selector without a pod selector).
+const clusterPorts = new Set(["silo", "gateway"]);
+
+function ruleCoversPort(rule, container) {
+  if (!rule.ports || rule.ports.length === 0) return true;   // no ports: every port
+  return rule.ports.some((p) => p.port === undefined || p.port === container.name || p.port === container.containerPort
+    || (typeof p.port === "number" && p.endPort !== undefined && container.containerPort >= p.port && container.containerPort <= p.endPort));
+}
+
+function peerIsOpen(peer) {
+  if (peer.ipBlock) return true;
+  const sel = peer.podSelector;
+  const empty = (s) => !s || (Object.keys(s.matchLabels ?? {}).length === 0 && (s.matchExpressions ?? []).length === 0);
+  if (peer.namespaceSelector !== undefined && empty(sel)) return true;
+  return empty(sel);
+}
+
+function checkNetworkPolicies(file, objects) {
+  const policies = objects.filter((o) => o?.kind === "NetworkPolicy");
+  for (const obj of objects) {
+    const pod = podSpecOf(obj);
+    if (!pod) continue;
+    const exposed = (pod.spec?.containers ?? []).flatMap((c) => c.ports ?? []).filter((p) => clusterPorts.has(p.name));
+    if (exposed.length === 0) continue;
+    const where = `${file}: [${obj.kind} ${obj.metadata?.name}]`;
+    const covering = policies.filter((p) => (p.spec?.policyTypes ?? ["Ingress"]).includes("Ingress") && matches(p.spec?.podSelector, pod.labels ?? {}));
+    if (covering.length === 0) {
+      fail(where, `no NetworkPolicy selects these pods for Ingress: anyone who reaches the pod network reaches ports ${exposed.map((p) => p.name).join(", ")}`);
+      continue;
+    }
+    for (const p of covering)
+      (p.spec?.ingress ?? []).forEach((rule, i) => {
+        for (const port of exposed) {
+          if (!ruleCoversPort(rule, port)) continue;
+          const from = rule.from ?? [];
+          if (from.length === 0 || from.some(peerIsOpen))
+            fail(`${file}: [NetworkPolicy ${p.metadata?.name}]`, `/spec/ingress/${i} allows port ${port.name} of ${obj.kind} ${obj.metadata?.name} from anyone (an empty peer, an ipBlock or a namespace without a pod selector): admit only labelled silo and client pods`);
+        }
+      });
   }
 }
 

@@ -100,7 +100,7 @@ namespace LlavaMech.Cli
             }
             bool known = e is CheckpointException or ProcessingException or IOException or UnauthorizedAccessException or ArgumentException
                 or InvalidOperationException or NotSupportedException or FormatException or OverflowException or InvalidDataException
-                or LlavaMech.Pipeline.JobPreparationException or LlavaMech.Storage.StorageException;
+                or LlavaMech.Pipeline.JobPreparationException or LlavaMech.Storage.StorageException or LlavaMech.Pipeline.TlsConfigurationException;
             Console.Error.WriteLine(known
                 ? $"llavamech {command}: error: {e.Message}"
                 : $"llavamech {command}: internal error ({e.GetType().Name}): {e.Message}");

@@ -59,12 +59,22 @@ public static class PipelineHost
         using var host = BuildClient(cluster);
         try
         {
-            host.StartAsync().GetAwaiter().GetResult();
+            using var timeout = new CancellationTokenSource(cluster.ConnectTimeout);
+            try { host.StartAsync(timeout.Token).GetAwaiter().GetResult(); }
+            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+            {
+                throw new TimeoutException($"no gateway completed a connection within {cluster.ConnectTimeout.TotalSeconds:0} s");
+            }
         }
-        catch (Exception e) when (e is not ArgumentException)
+        catch (Exception e) when (e is not (ArgumentException or TlsConfigurationException))
         {
+            // A TLS refusal reaches the client as a closed connection; say what to check on each side.
+            string hint = cluster.TlsDir is null
+                ? " Is a silo running (./llavamech silo)? A cluster with mutual TLS needs this client's certificate folder (--tls DIR)."
+                : $" Is a silo running (./llavamech silo)? With mutual TLS the gateway accepts only a client certificate issued by the cluster's CA " +
+                  $"and valid now, and this client accepts only a gateway certificate issued by the CA in {Path.Combine(cluster.TlsDir, ClusterTls.AuthorityFile)}.";
             throw new InvalidOperationException($"cannot connect to cluster '{cluster.ClusterId}' ({cluster.Clustering}" +
-                                                (cluster.Clustering == "localhost" ? $", gateway port {cluster.GatewayPort}" : "") + $"): {e.Message}. Is a silo running (./llavamech silo)?", e);
+                                                (cluster.Clustering == "localhost" ? $", gateway port {cluster.GatewayPort}" : "") + $"): {e.Message.TrimEnd('.')}.{hint}", e);
         }
         try
         {

@@ -116,9 +116,23 @@ public sealed record ClusterSettings
     /// <summary>Grain calls that get no answer fail after this long (and are retried by the pipeline).</summary>
     public TimeSpan ResponseTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>A client that has not joined the cluster after this long gives up (a gateway that never completes the
+    /// handshake, e.g. a TLS gateway asked in plaintext, would otherwise keep it waiting).</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// Mutual TLS: a folder with <c>tls.crt</c>, <c>tls.key</c> and <c>ca.crt</c> (<see cref="ClusterTls"/>; a mounted
+    /// Kubernetes TLS Secret). Required unless the cluster is <c>localhost</c> clustering, which listens on loopback only;
+    /// with it, silos and clients accept only peers with a certificate of the same CA.
+    /// </summary>
+    public string? TlsDir { get; init; }
+
     public const string ConnectionVariable = "LLAVAMECH_CLUSTERING_CONNECTION";
 
-    /// <summary>Reads the <c>Cluster</c> section: Clustering, ConnectionString, ClusterId, ServiceId, SiloPort, GatewayPort, PrimarySiloPort, AdvertisedAddress, ResponseTimeoutSeconds.</summary>
+    /// <summary>The TLS folder of a client when no option or configuration names one.</summary>
+    public const string TlsDirVariable = "LLAVAMECH_TLS_DIR";
+
+    /// <summary>Reads the <c>Cluster</c> section: Clustering, ConnectionString, ClusterId, ServiceId, SiloPort, GatewayPort, PrimarySiloPort, AdvertisedAddress, ResponseTimeoutSeconds, ConnectTimeoutSeconds, TlsDir (default <c>LLAVAMECH_TLS_DIR</c>).</summary>
     public static ClusterSettings FromConfiguration(IConfiguration configuration)
     {
         var c = configuration.GetSection("Cluster");
@@ -131,7 +145,9 @@ public sealed record ClusterSettings
         if (c["GatewayPort"] is { } gp) o = o with { GatewayPort = PipelineSiloOptions.Int(gp, "Cluster:GatewayPort", 1) };
         if (c["PrimarySiloPort"] is { Length: > 0 } pp) o = o with { PrimarySiloPort = PipelineSiloOptions.Int(pp, "Cluster:PrimarySiloPort", 1) };
         if (c["AdvertisedAddress"] is { Length: > 0 } a) o = o with { AdvertisedAddress = a };
+        if (c["ConnectTimeoutSeconds"] is { } ct) o = o with { ConnectTimeout = TimeSpan.FromSeconds(PipelineSiloOptions.Int(ct, "Cluster:ConnectTimeoutSeconds", 1)) };
         if (c["ResponseTimeoutSeconds"] is { } rt) o = o with { ResponseTimeout = TimeSpan.FromSeconds(PipelineSiloOptions.Int(rt, "Cluster:ResponseTimeoutSeconds", 1)) };
+        o = o with { TlsDir = c["TlsDir"] is { Length: > 0 } tls ? tls : Environment.GetEnvironmentVariable(TlsDirVariable) is { Length: > 0 } env ? env : null };
         return o;
     }
 
@@ -143,7 +159,16 @@ public sealed record ClusterSettings
             throw new ArgumentException($"azuretable clustering needs a connection string (Cluster:ConnectionString or {ConnectionVariable})");
         if (AdvertisedAddress is not null && !IPAddress.TryParse(AdvertisedAddress, out _))
             throw new ArgumentException($"advertised address '{AdvertisedAddress}' is not an IP address");
+        // Plaintext only where nothing leaves the machine: localhost clustering binds silos and gateways to loopback.
+        if (Clustering != "localhost" && TlsDir is null)
+            throw new ArgumentException($"{Clustering} clustering carries jobs between machines, so it needs mutual TLS: a folder with " +
+                                        $"{ClusterTls.CertificateFile}, {ClusterTls.KeyFile} and {ClusterTls.AuthorityFile} (--tls DIR, Cluster:TlsDir or {TlsDirVariable}; " +
+                                        "deploy/tls/make-dev-certs.sh makes a development CA). Plaintext is allowed only with localhost clustering.");
     }
+
+    /// <summary>The loaded TLS files, or null without <see cref="TlsDir"/>.</summary>
+    /// <exception cref="TlsConfigurationException">The files are missing or unusable (the message names which and why).</exception>
+    public ClusterTls? LoadTls() => TlsDir is null ? null : ClusterTls.Load(TlsDir);
 }
 
 /// <summary>Registration of the pipeline in silos and clients.</summary>
@@ -198,6 +223,8 @@ public static class PipelineHosting
                 silo.ConfigureEndpoints(cluster.SiloPort, cluster.GatewayPort, listenOnAnyHostAddress: true);
         }
         silo.Configure<SiloMessagingOptions>(o => o.ResponseTimeout = cluster.ResponseTimeout);
+        if (cluster.LoadTls() is { } tls)
+            silo.UseTls(tls.Certificate, o => tls.Configure(o, reason => Console.Error.WriteLine($"[llavamech] TLS: refused a connection: {reason}")));
         return silo;
     }
 
@@ -213,6 +240,8 @@ public static class PipelineHosting
             client.Configure<Orleans.Configuration.ClusterOptions>(o => { o.ClusterId = cluster.ClusterId; o.ServiceId = cluster.ServiceId; });
         }
         client.Configure<ClientMessagingOptions>(o => o.ResponseTimeout = cluster.ResponseTimeout);
+        if (cluster.LoadTls() is { } tls)
+            client.UseTls(tls.Certificate, o => tls.Configure(o, reason => Console.Error.WriteLine($"[llavamech] TLS: refused the gateway: {reason}")));
         return client;
     }
 }

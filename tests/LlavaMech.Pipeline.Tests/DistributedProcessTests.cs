@@ -34,6 +34,8 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
         string clusterId = "t" + Guid.NewGuid().ToString("N")[..12];   // fresh: dead membership rows stay until Azurite restarts
         string conn = azurite.ConnectionString;
         string outLocation = $"az://{Container}/{clusterId}";
+        // azuretable clustering carries jobs between machines: mutual TLS with the development CA's certificates.
+        string pki = ClusterTlsTests.MakeCerts(tmp.Sub("pki"));
         var env = new Dictionary<string, string>
         {
             [ClusterSettings.ConnectionVariable] = conn,
@@ -52,7 +54,7 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
                 var p = ChildProcess.Start($"silo{i}",
                 [
                     "silo", "--clustering", "azuretable", "--cluster-id", clusterId, "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}",
-                    "--advertise", "127.0.0.1", "--devices", "cpu", "--torch-threads", "1", "--state-store", $"az://state/{clusterId}",
+                    "--advertise", "127.0.0.1", "--tls", Path.Combine(pki, "silo"), "--devices", "cpu", "--torch-threads", "1", "--state-store", $"az://state/{clusterId}",
                     "--parent-pid", $"{Environment.ProcessId}", "--verbose",
                 ], env);
                 silos.Add(new Silo(p, siloPort, gatewayPort));
@@ -63,6 +65,7 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
             client = PipelineHost.BuildClient(new ClusterSettings
             {
                 Clustering = "azuretable", ConnectionString = conn, ClusterId = clusterId, ResponseTimeout = TimeSpan.FromSeconds(5),
+                TlsDir = Path.Combine(pki, "client"),
             });
             await client.StartAsync();
             var grains = client.Services.GetRequiredService<IClusterClient>();
@@ -79,7 +82,7 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
             var submit = await ChildProcess.RunAsync("submit",
             [
                 "submit", "--model", TestData.TinyModel, "--dataset", data.ManifestPath, "--out", outLocation, "--run-id", RunId,
-                "--shard-size", "16", "--lease-seconds", "4", "--clustering", "azuretable", "--cluster-id", clusterId,
+                "--shard-size", "16", "--lease-seconds", "4", "--clustering", "azuretable", "--cluster-id", clusterId, "--tls", Path.Combine(pki, "client"),
             ], env, TimeSpan.FromMinutes(2));
             output.WriteLine(submit.Output);
             Assert.Equal(0, submit.Code);
@@ -119,7 +122,7 @@ public class DistributedProcessTests(AzuriteFixture azurite, ITestOutputHelper o
             Assert.Equal(expectedExamples + data.RuntimeRejectIds.Count, status.ExamplesDone);
 
             // The CLI sees the same through the membership table (the dead silo is skipped).
-            var st = await ChildProcess.RunAsync("status", ["status", "--job", RunId, "--clustering", "azuretable", "--cluster-id", clusterId], env,
+            var st = await ChildProcess.RunAsync("status", ["status", "--job", RunId, "--clustering", "azuretable", "--cluster-id", clusterId, "--tls", Path.Combine(pki, "client")], env,
                 TimeSpan.FromMinutes(2));
             output.WriteLine(st.Output);
             Assert.Equal(0, st.Code);

@@ -39,6 +39,8 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
         "LLAVAMECH_Cluster__GatewayPort",
         "LLAVAMECH_Telemetry__HealthPort",
         "LLAVAMECH_Pipeline__StateStore",
+        // The mounted Secret's path (/etc/llavamech/tls in the pods): here a folder of the development CA's certificates.
+        "LLAVAMECH_Cluster__TlsDir",
     ];
 
     [Fact]
@@ -57,6 +59,11 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
         Assert.Contains(ClusterSettings.ConnectionVariable, podEnv.Select(e => e.Name));
         Assert.Contains(OutputLocation.ConnectionVariable, podEnv.Select(e => e.Name));
         Assert.Empty(podEnv.Select(e => e.Name).Intersect(config.Keys));   // env: does not shadow the ConfigMap
+        // Mutual TLS: the ConfigMap names the folder where the silos mount their certificate Secret.
+        var statefulSet = File.ReadAllText(Path.Combine(k8s, "base", "silo-statefulset.yaml"));
+        Assert.Contains($"mountPath: {config["LLAVAMECH_Cluster__TlsDir"]}", statefulSet);
+        Assert.Contains("secretName: llavamech-silo-tls", statefulSet);
+        string pki = ClusterTlsTests.MakeCerts(tmp.Sub("pki"));
 
         string clusterId = "k8s-" + Guid.NewGuid().ToString("N")[..10];
         string conn = azurite.ConnectionString;
@@ -67,6 +74,7 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             // The manifests' container, a prefix of this run's own.
             ["LLAVAMECH_Pipeline__StateStore"] = $"az://{stateStore.Container}/{clusterId}",
         };
+        var siloTls = new Dictionary<string, string>(shared) { ["LLAVAMECH_Cluster__TlsDir"] = Path.Combine(pki, "silo") };
         var secrets = new Dictionary<string, string> { ["clustering-connection"] = conn, ["storage-connection"] = conn };
 
         var silos = new List<(ChildProcess Process, int HealthPort)>();
@@ -74,7 +82,7 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
         {
             for (int i = 0; i < 2; i++)
             {
-                var overrides = new Dictionary<string, string>(shared)
+                var overrides = new Dictionary<string, string>(siloTls)
                 {
                     ["LLAVAMECH_Cluster__SiloPort"] = $"{PipelineHost.FreePort()}",
                     ["LLAVAMECH_Cluster__GatewayPort"] = $"{PipelineHost.FreePort()}",
@@ -118,6 +126,7 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             var clientEnv = new Dictionary<string, string>(config);
             foreach (var (k, v) in shared) clientEnv[k] = v;
             clientEnv[ClusterSettings.ConnectionVariable] = conn;
+            clientEnv["LLAVAMECH_Cluster__TlsDir"] = Path.Combine(pki, "client");   // the study Job's llavamech-client-tls
             clientEnv[OutputLocation.ConnectionVariable] = conn;
             var clock = Stopwatch.StartNew();
             var submit = await ChildProcess.RunAsync("submit",

@@ -280,6 +280,7 @@ public static class PipelineCommands
         new("gateway-port", "PORT", "Cluster:GatewayPort for clients (default 30000)") { Range = CommandLine.NumericRange.Port },
         new("primary-port", "PORT", "Cluster:PrimarySiloPort, localhost clustering: the first silo's port (default: this silo is the primary)") { Range = CommandLine.NumericRange.Port },
         new("advertise", "IP", "Cluster:AdvertisedAddress, azuretable: the address other silos reach this one at"),
+        new("tls", "DIR", $"Cluster:TlsDir: mutual TLS with tls.crt, tls.key and ca.crt of this folder (required with azuretable; also ${ClusterSettings.TlsDirVariable})"),
         new("devices", "DEVS", "Pipeline:Devices: cpu, cuda:0,cuda:1, or none (hosts grains only; default cpu)"),
         new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)") { Range = CommandLine.NumericRange.Int(1, 64) },
         new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)") { Range = CommandLine.NumericRange.Int(0, 4096) },
@@ -334,6 +335,7 @@ public static class PipelineCommands
             ["Cluster:GatewayPort"] = cl.Get("gateway-port"),
             ["Cluster:PrimarySiloPort"] = cl.Get("primary-port"),
             ["Cluster:AdvertisedAddress"] = cl.Get("advertise"),
+            ["Cluster:TlsDir"] = cl.Get("tls"),
             ["Pipeline:Devices"] = cl.Get("devices"),
             ["Pipeline:WorkersPerDevice"] = cl.Get("workers-per-device"),
             ["Pipeline:TorchThreads"] = cl.Get("torch-threads"),
@@ -365,7 +367,7 @@ public static class PipelineCommands
             Console.Error.WriteLine($"llavamech silo: {(s == System.Runtime.InteropServices.PosixSignal.SIGTERM ? "SIGTERM" : "SIGINT")} received; releasing leases and stopping");
             lifetime.StopApplication();
         });
-        Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
+        Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}, {(cluster.TlsDir is null ? "plaintext on loopback" : $"mutual TLS with {cluster.TlsDir}")}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
                                 $"devices {(pipeline.Devices.Count == 0 ? "none" : string.Join(",", pipeline.Devices))} x {pipeline.WorkersPerDevice}, state {pipeline.StateStore}, " +
                                 $"{(host.Services.GetRequiredService<LlavaMech.Telemetry.TelemetryOptions>().HealthPort is > 0 and var hp ? $"/healthz /readyz on port {hp}" : "no health endpoint")}. Ctrl+C stops it.");
         host.Run();   // returns after a graceful shutdown (SIGTERM, Ctrl+C, the parent's exit)
@@ -395,6 +397,7 @@ public static class PipelineCommands
         new("connection", "TEXT", $"azuretable connection string (prefer ${ClusterSettings.ConnectionVariable})"),
         new("cluster-id", "ID", "cluster id (default llavamech)"),
         new("gateway-port", "PORT", "localhost clustering: a silo's gateway port (default 30000)") { Range = CommandLine.NumericRange.Port },
+        new("tls", "DIR", $"the client's certificate folder (tls.crt, tls.key, ca.crt) for a cluster with mutual TLS (also ${ClusterSettings.TlsDirVariable})"),
     ];
 
     public static readonly CommandLine.OptionSpec[] SubmitSpecs =
@@ -496,6 +499,7 @@ public static class PipelineCommands
             ["Cluster:ConnectionString"] = cl.Get("connection"),
             ["Cluster:ClusterId"] = cl.Get("cluster-id"),
             ["Cluster:GatewayPort"] = cl.Get("gateway-port"),
+            ["Cluster:TlsDir"] = cl.Get("tls"),
         });
         ClusterSettings cluster;
         try
