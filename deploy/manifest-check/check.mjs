@@ -14,7 +14,9 @@
 //       5. policy: images pinned (a tag other than latest, or a digest), requests and a memory limit on every
 //          container, non-root, read-only root filesystem, no privilege escalation, all capabilities dropped, probes
 //          on long-running server containers, and no Secret with data (secrets are referenced, never committed);
-//       6. network: a pod template that exposes the cluster's ports (named silo, gateway) is selected by a
+//       6. least privilege: no service-account token mounted unless the account is bound to a Role in the file;
+//          no credential-named key with a value in a ConfigMap;
+//       7. network: a pod template that exposes the cluster's ports (named silo, gateway) is selected by a
 //          NetworkPolicy for Ingress whose rules admit those ports only from labelled pods (no allow-all).
 //
 //   node check.mjs dockerfiles FILE... [--dockerignore PATH]
@@ -274,6 +276,20 @@ async function checkManifests(file, external) {
       fail(`${file}: [${obj.kind} ${obj.metadata?.name}]`, "selects no pod template in this file");
   }
   checkNetworkPolicies(file, objects);
+  // A mounted API token only for a service account some RoleBinding grants a Role (the Kubernetes hosting component).
+  const bound = new Set(objects.filter((o) => o?.kind === "RoleBinding").flatMap((o) => (o.subjects ?? []).filter((x) => x.kind === "ServiceAccount").map((x) => x.name)));
+  for (const obj of objects) {
+    const pod = podSpecOf(obj);
+    if (!pod?.spec) continue;
+    const sa = pod.spec.automountServiceAccountToken === false ? null : (pod.spec.serviceAccountName ?? "default");
+    if (sa !== null && !bound.has(sa))
+      fail(`${file}: [${obj.kind} ${obj.metadata?.name}]`, `${pod.path}/automountServiceAccountToken must be false: service account '${sa}' is bound to no Role here, so the pod needs no API token`);
+  }
+  // Secrets only from Secrets: a ConfigMap key that names a credential must not carry a value.
+  for (const obj of objects.filter((o) => o?.kind === "ConfigMap"))
+    for (const [k, v] of Object.entries(obj.data ?? {}))
+      if (secretName.test(k) && String(v).trim() !== "")
+        fail(`${file}: [ConfigMap ${obj.metadata?.name}]`, `/data/${k}: a credential in a ConfigMap (use a Secret, as an env secretKeyRef or a mounted file)`);
   for (const [kind, name, where, optional, key] of refs) {
     const id = `${kind}/${name}`;
     if (have.has(id)) {
