@@ -46,12 +46,15 @@ public sealed class JobGrain : Grain, IJobGrain
     private readonly CompletionRate _rate = new(RateWindow);
     private StorageOutageWatch? _outage;
     private DateTimeOffset _lastRegistered = DateTimeOffset.UtcNow;
+    private readonly PathRoots _roots;
 
-    public JobGrain([PersistentState("job", PipelineHosting.StorageName)] IPersistentState<JobRecord> record, ILogger<JobGrain> log, ObjectStores stores)
+    public JobGrain([PersistentState("job", PipelineHosting.StorageName)] IPersistentState<JobRecord> record, ILogger<JobGrain> log, ObjectStores stores,
+        PipelineSiloOptions silo)
     {
         _record = record;
         _log = log;
         _stores = stores;
+        _roots = silo.Roots;
     }
 
     private JobRecord R => _record.State;
@@ -83,6 +86,8 @@ public sealed class JobGrain : Grain, IJobGrain
         ArgumentNullException.ThrowIfNull(spec);
         spec.Validate();
         if (spec.JobId != JobId) throw new ArgumentException($"spec of run '{spec.RunId}' sent to job '{JobId}'");
+        // Before anything is read or recorded: the job's paths must stay inside this silo's roots.
+        _roots.Check(spec);
         await IntegrateAsync();
         if (Active)
         {

@@ -45,13 +45,17 @@ public sealed record PipelineSiloOptions
     /// <summary>A model to load when the silo starts (else on the first shard).</summary>
     public ModelSpec? Preload { get; init; }
 
+    /// <summary>Where this silo's jobs may read and write (none configured: anywhere the process may).</summary>
+    public PathRoots Roots { get; init; } = new();
+
     /// <summary>libtorch intra-op threads for the whole process (0: libtorch's default, one per core). With several
     /// runner threads on a CPU, cores / runner threads avoids oversubscription.</summary>
     public int TorchThreads { get; init; }
 
     /// <summary>
     /// Reads the <c>Pipeline</c> section: <c>Devices</c> ("cpu", "cuda:0,cuda:1", "none"), <c>WorkersPerDevice</c>, <c>LeasesPerThread</c>,
-    /// <c>PollMs</c>, <c>StateStore</c>, <c>RunnerCapacity</c>, <c>TorchThreads</c>, <c>PreloadModel</c> (+ <c>PreloadDType</c>).
+    /// <c>PollMs</c>, <c>StateStore</c>, <c>RunnerCapacity</c>, <c>TorchThreads</c>, <c>PreloadModel</c> (+ <c>PreloadDType</c>),
+    /// <c>Roots:Models</c>, <c>Roots:Manifests</c>, <c>Roots:Images</c>, <c>Roots:Outputs</c> (<see cref="PathRoots"/>).
     /// </summary>
     public static PipelineSiloOptions FromConfiguration(IConfiguration configuration)
     {
@@ -66,6 +70,7 @@ public sealed record PipelineSiloOptions
         if (c["RunnerCapacity"] is { } rc) o = o with { RunnerCapacity = Int(rc, "Pipeline:RunnerCapacity", 0) };
         if (c["TorchThreads"] is { } tt) o = o with { TorchThreads = Int(tt, "Pipeline:TorchThreads", 0) };
         if (c["PreloadModel"] is { Length: > 0 } pm) o = o with { Preload = new ModelSpec(Path.GetFullPath(pm), c["PreloadDType"] ?? "auto") };
+        o = o with { Roots = PathRoots.FromConfiguration(configuration) };
         return o;
     }
 
@@ -90,6 +95,7 @@ public sealed record PipelineSiloOptions
         if (LeasesPerThread < 1) throw new ArgumentException($"leases per thread must be at least 1, got {LeasesPerThread}");
         if (PollInterval <= TimeSpan.Zero) throw new ArgumentException("poll interval must be positive");
         if (StateStore != "memory") _ = OutputLocation.Parse(StateStore);
+        Roots.Validate();
     }
 }
 

@@ -150,7 +150,11 @@ public static class PipelineCommands
         if (devices.Count == 0) throw new UsageException("--device none leaves the in-process silo without a worker; name a device");
         int workers = cl.GetInt("workers-per-device"), torchThreads = cl.GetInt("torch-threads");   // ranges checked by the parser
 
-        var pipeline = new PipelineSiloOptions { Devices = devices, WorkersPerDevice = workers, TorchThreads = torchThreads };
+        var pipeline = new PipelineSiloOptions
+        {
+            Devices = devices, WorkersPerDevice = workers, TorchThreads = torchThreads,
+            Roots = PathRoots.ForCommandLine(spec, Environment.CurrentDirectory),
+        };
         int siloPort = PipelineHost.FreePort(), gatewayPort = PipelineHost.FreePort();
         var cluster = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, ClusterId = "llavamech-run-" + Environment.ProcessId, ResponseTimeout = TimeSpan.FromSeconds(30) };
         var clock = Stopwatch.StartNew();
@@ -285,6 +289,10 @@ public static class PipelineCommands
         new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)") { Range = CommandLine.NumericRange.Int(1, 64) },
         new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)") { Range = CommandLine.NumericRange.Int(0, 4096) },
         new("state-store", "LOCATION", "Pipeline:StateStore: memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)"),
+        new("model-roots", "DIRS", "Pipeline:Roots:Models: folders (comma-separated) where jobs' model folders must lie, links resolved (default: anywhere)"),
+        new("manifest-roots", "DIRS", "Pipeline:Roots:Manifests: folders where jobs' manifests (and so their images) must lie"),
+        new("image-roots", "DIRS", "Pipeline:Roots:Images: folders where jobs' --image-root folders must lie"),
+        new("output-roots", "LOCATIONS", "Pipeline:Roots:Outputs: folders or az://container[/prefix] where jobs may write"),
         new("health-port", "PORT", "Telemetry:HealthPort: serve /healthz and /readyz on this port (default 0: no endpoint)") { Range = CommandLine.NumericRange.Port },
         new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
         new("parent-pid", "PID", "stop this silo when process PID exits (supervisors, tests)") { Range = CommandLine.NumericRange.Int(1) },
@@ -340,6 +348,10 @@ public static class PipelineCommands
             ["Pipeline:WorkersPerDevice"] = cl.Get("workers-per-device"),
             ["Pipeline:TorchThreads"] = cl.Get("torch-threads"),
             ["Pipeline:StateStore"] = cl.Get("state-store"),
+            ["Pipeline:Roots:Models"] = cl.Get("model-roots"),
+            ["Pipeline:Roots:Manifests"] = cl.Get("manifest-roots"),
+            ["Pipeline:Roots:Images"] = cl.Get("image-roots"),
+            ["Pipeline:Roots:Outputs"] = cl.Get("output-roots"),
             ["Telemetry:HealthPort"] = cl.Get("health-port"),
         });
         ClusterSettings cluster;

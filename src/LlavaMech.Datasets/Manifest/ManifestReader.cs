@@ -337,7 +337,7 @@ public static class ManifestReader
     }
 
     /// <summary>Whether <paramref name="path"/> is <paramref name="root"/> or lies below it (both full paths).</summary>
-    internal static bool IsUnder(string path, string root)
+    public static bool IsUnder(string path, string root)
     {
         string prefix = root.EndsWith(Path.DirectorySeparatorChar) ? root : root + Path.DirectorySeparatorChar;
         return path == root || path.StartsWith(prefix, StringComparison.Ordinal);
@@ -347,7 +347,7 @@ public static class ManifestReader
     /// The path with every symbolic link along it resolved (like realpath(3)); parts that do not exist are kept as
     /// written. Throws <see cref="IOException"/> on a link cycle.
     /// </summary>
-    internal static string RealPath(string path)
+    public static string RealPath(string path)
     {
         string pending = Path.GetFullPath(path);
         for (int hops = 0; hops <= 40; hops++)
