@@ -62,13 +62,13 @@ public sealed record PathRoots
     /// <exception cref="ArgumentException">A path leaves its roots (an ArgumentException, so it reaches the client as it is).</exception>
     public void Check(JobSpec spec)
     {
-        Require("model folder", spec.ModelDir, Models, "Models");
-        Require("manifest", spec.ManifestPath, Manifests, "Manifests");
-        foreach (var root in spec.Options.ImageRootList) Require("image root", root, Images, "Images");
-        Require("output", spec.Output, Outputs, "Outputs");
+        Require("model folder", spec.ModelDir, Models, "Models", "model");
+        Require("manifest", spec.ManifestPath, Manifests, "Manifests", "manifest");
+        foreach (var root in spec.Options.ImageRootList) Require("image root", root, Images, "Images", "image");
+        Require("output", spec.Output, Outputs, "Outputs", "output");
     }
 
-    private static void Require(string what, string path, IReadOnlyList<string> roots, string kind)
+    private static void Require(string what, string path, IReadOnlyList<string> roots, string kind, string noun)
     {
         if (roots.Count == 0) return;
         if (IsRemote(path) || roots.Any(IsRemote))
@@ -77,13 +77,13 @@ public sealed record PathRoots
             if (key is not null && roots.Where(IsRemote).Select(RemoteKey).Any(r => r is not null && (key == r || key.StartsWith(r.TrimEnd('/') + "/", StringComparison.Ordinal))))
                 return;
             if (IsRemote(path))
-                throw new ArgumentException($"{what} '{path}' is outside this silo's {kind.ToLowerInvariant()} roots ({string.Join(", ", roots)}; Pipeline:Roots:{kind})");
+                throw new ArgumentException($"{what} '{path}' is outside this silo's {noun} roots ({string.Join(", ", roots)}; Pipeline:Roots:{kind})");
         }
         string real = ManifestReader.RealPath(path);
         foreach (var root in roots.Where(r => !IsRemote(r)))
             if (ManifestReader.IsUnder(real, ManifestReader.RealPath(root))) return;
         string leads = real == Path.GetFullPath(path) ? "" : $" (it leads to '{real}')";
-        throw new ArgumentException($"{what} '{path}'{leads} is outside this silo's {kind.ToLowerInvariant()} roots ({string.Join(", ", roots)}; Pipeline:Roots:{kind})");
+        throw new ArgumentException($"{what} '{path}'{leads} is outside this silo's {noun} roots ({string.Join(", ", roots)}; Pipeline:Roots:{kind})");
     }
 
     private static bool IsRemote(string location) => location.Contains("://", StringComparison.Ordinal);

@@ -41,6 +41,11 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
         "LLAVAMECH_Pipeline__StateStore",
         // The mounted Secret's path (/etc/llavamech/tls in the pods): here a folder of the development CA's certificates.
         "LLAVAMECH_Cluster__TlsDir",
+        // The pods' /models and /data volumes: here the fixture model's and the bundled dataset's folders (the outputs
+        // root, the results container, stays as deployed).
+        "LLAVAMECH_Pipeline__Roots__Models",
+        "LLAVAMECH_Pipeline__Roots__Manifests",
+        "LLAVAMECH_Pipeline__Roots__Images",
     ];
 
     [Fact]
@@ -74,7 +79,14 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             // The manifests' container, a prefix of this run's own.
             ["LLAVAMECH_Pipeline__StateStore"] = $"az://{stateStore.Container}/{clusterId}",
         };
-        var siloTls = new Dictionary<string, string>(shared) { ["LLAVAMECH_Cluster__TlsDir"] = Path.Combine(pki, "silo") };
+        var siloTls = new Dictionary<string, string>(shared)
+        {
+            ["LLAVAMECH_Cluster__TlsDir"] = Path.Combine(pki, "silo"),
+            ["LLAVAMECH_Pipeline__Roots__Models"] = Path.GetDirectoryName(TestData.TinyModel)!,
+            ["LLAVAMECH_Pipeline__Roots__Manifests"] = TestData.Bundled,
+            ["LLAVAMECH_Pipeline__Roots__Images"] = TestData.Bundled,
+        };
+        Assert.Equal("az://llavamech-results", config["LLAVAMECH_Pipeline__Roots__Outputs"]);
         var secrets = new Dictionary<string, string> { ["clustering-connection"] = conn, ["storage-connection"] = conn };
 
         var silos = new List<(ChildProcess Process, int HealthPort)>();

@@ -51,7 +51,7 @@ public class PathRootsTests(ITestOutputHelper output)
 
         var fixtures = await Submit("model-outside", TestData.TinyModel, inside.ManifestPath, Path.Combine(outs, "a"));
         Assert.NotEqual(0, fixtures.Code);
-        Assert.Contains($"model folder '{TestData.TinyModel}' is outside this silo's models roots ({models}; Pipeline:Roots:Models)", fixtures.Output);
+        Assert.Contains($"model folder '{TestData.TinyModel}' is outside this silo's model roots ({models}; Pipeline:Roots:Models)", fixtures.Output);
 
         var link = await Submit("model-link", sneaky, inside.ManifestPath, Path.Combine(outs, "b"));
         Assert.NotEqual(0, link.Code);
@@ -59,20 +59,20 @@ public class PathRootsTests(ITestOutputHelper output)
 
         var manifest = await Submit("manifest-outside", model, outside.ManifestPath, Path.Combine(outs, "c"));
         Assert.NotEqual(0, manifest.Code);
-        Assert.Contains($"manifest '{outside.ManifestPath}' is outside this silo's manifests roots", manifest.Output);
+        Assert.Contains($"manifest '{outside.ManifestPath}' is outside this silo's manifest roots", manifest.Output);
 
         var images = await Submit("image-root-outside", model, inside.ManifestPath, Path.Combine(outs, "d"), "--image-root", "/etc");
         Assert.NotEqual(0, images.Code);
-        Assert.Contains("image root '/etc' is outside this silo's images roots", images.Output);
+        Assert.Contains("image root '/etc' is outside this silo's image roots", images.Output);
 
         var write = await Submit("output-outside", model, inside.ManifestPath, tmp.Sub("loot"));
         Assert.NotEqual(0, write.Code);
-        Assert.Contains($"output '{tmp.Sub("loot")}' is outside this silo's outputs roots", write.Output);
+        Assert.Contains($"output '{tmp.Sub("loot")}' is outside this silo's output roots", write.Output);
         Assert.False(Directory.Exists(tmp.Sub("loot")), "a refused job created its output folder");
 
         var container = await Submit("container-outside", model, inside.ManifestPath, "az://results/team-b/run");
         Assert.NotEqual(0, container.Code);
-        Assert.Contains("output 'az://results/team-b/run' is outside this silo's outputs roots", container.Output);
+        Assert.Contains("output 'az://results/team-b/run' is outside this silo's output roots", container.Output);
 
         // Refused jobs were never recorded: only the accepted one is listed.
         var status = await ChildProcess.RunAsync("status-model-outside", ["status", "--job", "model-outside", .. cluster], null, TimeSpan.FromMinutes(2));
