@@ -11,7 +11,7 @@ namespace LlavaMech.Pipeline.Tests;
 
 /// <summary>
 /// Mutual TLS between clients and the gateway, with real processes and real certificates: a silo process with the
-/// certificates of deploy/tls/make-dev-certs.sh (openssl); <c>submit</c> and <c>status</c> processes with the client
+/// certificates of deploy/tls/make-dev-certs.sh (openssl); <c>submit</c> processes with the client
 /// certificate, without one, with one of another CA and with an expired one; hostile Orleans clients that skip the
 /// CLI's own checks and present another CA's or an expired certificate to the gateway, which refuses them and logs why.
 /// </summary>
@@ -97,23 +97,24 @@ public class ClusterTlsTests(ITestOutputHelper output)
         Assert.StartsWith("tls-job", submit.Stdout.Trim());
 
         // Without a certificate: plaintext to a TLS gateway; the error says to give the certificate folder.
-        var plain = await ChildProcess.RunAsync("status-plain", ["status", "--job", "tls-job", .. cluster], quick, TimeSpan.FromMinutes(2));
+        string[] job = ["submit", "--model", TestData.TinyModel, "--dataset", data.ManifestPath, "--out", tmp.Sub("out2"), "--run-id", "intruder"];
+        var plain = await ChildProcess.RunAsync("submit-plain", [.. job, .. cluster], quick, TimeSpan.FromMinutes(2));
         output.WriteLine(plain.Output);
         Assert.Equal(1, plain.Code);
         Assert.Contains("cannot connect to cluster", plain.Output);
         Assert.Contains("--tls DIR", plain.Output);
         Assert.Contains("within 10 s", plain.Output);
-        Assert.DoesNotContain("tls-job: running", plain.Output);
+        Assert.DoesNotContain("intruder: running", plain.Output);
 
         // Another CA's client: it refuses the gateway's certificate (not of its CA) and says so.
-        var other = await ChildProcess.RunAsync("status-foreign", ["status", "--job", "tls-job", "--tls", Path.Combine(foreign, "client"), .. cluster], quick, TimeSpan.FromMinutes(2));
+        var other = await ChildProcess.RunAsync("submit-foreign", [.. job, "--tls", Path.Combine(foreign, "client"), .. cluster], quick, TimeSpan.FromMinutes(2));
         output.WriteLine(other.Output);
         Assert.Equal(1, other.Code);
         Assert.Contains("is not issued by the cluster's CA", other.Output);
-        Assert.DoesNotContain("tls-job: running", other.Output);
+        Assert.DoesNotContain("intruder: running", other.Output);
 
         // An expired certificate: the CLI refuses to use it, naming the file and the date.
-        var old = await ChildProcess.RunAsync("status-expired", ["status", "--job", "tls-job", "--tls", expired, .. cluster], quick, TimeSpan.FromMinutes(2));
+        var old = await ChildProcess.RunAsync("submit-expired", [.. job, "--tls", expired, .. cluster], quick, TimeSpan.FromMinutes(2));
         output.WriteLine(old.Output);
         Assert.Equal(1, old.Code);
         Assert.Contains(Path.Combine(expired, "tls.crt"), old.Output);
@@ -140,6 +141,8 @@ public class ClusterTlsTests(ITestOutputHelper output)
         var status = await ChildProcess.RunAsync("status", ["status", "--job", "tls-job", "--tls", Path.Combine(pki, "client"), .. cluster], null, TimeSpan.FromMinutes(2));
         Assert.True(status.Code == 0, status.Output);
         Assert.Contains("tls-job: running", status.Output);
+        var intruder = await ChildProcess.RunAsync("status-intruder", ["status", "--job", "intruder", "--tls", Path.Combine(pki, "client"), .. cluster], null, TimeSpan.FromMinutes(2));
+        Assert.DoesNotContain("intruder: running", intruder.Output);   // none of the refused submits reached the cluster
     }
 
     [Fact]
