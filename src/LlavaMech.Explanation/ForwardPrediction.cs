@@ -23,18 +23,18 @@ public static class ForwardPrediction
 }
 
 public sealed record TopToken(
-    [property: JsonPropertyName("id")] int Id,
-    [property: JsonPropertyName("token")] string Token,
-    [property: JsonPropertyName("prob")] double Prob);
+    int Id,
+    string Token,
+    double Prob);
 
 public sealed record ForwardResult(
-    [property: JsonPropertyName("input_ids")] long[] InputIds,
-    [property: JsonPropertyName("seq_len")] int SeqLen,
-    [property: JsonPropertyName("num_image_tokens")] int NumImageTokens,
-    [property: JsonPropertyName("image_positions")] int[] ImagePositions,
-    [property: JsonPropertyName("target_id")] int TargetId,
-    [property: JsonPropertyName("target_token")] string TargetToken,
-    [property: JsonPropertyName("top")] TopToken[] Top,
-    [property: JsonPropertyName("model")] string Model,
-    [property: JsonPropertyName("device")] string Device,
+    long[] InputIds,
+    int SeqLen,
+    int NumImageTokens,
+    int[] ImagePositions,
+    int TargetId,
+    string TargetToken,
+    TopToken[] Top,
+    string Model,
+    string Device,
     [property: JsonPropertyName("dtype")] string DType);

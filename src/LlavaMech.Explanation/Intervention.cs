@@ -156,46 +156,46 @@ public sealed record InterventionRequest(HeadAblationEdit? Ablation, KnockoutEdi
 /// positions and the source.
 /// </summary>
 public sealed record AppliedEdit(
-    [property: JsonPropertyName("kind")] string Kind,
-    [property: JsonPropertyName("hook")] string Hook,
-    [property: JsonPropertyName("layers")] int[] Layers)
+    string Kind,
+    string Hook,
+    int[] Layers)
 {
     /// <summary>ablate_heads: "zero" or "mean".</summary>
-    [JsonPropertyName("mode"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Mode { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Mode { get; init; }
     /// <summary>ablate_heads: [layer, head] pairs.</summary>
-    [JsonPropertyName("heads"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[][]? Heads { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[][]? Heads { get; init; }
     /// <summary>knockout: the query group as written, and its positions.</summary>
-    [JsonPropertyName("queries"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Queries { get; init; }
-    [JsonPropertyName("query_positions"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[]? QueryPositions { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Queries { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[]? QueryPositions { get; init; }
     /// <summary>knockout: the key group as written, and its positions.</summary>
-    [JsonPropertyName("keys"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Keys { get; init; }
-    [JsonPropertyName("key_positions"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[]? KeyPositions { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Keys { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[]? KeyPositions { get; init; }
     /// <summary>knockout: (query, key) scores set to -inf per head and layer (causal pairs only; rows that would lose every key are kept).</summary>
-    [JsonPropertyName("knocked_pairs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? KnockedPairs { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? KnockedPairs { get; init; }
     /// <summary>patch: the position group as written, and its positions.</summary>
-    [JsonPropertyName("positions"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Positions { get; init; }
-    [JsonPropertyName("patched_positions"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[]? PatchedPositions { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? Positions { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int[]? PatchedPositions { get; init; }
     /// <summary>patch: the source input's prompt and image (null: no image).</summary>
-    [JsonPropertyName("source_prompt"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? SourcePrompt { get; init; }
-    [JsonPropertyName("source_image"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? SourceImage { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? SourcePrompt { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public string? SourceImage { get; init; }
     /// <summary>patch: true with --patch-layer all (one edited pass per layer; see <see cref="InterventionResult.Curve"/>).</summary>
-    [JsonPropertyName("every_layer"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public bool? EveryLayer { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public bool? EveryLayer { get; init; }
 }
 
 /// <summary>A token's probability in the clean and the edited pass.</summary>
 public sealed record ComparedToken(
-    [property: JsonPropertyName("id")] int Id,
-    [property: JsonPropertyName("token")] string Token,
-    [property: JsonPropertyName("clean_prob")] double CleanProb,
-    [property: JsonPropertyName("edit_prob")] double EditProb);
+    int Id,
+    string Token,
+    double CleanProb,
+    double EditProb);
 
 /// <summary>One point of the <c>--patch-layer all</c> curve: the edited pass with the patch at <paramref name="Layer"/>.</summary>
 public sealed record LayerPoint(
-    [property: JsonPropertyName("layer")] int Layer,
+    int Layer,
     [property: JsonPropertyName("edit_logprob")] double EditLogProb,
-    [property: JsonPropertyName("delta")] double Delta,
-    [property: JsonPropertyName("edit_argmax")] int EditArgmax,
-    [property: JsonPropertyName("flipped")] bool Flipped);
+    double Delta,
+    int EditArgmax,
+    bool Flipped);
 
 /// <summary>
 /// The outcome of <c>intervene</c> (docs/METHOD.md, "Interventions"): the target y at the last position (the clean argmax
@@ -205,23 +205,23 @@ public sealed record LayerPoint(
 /// <see cref="Curve"/> has one point per layer.
 /// </summary>
 public sealed record InterventionResult(
-    [property: JsonPropertyName("target_id")] int TargetId,
-    [property: JsonPropertyName("target_token")] string TargetToken,
+    int TargetId,
+    string TargetToken,
     [property: JsonPropertyName("clean_logprob")] double CleanLogProb,
     [property: JsonPropertyName("edit_logprob")] double EditLogProb,
-    [property: JsonPropertyName("delta")] double Delta,
-    [property: JsonPropertyName("flipped")] bool Flipped,
-    [property: JsonPropertyName("clean_argmax")] int CleanArgmax,
-    [property: JsonPropertyName("edit_argmax")] int EditArgmax,
-    [property: JsonPropertyName("edit_top2_gap")] double EditTop2Gap,
-    [property: JsonPropertyName("clean_top5")] TopToken[] CleanTop5,
-    [property: JsonPropertyName("edit_top5")] TopToken[] EditTop5,
-    [property: JsonPropertyName("compared_tokens")] ComparedToken[] ComparedTokens,
-    [property: JsonPropertyName("edits")] AppliedEdit[] Edits,
-    [property: JsonPropertyName("seq_len")] int SeqLen)
+    double Delta,
+    bool Flipped,
+    int CleanArgmax,
+    int EditArgmax,
+    double EditTop2Gap,
+    TopToken[] CleanTop5,
+    TopToken[] EditTop5,
+    ComparedToken[] ComparedTokens,
+    AppliedEdit[] Edits,
+    int SeqLen)
 {
     /// <summary>With --patch-layer all: the layer the edit_* fields describe (largest |delta|); else null.</summary>
-    [JsonPropertyName("patched_layer"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? PatchedLayer { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public int? PatchedLayer { get; init; }
     /// <summary>With --patch-layer all: one point per layer, in layer order; else null.</summary>
-    [JsonPropertyName("curve"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public LayerPoint[]? Curve { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] public LayerPoint[]? Curve { get; init; }
 }

@@ -13,9 +13,8 @@ namespace LlavaMech.Pipeline;
 /// </summary>
 public sealed class ClusterTls
 {
-    public const string CertificateFile = "tls.crt";
-    public const string KeyFile = "tls.key";
-    public const string AuthorityFile = "ca.crt";
+    /// <summary>The files of the folder: this party's certificate, its key, the cluster's CA.</summary>
+    public const string CertificateFile = "tls.crt", KeyFile = "tls.key", AuthorityFile = "ca.crt";
 
     /// <summary>Larger files are refused before they are read (a PEM certificate is a few KiB).</summary>
     public const long MaxFileBytes = 1 << 20;

@@ -15,6 +15,8 @@ public static class Json
     public static readonly JsonSerializerOptions Options = new()
     {
         WriteIndented = false,
+        // Field names are the records' property names in snake_case (pandas, DuckDB, jq), declared once by the policy.
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
         Converters = { new NonFiniteAsNull<double>(), new NonFiniteAsNull<float>() },
     };
 

@@ -50,7 +50,8 @@ public class NonFiniteOutputTests : IDisposable
     [Fact]
     public void The_json_policy_writes_every_non_finite_number_as_null_in_records_and_trees()
     {
-        Assert.Equal("""{"Id":1,"Token":"a","Prob":null}""", Json.Serialize(new { Id = 1, Token = "a", Prob = double.NaN }));
+        // Records: non-finite numbers as null, property names in snake_case (the policy declares every field name).
+        Assert.Equal("""{"id":1,"token":"a","target_prob":null}""", Json.Serialize(new { Id = 1, Token = "a", TargetProb = double.NaN }));
         Assert.Equal("""{"a":[1.5,null,null],"b":{"c":null,"d":2},"e":null}""",
             Json.Serialize(new JsonObject
             {
