@@ -259,6 +259,13 @@ public static class PipelineCommands
         foreach (var g in sum.TopHeads.GroupBy(h => h.Task))
             Console.WriteLine($"top heads {g.Key,-4}" + string.Join("  ", g.Select(h =>
                 $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Mean)} (top-{spec?.Options.SummaryTopK ?? 10} in {h.TopKShare:P0}{(h.MeanAttnToImage is { } a ? $", {a:P0} on image" : "")})")));
+        foreach (var g in sum.Causal.GroupBy(c => c.Task))
+            Console.WriteLine($"causal {g.Key,-7}" + string.Join("  ", g.Select(c =>
+                $"{c.Selection} k={c.K}: delta {SignedNumber.Format(c.MeanDelta)}{(c.DeltaLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DeltaHi!.Value)}]" : "")}, flips {c.FlipRate:P0} [{c.FlipLo:P0}, {c.FlipHi:P0}], n {c.N}")));
+        if (sum.Causal.Length > 0) Console.WriteLine("              (mean delta of log p(target) with its 95% t interval; flip rate with its 95% Wilson interval)");
+        foreach (var g in sum.Knockout.GroupBy(k => (k.Task, k.Window)))
+            Console.WriteLine($"knockout {g.Key.Task,-5}W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer}-{k.EndLayer} {SignedNumber.Format(k.MeanDelta)}")) +
+                $"  (mean delta per window of last:image knocked out, n {g.First().N})");
         Console.WriteLine($"model         {s.ModelFingerprint?[..16]}  (model_fingerprint, sha256)");
         Console.WriteLine($"tables        {sum.Output}/<table>/*.parquet:");
         foreach (var (table, rows) in sum.Tables)

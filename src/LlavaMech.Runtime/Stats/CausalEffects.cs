@@ -15,7 +15,7 @@ namespace LlavaMech.Runtime.Stats;
 /// <see cref="CausalEffects.Random"/>): clean log p(y) (= ln target_prob of its <c>examples</c> row), the edited log
 /// p(y), delta = edited - clean, and whether the edited argmax is no longer y (docs/METHOD.md, "Interventions").
 /// </summary>
-[Table("causal_effects")]
+[Table(TableNames.CausalEffects)]
 public sealed record CausalEffectRow(string ExampleId, string Task, string Selection, int K, string Heads,
     double CleanLogprob, double EditLogprob, double Delta, bool Flipped) : ITableRow<CausalEffectRow>
 {
@@ -42,12 +42,12 @@ public sealed record CausalEffectRow(string ExampleId, string Task, string Selec
 /// </summary>
 public sealed class CausalEffects : Statistic<CausalEffectRow>
 {
-    public const string LogIncrease = "log_increase";
-    public const string Attention = "attention";
-    public const string Random = "random";
+    public const string LogIncrease = HeadSelections.LogIncrease;
+    public const string Attention = HeadSelections.Attention;
+    public const string Random = HeadSelections.Random;
 
     /// <summary>The selections in table order.</summary>
-    public static IReadOnlyList<string> Selections { get; } = [LogIncrease, Attention, Random];
+    public static IReadOnlyList<string> Selections => HeadSelections.All;
 
     public override IEnumerable<CausalEffectRow> Emit(StatisticInput x)
     {

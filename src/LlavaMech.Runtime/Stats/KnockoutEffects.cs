@@ -10,7 +10,7 @@ namespace LlavaMech.Runtime.Stats;
 /// image tokens (<c>last:image</c>) in the layers <paramref name="StartLayer"/>..<paramref name="EndLayer"/> (inclusive,
 /// <paramref name="Window"/> layers): clean and edited log p(y), delta = edited - clean, and whether the argmax flipped.
 /// </summary>
-[Table("knockout_effects")]
+[Table(TableNames.KnockoutEffects)]
 public sealed record KnockoutEffectRow(string ExampleId, string Task, int StartLayer, int EndLayer, int Window,
     double CleanLogprob, double EditLogprob, double Delta, bool Flipped) : ITableRow<KnockoutEffectRow>
 {
