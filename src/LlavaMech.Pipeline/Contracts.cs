@@ -221,6 +221,18 @@ public sealed record SummaryCausal(
     [property: Id(8)] double FlipLo,
     [property: Id(9)] double FlipHi);
 
+/// <summary>The log-increase heads against another selection on the same examples, in the run summary (Storage's <c>CausalPairedRow</c>).</summary>
+[GenerateSerializer, Immutable]
+public sealed record SummaryCausalPaired(
+    [property: Id(0)] string Task,
+    [property: Id(1)] string Versus,
+    [property: Id(2)] int K,
+    [property: Id(3)] long N,
+    [property: Id(4)] double MeanDiff,
+    [property: Id(5)] double? DiffLo,
+    [property: Id(6)] double? DiffHi,
+    [property: Id(7)] double ShareLogIncreaseCostsMore);
+
 /// <summary>One point of the knockout curve in the run summary: mean delta of <c>last:image</c> knocked out in layers start..end, per task.</summary>
 [GenerateSerializer, Immutable]
 public sealed record SummaryKnockout(
@@ -253,6 +265,9 @@ public sealed record RunSummary(
 
     /// <summary>The knockout curve per task of <c>knockout_effects</c> (empty without <c>--knockout-window</c>).</summary>
     [Id(9)] public SummaryKnockout[] Knockout { get; init; } = [];
+
+    /// <summary>log_increase against each other selection on the same examples (paired; empty without <c>--causal</c>).</summary>
+    [Id(10)] public SummaryCausalPaired[] CausalPaired { get; init; } = [];
 
     public long WithExpected => Tasks.Sum(t => t.WithExpected);
     public long Correct => Tasks.Sum(t => t.Correct);

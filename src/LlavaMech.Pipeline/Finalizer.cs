@@ -35,6 +35,8 @@ public static class Finalizer
             files.AddRange(await FiguresAsync(store, spec.RunId, heads, layers, scratch, ct).ConfigureAwait(false));
             var causal = (await Aggregates.CausalSummaryAsync(store, ct).ConfigureAwait(false))
                 .Select(c => new SummaryCausal(c.Task, c.Selection, c.K, c.N, c.MeanDelta, c.DeltaLo, c.DeltaHi, c.FlipRate, c.FlipLo, c.FlipHi)).ToArray();
+            var paired = (await Aggregates.CausalPairedAsync(store, ct).ConfigureAwait(false))
+                .Select(c => new SummaryCausalPaired(c.Task, c.Versus, c.K, c.N, c.MeanDiff, c.DiffLo, c.DiffHi, c.ShareLogIncreaseCostsMore)).ToArray();
             var knockout = (await Aggregates.KnockoutCurveAsync(store, ct).ConfigureAwait(false))
                 .Select(c => new SummaryKnockout(c.Task, c.Window, c.StartLayer, c.EndLayer, c.N, c.MeanDelta, c.DeltaLo, c.DeltaHi, c.FlipRate)).ToArray();
             files.AddRange(await CausalFiguresAsync(store, spec.RunId, causal, knockout, scratch, ct).ConfigureAwait(false));
@@ -51,7 +53,7 @@ public static class Finalizer
                 .ToArray();
             files.Add(SummaryKey);
             var summary = new RunSummary(tables.GetValueOrDefault(TableNames.Examples), tables.GetValueOrDefault(TableNames.Rejects), tasks, top, tables, files.ToArray(),
-                manifests.Count, store.Location) { Causal = causal, Knockout = knockout };
+                manifests.Count, store.Location) { Causal = causal, Knockout = knockout, CausalPaired = paired };
             await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, modelFingerprint, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
                 .ConfigureAwait(false);
             return summary;
@@ -204,12 +206,19 @@ public static class Finalizer
             ["mean_delta_ci95"] = c.DeltaLo is null ? null : new[] { c.DeltaLo, c.DeltaHi }, ["flip_rate"] = c.FlipRate,
             ["flip_rate_ci95"] = new[] { c.FlipLo, c.FlipHi },
         }).ToArray(),
+        ["causal_paired"] = s.CausalPaired.Select(c => new Dictionary<string, object?>
+        {
+            ["task"] = c.Task, ["selection"] = HeadSelections.LogIncrease, ["versus"] = c.Versus, ["k"] = c.K, ["n"] = c.N,
+            ["mean_diff"] = c.MeanDiff, ["mean_diff_ci95"] = c.DiffLo is null ? null : new[] { c.DiffLo, c.DiffHi },
+            ["share_log_increase_costs_more"] = c.ShareLogIncreaseCostsMore,
+        }).ToArray(),
         ["knockout_curve"] = s.Knockout.Select(k => new Dictionary<string, object?>
         {
             ["task"] = k.Task, ["window"] = k.Window, ["start_layer"] = k.StartLayer, ["end_layer"] = k.EndLayer, ["n"] = k.N,
             ["mean_delta"] = k.MeanDelta, ["mean_delta_ci95"] = k.DeltaLo is null ? null : new[] { k.DeltaLo, k.DeltaHi }, ["flip_rate"] = k.FlipRate,
         }).ToArray(),
-        ["intervals"] = "mean_delta_ci95: Student t, mean ± t(0.975, n-1)·sd/√n; flip_rate_ci95: Wilson score, 95%",
+        ["intervals"] = "mean_delta_ci95, mean_diff_ci95: Student t, mean ± t(0.975, n-1)·sd/√n; flip_rate_ci95: Wilson score, 95%; " +
+                        "causal_paired.mean_diff: mean over the same examples of delta(log_increase) − delta(versus), negative: the log-increase heads cost more",
         ["table_rows"] = s.Tables,
         ["files"] = s.Files,
     };

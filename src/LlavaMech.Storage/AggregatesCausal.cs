@@ -10,6 +10,13 @@ namespace LlavaMech.Storage;
 public sealed record CausalSummaryRow(string Task, string Selection, int K, long N, double MeanDelta, double? DeltaLo, double? DeltaHi,
     double FlipRate, double FlipLo, double FlipHi);
 
+/// <summary>
+/// The log-increase heads against another selection on the same examples (paired): n examples with both rows, the mean of
+/// delta(log_increase) − delta(<paramref name="Versus"/>) with its 95% t interval (negative: ablating the log-increase
+/// heads lowers log p(target) more), and the share of examples where it lowers it more.
+/// </summary>
+public sealed record CausalPairedRow(string Task, string Versus, int K, long N, double MeanDiff, double? DiffLo, double? DiffHi, double ShareLogIncreaseCostsMore);
+
 /// <summary>One point of the knockout curve: a (task, window, start layer) group of <c>knockout_effects</c>, as <see cref="CausalSummaryRow"/>.</summary>
 public sealed record KnockoutCurveRow(string Task, int Window, int StartLayer, int EndLayer, long N, double MeanDelta, double? DeltaLo, double? DeltaHi,
     double FlipRate, double FlipLo, double FlipHi);
@@ -35,6 +42,27 @@ public static partial class Aggregates
             .OrderBy(r => r.Task, StringComparer.Ordinal).ThenBy(r => r.Window).ThenBy(r => r.StartLayer).ToList();
     }
 
+    /// <summary>Paired comparisons of <c>log_increase</c> with every other selection of <c>causal_effects</c> per task and k (empty when the run has none).</summary>
+    public static async Task<IReadOnlyList<CausalPairedRow>> CausalPairedAsync(IObjectStore store, CancellationToken ct = default)
+    {
+        var rows = await QueryAsync(store, TableNames.CausalEffects, from => $"""
+            WITH t AS (SELECT * FROM {from})
+            SELECT s.task, s.selection, s.k, count(*)::BIGINT, avg(b.delta - s.delta)::DOUBLE, stddev_samp(b.delta - s.delta)::DOUBLE,
+                   avg(CASE WHEN b.delta < s.delta THEN 1 ELSE 0 END)::DOUBLE
+            FROM t s JOIN t b ON s.run_id = b.run_id AND s.example_id = b.example_id AND s.k = b.k AND b.selection = '{HeadSelections.LogIncrease}'
+            WHERE s.selection <> '{HeadSelections.LogIncrease}'
+            GROUP BY s.task, s.selection, s.k
+            """, ct).ConfigureAwait(false);
+        return rows.Select(r =>
+            {
+                long n = Convert.ToInt64(r[3]);
+                double mean = Convert.ToDouble(r[4]);
+                var (lo, hi) = Intervals.Mean(mean, r[5] is null or DBNull ? null : Convert.ToDouble(r[5]), n);
+                return new CausalPairedRow((string)r[0]!, (string)r[1]!, Convert.ToInt32(r[2]), n, mean, lo, hi, Convert.ToDouble(r[6]));
+            })
+            .OrderBy(r => r.Task, StringComparer.Ordinal).ThenBy(r => HeadSelections.Order(r.Versus)).ThenBy(r => r.Versus, StringComparer.Ordinal).ThenBy(r => r.K).ToList();
+    }
+
     private sealed record Group(object?[] Keys, long N, double Mean, double? Sd, long Flips);
 
     private static T Summarize<T>(Group g, Func<double, double?, double?, double, double, double, T> make)
@@ -47,6 +75,18 @@ public static partial class Aggregates
     /// <summary>count, mean and sample sd of delta and the flips per group of the committed parts of <paramref name="table"/>.</summary>
     private static async Task<List<Group>> GroupsAsync(IObjectStore store, string table, string keys, CancellationToken ct)
     {
+        int nKeys = keys.Split(',').Length;
+        var rows = await QueryAsync(store, table, from => $"""
+            SELECT {keys}, count(*)::BIGINT, avg(delta)::DOUBLE, stddev_samp(delta)::DOUBLE, sum(flipped::INTEGER)::BIGINT
+            FROM {from} GROUP BY {keys} ORDER BY {keys}
+            """, ct).ConfigureAwait(false);
+        return rows.Select(r => new Group(r[..nKeys], Convert.ToInt64(r[nKeys]), Convert.ToDouble(r[nKeys + 1]),
+            r[nKeys + 2] is null or DBNull ? null : Convert.ToDouble(r[nKeys + 2]), Convert.ToInt64(r[nKeys + 3]))).ToList();
+    }
+
+    /// <summary>Runs <paramref name="sql"/>(the committed parts of <paramref name="table"/> as a <c>read_parquet</c> source); no rows when it has no part.</summary>
+    private static async Task<List<object?[]>> QueryAsync(IObjectStore store, string table, Func<string, string> sql, CancellationToken ct)
+    {
         var committer = new ShardCommitter(store);
         var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
         var parts = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table && p.Rows > 0)).Select(p => p.Path).ToList();
@@ -58,12 +98,7 @@ public static partial class Aggregates
             var paths = await LocalFilesAsync(store, parts, scratch, table, ct).ConfigureAwait(false);
             using var db = new DuckDBConnection("DataSource=:memory:");
             await db.OpenAsync(ct).ConfigureAwait(false);
-            int nKeys = keys.Split(',').Length;
-            return Rows(db, $"""
-                SELECT {keys}, count(*)::BIGINT, avg(delta)::DOUBLE, stddev_samp(delta)::DOUBLE, sum(flipped::INTEGER)::BIGINT
-                FROM read_parquet({SqlList(paths)}) GROUP BY {keys} ORDER BY {keys}
-                """).Select(r => new Group(r[..nKeys], Convert.ToInt64(r[nKeys]), Convert.ToDouble(r[nKeys + 1]),
-                    r[nKeys + 2] is null or DBNull ? null : Convert.ToDouble(r[nKeys + 2]), Convert.ToInt64(r[nKeys + 3]))).ToList();
+            return Rows(db, sql($"read_parquet({SqlList(paths)})"));
         }
         finally
         {

@@ -70,6 +70,16 @@ public class CausalRunTests(ITestOutputHelper output)
         double sd = Scalar<double>(db, $"SELECT stddev_samp(delta) FROM {T("causal_effects")} WHERE task = 'vqa' AND selection = 'log_increase'");
         Assert.Equal(mean - 3.182446305284263 * sd / 2, ci[0], 1e-9);   // t(0.975, 3) = 3.1824463
         Assert.Equal(mean + 3.182446305284263 * sd / 2, ci[1], 1e-9);
+        // Paired: log_increase against attention and random on the same examples.
+        var paired = summary.RootElement.GetProperty("causal_paired").EnumerateArray().ToList();
+        Assert.Equal(["tqa/random", "vqa/attention", "vqa/random"], paired.Select(c => $"{c.GetProperty("task").GetString()}/{c.GetProperty("versus").GetString()}"));
+        double diffMean = Scalar<double>(db, $"""
+            SELECT avg(a.delta - b.delta) FROM {T("causal_effects")} a JOIN {T("causal_effects")} b USING (example_id)
+            WHERE a.selection = 'log_increase' AND b.selection = 'random' AND a.task = 'vqa'
+            """);
+        Assert.Equal(diffMean, paired[2].GetProperty("mean_diff").GetDouble(), 1e-12);
+        Assert.Equal(4, paired[2].GetProperty("n").GetInt32());
+        Assert.Contains("paired vqa", r.Stdout);
         Assert.Equal(3, summary.RootElement.GetProperty("knockout_curve").GetArrayLength());
         Assert.True(File.Exists(Path.Combine(outDir, "figures", "causal.png")));
         Assert.True(File.Exists(Path.Combine(outDir, "figures", "knockout.png")));

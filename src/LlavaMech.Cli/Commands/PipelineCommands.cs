@@ -263,6 +263,9 @@ public static class PipelineCommands
             Console.WriteLine($"causal {g.Key,-7}" + string.Join("  ", g.Select(c =>
                 $"{c.Selection} k={c.K}: delta {SignedNumber.Format(c.MeanDelta)}{(c.DeltaLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DeltaHi!.Value)}]" : "")}, flips {c.FlipRate:P0} [{c.FlipLo:P0}, {c.FlipHi:P0}], n {c.N}")));
         if (sum.Causal.Length > 0) Console.WriteLine("              (mean delta of log p(target) with its 95% t interval; flip rate with its 95% Wilson interval)");
+        foreach (var g in sum.CausalPaired.GroupBy(c => c.Task))
+            Console.WriteLine($"paired {g.Key,-7}" + string.Join("  ", g.Select(c =>
+                $"log_increase - {c.Versus}: {SignedNumber.Format(c.MeanDiff)}{(c.DiffLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DiffHi!.Value)}]" : "")}, costs more in {c.ShareLogIncreaseCostsMore:P0}, n {c.N}")));
         foreach (var g in sum.Knockout.GroupBy(k => (k.Task, k.Window)))
             Console.WriteLine($"knockout {g.Key.Task,-5}W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer}-{k.EndLayer} {SignedNumber.Format(k.MeanDelta)}")) +
                 $"  (mean delta per window of last:image knocked out, n {g.First().N})");
