@@ -107,9 +107,12 @@ public static class PipelineCommands
         src/LlavaMech.Storage/TABLES.md): examples, layer_stats, head_stats, position_stats (top
         heads: every position, is_image, patch_row/col, attention weight), neuron_stats (top
         neurons with their MLP coefficient), logit_lens (visual tokens' top-5), resid_norms
-        (residual-stream norms per layer), rejects (bad
+        (residual-stream norms per layer), causal_effects (--causal K: three zero-ablations of K
+        heads per example), knockout_effects (--knockout-window W: last:image knocked out per
+        window of W layers), rejects (bad
         manifest lines and examples the model could not take, with the reason), head_summary,
-        layer_summary; figures/heads_<task>.png, figures/layers_<task>.png; summary.json.
+        layer_summary; figures/heads_<task>.png, figures/layers_<task>.png (and with --causal /
+        --knockout-window figures/causal.png, figures/knockout.png); summary.json.
 
         Interrupted or failed runs resume: run the same command again (same --out, or the same
         --run-id) and the committed shards are skipped. One output location holds one run.
