@@ -197,6 +197,9 @@ public sealed record LayerPoint(
     int EditArgmax,
     bool Flipped);
 
+/// <summary>One edited pass measured at the target y: edited log p(y), delta = edited - clean log p(y), the edited argmax, and whether it is no longer y.</summary>
+public sealed record EditOutcome(double EditLogProb, double Delta, int EditArgmax, bool Flipped);
+
 /// <summary>
 /// The outcome of <c>intervene</c> (docs/METHOD.md, "Interventions"): the target y at the last position (the clean argmax
 /// unless named), log p(y) in the clean and the edited pass (float64 log-softmax of the real logits), their difference,

@@ -66,9 +66,8 @@ public static class InterventionRunner
             throw new InvalidOperationException($"the {(double.IsFinite(cleanTarget) ? "edited" : "clean")} pass is not finite at the target (dtype {model.DType})");
         var curve = passes.Select(p =>
         {
-            double lp = p.LogProbs[target].item<double>();
-            int argmax = (int)p.LogProbs.argmax().item<long>();
-            return new LayerPoint(p.Layer ?? -1, lp, lp - cleanTarget, argmax, argmax != target);
+            var m = Measure(p.LogProbs, target, cleanTarget);
+            return new LayerPoint(p.Layer ?? -1, m.EditLogProb, m.Delta, m.EditArgmax, m.Flipped);
         }).ToArray();
         int best = Enumerable.Range(0, curve.Length).MaxBy(i => Math.Abs(curve[i].Delta));
         var edited = passes[best].LogProbs;
@@ -88,6 +87,39 @@ public static class InterventionRunner
             PatchedLayer = everyLayer ? curve[best].Layer : null,
             Curve = everyLayer ? curve : null,
         };
+    }
+
+    /// <summary>
+    /// The outcome of one edited pass (docs/METHOD.md, "Interventions"): log p(y) of the edited pass, its difference from
+    /// the clean log p(y) (<c>delta</c> = edit - clean), the edited argmax and whether it is no longer y (<c>flipped</c>).
+    /// <paramref name="editLogProbs"/>: [V] float64 log-softmax of the edited pass's last-position logits. The one
+    /// definition <c>intervene</c> and the pipeline's <c>causal_effects</c> / <c>knockout_effects</c> use.
+    /// </summary>
+    public static EditOutcome Measure(Tensor editLogProbs, int target, double cleanLogProb)
+    {
+        double lp = editLogProbs[target].item<double>();
+        int argmax = (int)editLogProbs.argmax().item<long>();
+        return new EditOutcome(lp, lp - cleanLogProb, argmax, argmax != target);
+    }
+
+    /// <summary>
+    /// Several edited passes of one input as ONE forward of batch n = <paramref name="rows"/>.Count: the input is embedded
+    /// once (vision tower included), its embeddings repeated n times, and row i gets the edits <paramref name="rows"/>[i]
+    /// adds (<see cref="Interventions.ForRow"/>; the other rows are untouched by them). Returns [n, V] float64 log-softmax
+    /// of the last-position logits, in the caller's dispose scope. Row i equals a pass of the input with row i's edits
+    /// alone (float rounding of the batched matmuls aside).
+    /// </summary>
+    public static Tensor EditedLogProbs(LoadedModel model, ModelInput input, IReadOnlyList<Action<HookEdits>> rows)
+    {
+        if (rows.Count == 0) throw new ArgumentException("no edited pass", nameof(rows));
+        using var mode = inference_mode();
+        var (ids, pixels) = model.ToTensors(input);
+        var embeds = model.Embed(ids, pixels);                                                   // [1, T, D]
+        var edits = new HookEdits();
+        for (int i = 0; i < rows.Count; i++) edits.ForRow(i, rows[i]);
+        var logits = model.ForwardEmbeds(embeds.expand(rows.Count, -1, -1).contiguous(), edits, null,
+            Enumerable.Repeat(input.ImageLayout, rows.Count).ToArray());                         // [n, 1, V]
+        return logits[.., 0].to(ScalarType.Float64).log_softmax(-1);
     }
 
     /// <summary>

@@ -127,6 +127,33 @@ public static class Interventions
     }
 
     /// <summary>
+    /// Per-row edits in one batched pass: the edits <paramref name="build"/> adds apply to batch row
+    /// <paramref name="row"/> only; every other row keeps the hook's input bit for bit (<c>where</c>, not arithmetic).
+    /// Several calls, one per row, run several interventions of the same input as one forward of batch B (each row a
+    /// copy of the input). The hook tensors have the batch first ([B, ...]); the inner edits see the whole batch and
+    /// their result is kept for the row only.
+    /// </summary>
+    public static HookEdits ForRow(this HookEdits edits, int row, Action<HookEdits> build)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(row);
+        var inner = new HookEdits();
+        build(inner);
+        foreach (var hook in inner.Hooks.ToArray())
+            edits.Add(hook, (x, ctx) =>
+            {
+                if (row >= x.shape[0]) throw new ArgumentOutOfRangeException(nameof(row), $"row {row} of a batch of {x.shape[0]} at '{hook}'");
+                var edited = inner.Apply(hook, x, ctx);
+                var shape = new long[x.dim()];
+                Array.Fill(shape, 1L);
+                shape[0] = x.shape[0];
+                var rows = new bool[x.shape[0]];
+                rows[row] = true;
+                return where(tensor(rows).reshape(shape).to(x.device), edited, x);
+            });
+        return edits;
+    }
+
+    /// <summary>
     /// Activation patching: the residual stream at the input of layer <paramref name="layer"/> at <paramref name="positions"/>
     /// is replaced by <paramref name="source"/> there, the source pass's <c>blocks.{l}.hook_resid_pre</c> [B, T, D] (same T).
     /// </summary>

@@ -204,6 +204,48 @@ public sealed record SummaryHead(
     [property: Id(4)] double TopKShare,
     [property: Id(5)] double? MeanAttnToImage);
 
+/// <summary>
+/// One (task, selection, k) group of <c>causal_effects</c> in the run summary: n, mean delta with its 95% Student-t
+/// interval (null for n = 1), flip rate with its 95% Wilson interval (Storage's <c>CausalSummaryRow</c>).
+/// </summary>
+[GenerateSerializer, Immutable]
+public sealed record SummaryCausal(
+    [property: Id(0)] string Task,
+    [property: Id(1)] string Selection,
+    [property: Id(2)] int K,
+    [property: Id(3)] long N,
+    [property: Id(4)] double MeanDelta,
+    [property: Id(5)] double? DeltaLo,
+    [property: Id(6)] double? DeltaHi,
+    [property: Id(7)] double FlipRate,
+    [property: Id(8)] double FlipLo,
+    [property: Id(9)] double FlipHi);
+
+/// <summary>The log-increase heads against another selection on the same examples, in the run summary (Storage's <c>CausalPairedRow</c>).</summary>
+[GenerateSerializer, Immutable]
+public sealed record SummaryCausalPaired(
+    [property: Id(0)] string Task,
+    [property: Id(1)] string Versus,
+    [property: Id(2)] int K,
+    [property: Id(3)] long N,
+    [property: Id(4)] double MeanDiff,
+    [property: Id(5)] double? DiffLo,
+    [property: Id(6)] double? DiffHi,
+    [property: Id(7)] double ShareLogIncreaseCostsMore);
+
+/// <summary>One point of the knockout curve in the run summary: mean delta of <c>last:image</c> knocked out in layers start..end, per task.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SummaryKnockout(
+    [property: Id(0)] string Task,
+    [property: Id(1)] int Window,
+    [property: Id(2)] int StartLayer,
+    [property: Id(3)] int EndLayer,
+    [property: Id(4)] long N,
+    [property: Id(5)] double MeanDelta,
+    [property: Id(6)] double? DeltaLo,
+    [property: Id(7)] double? DeltaHi,
+    [property: Id(8)] double FlipRate);
+
 /// <summary>What a finished run holds, read back from the committed tables.</summary>
 /// <param name="Tables">table name -> rows, for every table with a committed part.</param>
 /// <param name="Files">keys of the summary files and figures written into the output.</param>
@@ -218,6 +260,15 @@ public sealed record RunSummary(
     [property: Id(6)] int CommittedShards,
     [property: Id(7)] string Output)
 {
+    /// <summary>Mean delta and flip rate per task and selection of <c>causal_effects</c> (empty without <c>--causal</c>).</summary>
+    [Id(8)] public SummaryCausal[] Causal { get; init; } = [];
+
+    /// <summary>The knockout curve per task of <c>knockout_effects</c> (empty without <c>--knockout-window</c>).</summary>
+    [Id(9)] public SummaryKnockout[] Knockout { get; init; } = [];
+
+    /// <summary>log_increase against each other selection on the same examples (paired; empty without <c>--causal</c>).</summary>
+    [Id(10)] public SummaryCausalPaired[] CausalPaired { get; init; } = [];
+
     public long WithExpected => Tasks.Sum(t => t.WithExpected);
     public long Correct => Tasks.Sum(t => t.Correct);
     public double? Accuracy => WithExpected > 0 ? (double)Correct / WithExpected : null;

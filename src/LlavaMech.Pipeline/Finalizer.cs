@@ -33,6 +33,13 @@ public static class Finalizer
         try
         {
             files.AddRange(await FiguresAsync(store, spec.RunId, heads, layers, scratch, ct).ConfigureAwait(false));
+            var causal = (await Aggregates.CausalSummaryAsync(store, ct).ConfigureAwait(false))
+                .Select(c => new SummaryCausal(c.Task, c.Selection, c.K, c.N, c.MeanDelta, c.DeltaLo, c.DeltaHi, c.FlipRate, c.FlipLo, c.FlipHi)).ToArray();
+            var paired = (await Aggregates.CausalPairedAsync(store, ct).ConfigureAwait(false))
+                .Select(c => new SummaryCausalPaired(c.Task, c.Versus, c.K, c.N, c.MeanDiff, c.DiffLo, c.DiffHi, c.ShareLogIncreaseCostsMore)).ToArray();
+            var knockout = (await Aggregates.KnockoutCurveAsync(store, ct).ConfigureAwait(false))
+                .Select(c => new SummaryKnockout(c.Task, c.Window, c.StartLayer, c.EndLayer, c.N, c.MeanDelta, c.DeltaLo, c.DeltaHi, c.FlipRate)).ToArray();
+            files.AddRange(await CausalFiguresAsync(store, spec.RunId, causal, knockout, scratch, ct).ConfigureAwait(false));
 
             var committer = new ShardCommitter(store);
             var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
@@ -46,7 +53,7 @@ public static class Finalizer
                 .ToArray();
             files.Add(SummaryKey);
             var summary = new RunSummary(tables.GetValueOrDefault(TableNames.Examples), tables.GetValueOrDefault(TableNames.Rejects), tasks, top, tables, files.ToArray(),
-                manifests.Count, store.Location);
+                manifests.Count, store.Location) { Causal = causal, Knockout = knockout, CausalPaired = paired };
             await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, modelFingerprint, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
                 .ConfigureAwait(false);
             return summary;
@@ -80,6 +87,48 @@ public static class Finalizer
                 (l.Component == Components.Attention ? attn : ffn)[l.Layer] = l.Mean;
             string key = $"figures/layers_{Safe(g.Key)}.png", file = Path.Combine(scratch, Path.GetFileName(key));
             LayerBars.Write(file, attn, ffn, $"{runId} {g.Key}: mean layer increase of log p(target), n = {g.First().NExamples}");
+            await store.PutFileAsync(key, file, ct).ConfigureAwait(false);
+            written.Add(key);
+        }
+        return written;
+    }
+
+    /// <summary>
+    /// <c>figures/causal.png</c> (mean delta per selection and task, 95% t intervals as error bars) when the run has
+    /// <c>causal_effects</c>; <c>figures/knockout.png</c> (mean delta per window start, one line per task and window) when
+    /// it has <c>knockout_effects</c>.
+    /// </summary>
+    private static async Task<List<string>> CausalFiguresAsync(IObjectStore store, string runId, SummaryCausal[] causal, SummaryKnockout[] knockout,
+        string scratch, CancellationToken ct)
+    {
+        var written = new List<string>();
+        if (causal.Length > 0)
+        {
+            var tasks = causal.Select(c => c.Task).Distinct().ToArray();
+            var selections = causal.Select(c => c.Selection).Distinct()
+                .OrderBy(HeadSelections.Order).ThenBy(x => x, StringComparer.Ordinal).ToArray();
+            var mean = new double[tasks.Length, selections.Length];
+            var half = new double[tasks.Length, selections.Length];
+            for (int t = 0; t < tasks.Length; t++)
+                for (int i = 0; i < selections.Length; i++)
+                {
+                    var c = causal.FirstOrDefault(x => x.Task == tasks[t] && x.Selection == selections[i]);
+                    (mean[t, i], half[t, i]) = c is null ? (double.NaN, 0) : (c.MeanDelta, c.DeltaHi is { } hi ? hi - c.MeanDelta : 0);
+                }
+            string key = "figures/causal.png", file = Path.Combine(scratch, "causal.png");
+            CausalFigure.WriteSelections(file, tasks, selections, mean, half,
+                $"{runId}: change of log p(target) when {causal[0].K} heads are zero-ablated (mean, 95% t interval)");
+            await store.PutFileAsync(key, file, ct).ConfigureAwait(false);
+            written.Add(key);
+        }
+        if (knockout.Length > 0)
+        {
+            var curves = knockout.GroupBy(k => (k.Task, k.Window)).ToDictionary(
+                g => $"{g.Key.Task} (W={g.Key.Window})",
+                g => (g.Select(k => (double)k.StartLayer).ToArray(), g.Select(k => k.MeanDelta).ToArray()));
+            string key = "figures/knockout.png", file = Path.Combine(scratch, "knockout.png");
+            CausalFigure.WriteCurves(file, curves, "first layer of the window", "mean change of log p(target)",
+                $"{runId}: last:image attention knocked out in a window of layers");
             await store.PutFileAsync(key, file, ct).ConfigureAwait(false);
             written.Add(key);
         }
@@ -151,6 +200,25 @@ public static class Finalizer
             ["task"] = h.Task, ["layer"] = h.Layer, ["head"] = h.Head, ["mean_log_prob_increase"] = h.Mean, ["top_k_share"] = h.TopKShare,
             ["mean_attn_to_image"] = h.MeanAttnToImage,
         }).ToArray(),
+        ["causal"] = s.Causal.Select(c => new Dictionary<string, object?>
+        {
+            ["task"] = c.Task, ["selection"] = c.Selection, ["k"] = c.K, ["n"] = c.N, ["mean_delta"] = c.MeanDelta,
+            ["mean_delta_ci95"] = c.DeltaLo is null ? null : new[] { c.DeltaLo, c.DeltaHi }, ["flip_rate"] = c.FlipRate,
+            ["flip_rate_ci95"] = new[] { c.FlipLo, c.FlipHi },
+        }).ToArray(),
+        ["causal_paired"] = s.CausalPaired.Select(c => new Dictionary<string, object?>
+        {
+            ["task"] = c.Task, ["selection"] = HeadSelections.LogIncrease, ["versus"] = c.Versus, ["k"] = c.K, ["n"] = c.N,
+            ["mean_diff"] = c.MeanDiff, ["mean_diff_ci95"] = c.DiffLo is null ? null : new[] { c.DiffLo, c.DiffHi },
+            ["share_log_increase_costs_more"] = c.ShareLogIncreaseCostsMore,
+        }).ToArray(),
+        ["knockout_curve"] = s.Knockout.Select(k => new Dictionary<string, object?>
+        {
+            ["task"] = k.Task, ["window"] = k.Window, ["start_layer"] = k.StartLayer, ["end_layer"] = k.EndLayer, ["n"] = k.N,
+            ["mean_delta"] = k.MeanDelta, ["mean_delta_ci95"] = k.DeltaLo is null ? null : new[] { k.DeltaLo, k.DeltaHi }, ["flip_rate"] = k.FlipRate,
+        }).ToArray(),
+        ["intervals"] = "mean_delta_ci95, mean_diff_ci95: Student t, mean ± t(0.975, n-1)·sd/√n; flip_rate_ci95: Wilson score, 95%; " +
+                        "causal_paired.mean_diff: mean over the same examples of delta(log_increase) − delta(versus), negative: the log-increase heads cost more",
         ["table_rows"] = s.Tables,
         ["files"] = s.Files,
     };

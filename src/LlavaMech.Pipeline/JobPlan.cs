@@ -99,6 +99,14 @@ public sealed record JobPlan(
         {
             throw new JobPreparationException($"checkpoint validation failed: {e.Message}", e);
         }
+        try
+        {
+            spec.Options.Analysis.CheckModel(checkpoint.Layers, checkpoint.Heads);
+        }
+        catch (ArgumentException e)
+        {
+            throw new JobPreparationException(e.Message, e);
+        }
 
         ManifestReadResult manifest;
         try

@@ -29,12 +29,27 @@ public sealed record LayerChange(string Task, int Layer, double MeanAbsHeadDiff,
 /// <param name="TopKJaccard">overlap (Jaccard) of the top-k heads of A and B.</param>
 public sealed record TaskDiff(string Task, long Examples, double SpearmanHeads, double SpearmanLayers, int TopK, double TopKJaccard);
 
+/// <summary>
+/// A (task, selection, k) group of <c>causal_effects</c> in both runs: mean delta and flip rate in A and in B over the
+/// examples both runs hold; <paramref name="Diff"/> = MeanB − MeanA.
+/// </summary>
+public sealed record CausalDiffRow(string Task, string Selection, int K, long Examples, double MeanA, double MeanB, double Diff, double FlipRateA, double FlipRateB);
+
+/// <summary>A (task, window, start layer) point of the knockout curve in both runs, as <see cref="CausalDiffRow"/>.</summary>
+public sealed record KnockoutDiffRow(string Task, int Window, int StartLayer, long Examples, double MeanA, double MeanB, double Diff);
+
 /// <summary>A run that takes part in a diff.</summary>
 public sealed record DiffSide(string Location, string RunId, string ModelFingerprint, long Examples);
 
 public sealed record RunDiffResult(DiffSide A, DiffSide B, IReadOnlyList<TaskDiff> Tasks, IReadOnlyList<HeadDiffRow> Heads, IReadOnlyList<LayerDiffRow> Layers,
     IReadOnlyList<LayerChange> LayerChanges)
 {
+    /// <summary>causal_effects of both runs (empty unless both have them).</summary>
+    public IReadOnlyList<CausalDiffRow> Causal { get; init; } = [];
+
+    /// <summary>knockout_effects of both runs (empty unless both have them).</summary>
+    public IReadOnlyList<KnockoutDiffRow> Knockout { get; init; } = [];
+
     /// <summary>Heads by |B − A|, largest first.</summary>
     public IEnumerable<HeadDiffRow> MostChangedHeads(string task) =>
         Heads.Where(h => h.Task == task).OrderByDescending(h => Math.Abs(h.Diff)).ThenBy(h => h.Layer).ThenBy(h => h.Head);
@@ -107,7 +122,7 @@ public static class RunDiff
                 tasks.Add(new TaskDiff(task, counts[task], Correlation.Spearman(taskHeads.Select(h => h.MeanA).ToArray(), taskHeads.Select(h => h.MeanB).ToArray()),
                     Correlation.Spearman(lkeys.Select(k => la[k]).ToArray(), lkeys.Select(k => lb[k]).ToArray()), Math.Min(TopK, taskHeads.Count), jaccard));
             }
-            return new RunDiffResult(sideA, sideB, tasks, heads, layers, changes);
+            return new RunDiffResult(sideA, sideB, tasks, heads, layers, changes) { Causal = CausalDiff(db), Knockout = KnockoutDiff(db) };
         }
         finally
         {
@@ -168,6 +183,24 @@ public static class RunDiff
         sb.AppendLine(MarkdownTable.Render(["task", "examples", "Spearman (heads)", "Spearman (layer blocks)", $"top-{TopK} heads Jaccard"],
             r.Tasks.Select(t => (IReadOnlyList<string>)[t.Task, t.Examples.ToString(CultureInfo.InvariantCulture), t.SpearmanHeads.ToString("0.000", CultureInfo.InvariantCulture),
                 t.SpearmanLayers.ToString("0.000", CultureInfo.InvariantCulture), t.TopKJaccard.ToString("0.00", CultureInfo.InvariantCulture)])));
+        if (r.Causal.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine($"Head ablations (causal_effects): mean change of log p(target) when the selection's k heads are zero-ablated, over the examples both runs hold; diff = {nameB} − {nameA}.");
+            sb.AppendLine();
+            sb.AppendLine(MarkdownTable.Render(["task", "selection", "k", "examples", $"mean delta {nameA}", $"mean delta {nameB}", "diff", $"flip rate {nameA}", $"flip rate {nameB}"],
+                r.Causal.Select(c => (IReadOnlyList<string>)[c.Task, c.Selection, c.K.ToString(CultureInfo.InvariantCulture), c.Examples.ToString(CultureInfo.InvariantCulture),
+                    F(c.MeanA), F(c.MeanB), F(c.Diff), c.FlipRateA.ToString("0.000", CultureInfo.InvariantCulture), c.FlipRateB.ToString("0.000", CultureInfo.InvariantCulture)])));
+        }
+        if (r.Knockout.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine($"Knockout curve (knockout_effects): mean change of log p(target) with last:image knocked out in layers start..start+W−1; diff = {nameB} − {nameA}.");
+            sb.AppendLine();
+            sb.AppendLine(MarkdownTable.Render(["task", "window", "start layer", "examples", $"mean delta {nameA}", $"mean delta {nameB}", "diff"],
+                r.Knockout.Select(k => (IReadOnlyList<string>)[k.Task, k.Window.ToString(CultureInfo.InvariantCulture), k.StartLayer.ToString(CultureInfo.InvariantCulture),
+                    k.Examples.ToString(CultureInfo.InvariantCulture), F(k.MeanA), F(k.MeanB), F(k.Diff)])));
+        }
         foreach (var t in r.Tasks)
         {
             sb.AppendLine();
@@ -202,6 +235,16 @@ public static class RunDiff
     {
         ["a"] = r.A,
         ["b"] = r.B,
+        ["causal"] = r.Causal.Select(c => new Dictionary<string, object?>
+        {
+            ["task"] = c.Task, ["selection"] = c.Selection, ["k"] = c.K, ["examples"] = c.Examples, ["mean_delta_a"] = c.MeanA, ["mean_delta_b"] = c.MeanB,
+            ["diff"] = c.Diff, ["flip_rate_a"] = c.FlipRateA, ["flip_rate_b"] = c.FlipRateB,
+        }).ToArray(),
+        ["knockout_curve"] = r.Knockout.Select(k => new Dictionary<string, object?>
+        {
+            ["task"] = k.Task, ["window"] = k.Window, ["start_layer"] = k.StartLayer, ["examples"] = k.Examples, ["mean_delta_a"] = k.MeanA,
+            ["mean_delta_b"] = k.MeanB, ["diff"] = k.Diff,
+        }).ToArray(),
         ["tasks"] = r.Tasks.Select(t => new Dictionary<string, object?>
         {
             ["task"] = t.Task,
@@ -222,6 +265,39 @@ public static class RunDiff
             }).ToArray(),
         }).ToArray(),
     };
+
+    private static bool BothHave(DuckDBConnection db, string table) =>
+        Convert.ToInt64(Rows(db, $"SELECT count(*) FROM duckdb_views() WHERE view_name IN ('{table}_a', '{table}_b')")[0][0]) == 2;
+
+    /// <summary>Mean delta and flip rate per task, selection and k in A and B over the shared examples (when both runs have causal_effects).</summary>
+    private static List<CausalDiffRow> CausalDiff(DuckDBConnection db)
+    {
+        if (!BothHave(db, TableNames.CausalEffects)) return [];
+        return Rows(db, $"""
+            WITH a AS (SELECT x.* FROM {TableNames.CausalEffects}_a x JOIN common c USING (example_id, task)),
+                 b AS (SELECT x.* FROM {TableNames.CausalEffects}_b x JOIN common c USING (example_id, task))
+            SELECT a.task, a.selection, a.k, count(*), avg(a.delta), avg(b.delta), avg(a.flipped::INTEGER), avg(b.flipped::INTEGER)
+            FROM a JOIN b USING (example_id, task, selection, k)
+            GROUP BY a.task, a.selection, a.k ORDER BY a.task, a.k
+            """).Select(r => new CausalDiffRow((string)r[0]!, (string)r[1]!, Convert.ToInt32(r[2]), Convert.ToInt64(r[3]), Convert.ToDouble(r[4]),
+                Convert.ToDouble(r[5]), Convert.ToDouble(r[5]) - Convert.ToDouble(r[4]), Convert.ToDouble(r[6]), Convert.ToDouble(r[7])))
+            .OrderBy(r => r.Task, StringComparer.Ordinal).ThenBy(r => HeadSelections.Order(r.Selection))
+            .ThenBy(r => r.Selection, StringComparer.Ordinal).ThenBy(r => r.K).ToList();
+    }
+
+    /// <summary>Mean delta per task, window and start layer in A and B over the shared examples (when both runs have knockout_effects).</summary>
+    private static List<KnockoutDiffRow> KnockoutDiff(DuckDBConnection db)
+    {
+        if (!BothHave(db, TableNames.KnockoutEffects)) return [];
+        return Rows(db, $"""
+            WITH a AS (SELECT x.* FROM {TableNames.KnockoutEffects}_a x JOIN common c USING (example_id, task)),
+                 b AS (SELECT x.* FROM {TableNames.KnockoutEffects}_b x JOIN common c USING (example_id, task))
+            SELECT a.task, a."window", a.start_layer, count(*), avg(a.delta), avg(b.delta)
+            FROM a JOIN b USING (example_id, task, "window", start_layer)
+            GROUP BY a.task, a."window", a.start_layer ORDER BY a.task, a."window", a.start_layer
+            """).Select(r => new KnockoutDiffRow((string)r[0]!, Convert.ToInt32(r[1]), Convert.ToInt32(r[2]), Convert.ToInt64(r[3]), Convert.ToDouble(r[4]),
+                Convert.ToDouble(r[5]), Convert.ToDouble(r[5]) - Convert.ToDouble(r[4]))).ToList();
+    }
 
     /// <summary>1-based ranks by value, largest first; ties by key order.</summary>
     private static Dictionary<T, int> Ranks<T>(IReadOnlyList<T> keys, Func<T, double> value) where T : notnull =>
@@ -271,6 +347,14 @@ public static class RunDiff
         {
             var keys = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table && p.Rows > 0)).Select(p => p.Path).ToList();
             if (keys.Count == 0) throw new ArgumentException($"{store.Location} has no {table} rows");
+            var paths = await LocalPartsOrRepairAsync(store, committer, keys, Path.Combine(scratch, table), ct).ConfigureAwait(false);
+            Exec(db, $"CREATE VIEW {table}_{side} AS SELECT * FROM read_parquet([{string.Join(", ", paths.Select(p => "'" + p.Replace("'", "''") + "'"))}])");
+        }
+        // The interventions' tables, when the run has rows of them (run --causal, --knockout-window).
+        foreach (var table in new[] { TableNames.CausalEffects, TableNames.KnockoutEffects })
+        {
+            var keys = manifests.SelectMany(m => m.Parts.Where(p => p.Table == table && p.Rows > 0)).Select(p => p.Path).ToList();
+            if (keys.Count == 0) continue;
             var paths = await LocalPartsOrRepairAsync(store, committer, keys, Path.Combine(scratch, table), ct).ConfigureAwait(false);
             Exec(db, $"CREATE VIEW {table}_{side} AS SELECT * FROM read_parquet([{string.Join(", ", paths.Select(p => "'" + p.Replace("'", "''") + "'"))}])");
         }

@@ -59,6 +59,35 @@ public sealed record AnalysisSettings
         Min = 0, Max = 1 << 24)]
     public int MaxPromptTokens { get; init; }
 
+    /// <summary>
+    /// Heads zero-ablated per selection and example in <c>causal_effects</c> (<see cref="Stats.CausalEffects"/>): the
+    /// example's top K by head log-prob increase, its top K by attention share on the image, and K random ones; 0: off
+    /// (no table rows, no extra pass). At most the model's layers x heads, checked per model (<see cref="CheckModel"/>).
+    /// </summary>
+    [Setting("causal", "K", "zero-ablate K heads per example three ways (log_increase, attention, random) into causal_effects (0: off)",
+        Min = 0, Max = 1 << 20)]
+    public int Causal { get; init; }
+
+    /// <summary>
+    /// Layers per window of <c>knockout_effects</c> (<see cref="Stats.KnockoutEffects"/>): attention from the last position
+    /// to the image tokens knocked out in each window of W consecutive layers; 0: off. At most the model's layers.
+    /// </summary>
+    [Setting("knockout-window", "W", "knock out last:image attention in each window of W consecutive layers into knockout_effects (0: off)",
+        Min = 0, Max = 4096)]
+    public int KnockoutWindow { get; init; }
+
+    /// <summary>
+    /// The checks that need the model: <see cref="Causal"/> at most its heads (layers x heads per layer),
+    /// <see cref="KnockoutWindow"/> at most its layers. Throws <see cref="ArgumentException"/> naming the option.
+    /// </summary>
+    public void CheckModel(int layers, int headsPerLayer)
+    {
+        if (Causal > layers * headsPerLayer)
+            throw new ArgumentException($"--causal {Causal}: the model has {layers * headsPerLayer} heads ({layers} layers x {headsPerLayer}); use 0-{layers * headsPerLayer}");
+        if (KnockoutWindow > layers)
+            throw new ArgumentException($"--knockout-window {KnockoutWindow}: the model has {layers} layers; use 0-{layers}");
+    }
+
     /// <summary>The statistics options for one example's target (null: argmax).</summary>
     public StatisticsOptions ToStatisticsOptions(long? targetId) => new()
     {

@@ -38,7 +38,7 @@ public sealed record LayerSummaryRow(
 /// of examples in which the unit is in the example's top k by log-prob increase (ties broken by layer, then head or
 /// component). See TABLES.md.
 /// </summary>
-public static class Aggregates
+public static partial class Aggregates
 {
     public const string HeadSummaryKey = TableNames.HeadSummary + "/" + TableNames.HeadSummary + ".parquet";
     public const string LayerSummaryKey = TableNames.LayerSummary + "/" + TableNames.LayerSummary + ".parquet";

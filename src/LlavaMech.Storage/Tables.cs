@@ -11,6 +11,8 @@ public static class TableNames
     public const string PositionStats = "position_stats";
     public const string NeuronStats = "neuron_stats";
     public const string LogitLens = "logit_lens";
+    public const string CausalEffects = "causal_effects";
+    public const string KnockoutEffects = "knockout_effects";
     public const string Rejects = "rejects";
     public const string HeadSummary = "head_summary";
     public const string LayerSummary = "layer_summary";
@@ -21,6 +23,19 @@ public static class TableNames
     /// <summary>Whether <paramref name="table"/> can be a table folder: lower-case letters, digits and '_', starting with a letter.</summary>
     public static bool IsValidName(string table) =>
         table.Length is > 0 and <= 64 && char.IsAsciiLetterLower(table[0]) && table.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '_');
+}
+
+/// <summary>Values of <c>causal_effects.selection</c> (how the ablated heads were chosen), in table order.</summary>
+public static class HeadSelections
+{
+    public const string LogIncrease = "log_increase";
+    public const string Attention = "attention";
+    public const string Random = "random";
+
+    public static IReadOnlyList<string> All { get; } = [LogIncrease, Attention, Random];
+
+    /// <summary>Sort key: the position in <see cref="All"/> (others after them).</summary>
+    public static int Order(string selection) => All.ToList().IndexOf(selection) is var i && i >= 0 ? i : All.Count;
 }
 
 /// <summary>Values of <c>layer_stats.component</c>.</summary>

@@ -114,4 +114,34 @@ public class InterventionTests
         // image:image: each image row loses the image keys up to itself (never later ones: the causal mask stays).
         Assert.Equal([2L, 2, 3, 2, 3, 3, 4, 2, 4, 3, 4, 4, 5, 2, 5, 3, 5, 4, 5, 5], Masked(Interventions.KnockoutMask(pass, PositionGroup.Image, PositionGroup.Image)));
     }
+    [Fact]
+    public void Per_row_edits_change_only_their_row_and_match_the_edit_alone()
+    {
+        var m = ModelCache.Get(Model);
+        using var scope = NewDisposeScope();
+        const string prompt = "USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is";
+        var input = m.Prepare(prompt, Fixtures.File(Model, "red_circle.png"));
+        (int, int)[] heads = [(1, 2), (2, 1), (3, 1)];
+        int[] window = [1, 2];
+
+        var edits = new HookEdits()
+            .ForRow(1, e => e.AblateHeads(heads, HeadAblation.Zero))
+            .ForRow(2, e => e.Knockout(window, PositionGroup.Last, PositionGroup.Image));
+        var batched = m.Forward([input, input, input], edits);
+        // The unedited row is bit-exact with a pass that takes the same hooks (identity edits: the same unfused
+        // attention path where scores are hooked) ...
+        var identity = new HookEdits().Add(edits.Hooks, (x, _) => x);
+        var plain = m.Forward([input, input, input], identity);                                    // [3, 1, V]
+        Assert.Equal(0.0, Close.MaxAbs(plain[0], batched[0]));
+        // ... and within float rounding of the fused pass without hooks.
+        Assert.True(Close.MaxAbs(m.Forward([input, input, input])[0], batched[0]) < 1e-5);
+
+        var ablated = m.Forward([input], new HookEdits().AblateHeads(heads, HeadAblation.Zero));
+        var knocked = m.Forward([input], new HookEdits().Knockout(window, PositionGroup.Last, PositionGroup.Image));
+        Assert.True(Close.MaxAbs(ablated[0], batched[1]) < 1e-5, $"ablated row differs by {Close.MaxAbs(ablated[0], batched[1])}");
+        Assert.True(Close.MaxAbs(knocked[0], batched[2]) < 1e-5, $"knocked-out row differs by {Close.MaxAbs(knocked[0], batched[2])}");
+        Assert.True(Close.MaxAbs(plain[0], batched[1]) > 1e-3, "the ablation changes its row");
+        Assert.True(Close.MaxAbs(plain[0], batched[2]) > 1e-3, "the knockout changes its row");
+        Assert.Throws<ArgumentOutOfRangeException>(() => m.Forward([input], new HookEdits().ForRow(1, e => e.AblateHeads(heads, HeadAblation.Zero))));
+    }
 }

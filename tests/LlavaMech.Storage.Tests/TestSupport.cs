@@ -101,6 +101,8 @@ internal static class Sample
         [TableNames.NeuronStats] = examples,
         [TableNames.LogitLens] = examples * 2,
         ["resid_norms"] = 0,
+        ["causal_effects"] = 0,
+        ["knockout_effects"] = 0,
         [TableNames.Rejects] = 1,
     };
 }

@@ -107,9 +107,12 @@ public static class PipelineCommands
         src/LlavaMech.Storage/TABLES.md): examples, layer_stats, head_stats, position_stats (top
         heads: every position, is_image, patch_row/col, attention weight), neuron_stats (top
         neurons with their MLP coefficient), logit_lens (visual tokens' top-5), resid_norms
-        (residual-stream norms per layer), rejects (bad
+        (residual-stream norms per layer), causal_effects (--causal K: three zero-ablations of K
+        heads per example), knockout_effects (--knockout-window W: last:image knocked out per
+        window of W layers), rejects (bad
         manifest lines and examples the model could not take, with the reason), head_summary,
-        layer_summary; figures/heads_<task>.png, figures/layers_<task>.png; summary.json.
+        layer_summary; figures/heads_<task>.png, figures/layers_<task>.png (and with --causal /
+        --knockout-window figures/causal.png, figures/knockout.png); summary.json.
 
         Interrupted or failed runs resume: run the same command again (same --out, or the same
         --run-id) and the committed shards are skipped. One output location holds one run.
@@ -263,6 +266,16 @@ public static class PipelineCommands
         foreach (var g in sum.TopHeads.GroupBy(h => h.Task))
             Console.WriteLine($"top heads {g.Key,-4}" + string.Join("  ", g.Select(h =>
                 $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Mean)} (top-{spec?.Options.SummaryTopK ?? 10} in {h.TopKShare:P0}{(h.MeanAttnToImage is { } a ? $", {a:P0} on image" : "")})")));
+        foreach (var g in sum.Causal.GroupBy(c => c.Task))
+            Console.WriteLine($"causal {g.Key,-7}" + string.Join("  ", g.Select(c =>
+                $"{c.Selection} k={c.K}: delta {SignedNumber.Format(c.MeanDelta)}{(c.DeltaLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DeltaHi!.Value)}]" : "")}, flips {c.FlipRate:P0} [{c.FlipLo:P0}, {c.FlipHi:P0}], n {c.N}")));
+        if (sum.Causal.Length > 0) Console.WriteLine("              (mean delta of log p(target) with its 95% t interval; flip rate with its 95% Wilson interval)");
+        foreach (var g in sum.CausalPaired.GroupBy(c => c.Task))
+            Console.WriteLine($"paired {g.Key,-7}" + string.Join("  ", g.Select(c =>
+                $"log_increase - {c.Versus}: {SignedNumber.Format(c.MeanDiff)}{(c.DiffLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DiffHi!.Value)}]" : "")}, costs more in {c.ShareLogIncreaseCostsMore:P0}, n {c.N}")));
+        foreach (var g in sum.Knockout.GroupBy(k => (k.Task, k.Window)))
+            Console.WriteLine($"knockout {g.Key.Task,-5}W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer}-{k.EndLayer} {SignedNumber.Format(k.MeanDelta)}")) +
+                $"  (mean delta per window of last:image knocked out, n {g.First().N})");
         Console.WriteLine($"model         {s.ModelFingerprint?[..16]}  (model_fingerprint, sha256)");
         Console.WriteLine($"tables        {sum.Output}/<table>/*.parquet:");
         foreach (var (table, rows) in sum.Tables)

@@ -149,6 +149,11 @@ public static class ReanalysisCommands
             Console.WriteLine("             heads that changed most: " + string.Join("  ", r.MostChangedHeads(t.Task).Take(top).Select(h =>
                 string.Create(CultureInfo.InvariantCulture, $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.MeanA)} -> {SignedNumber.Format(h.MeanB)} (rank {h.RankA} -> {h.RankB})"))));
         }
+        foreach (var c in r.Causal)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"causal       {c.Task} {c.Selection} k={c.K}: mean delta {SignedNumber.Format(c.MeanA)} -> {SignedNumber.Format(c.MeanB)}, flips {c.FlipRateA:P0} -> {c.FlipRateB:P0} ({c.Examples} shared examples)"));
+        foreach (var g in r.Knockout.GroupBy(k => (k.Task, k.Window)))
+            Console.WriteLine($"knockout     {g.Key.Task} W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer} {SignedNumber.Format(k.MeanA)} -> {SignedNumber.Format(k.MeanB)}")));
         Console.WriteLine($"files        {string.Join(", ", files)}");
     }
 }

@@ -16,6 +16,8 @@ public static class StatisticCatalog
         new NeuronStatistic(),
         new VisualTokenLens(),
         new ResidualNorms(),
+        new CausalEffects(),
+        new KnockoutEffects(),
     ];
 
     /// <summary>The tables of a shard: every statistic's, then <c>rejects</c>.</summary>
