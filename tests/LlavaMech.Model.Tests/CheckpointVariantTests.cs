@@ -1,3 +1,4 @@
+using LlavaMech.Hooks;
 using System.Text.Json.Nodes;
 using LlavaMech.Checkpoints;
 using LlavaMech.Testing;
@@ -122,6 +123,33 @@ public class CheckpointVariantTests : IDisposable
         Close.Assert(b, a, "GQA logits vs MHA with repeated KV heads", atol: 1e-5, rtol: 1e-5);
         using var g = new Golden("tiny-llava-mha", "circle");
         Assert.True(Close.MaxAbs(g["logits_last"], a) > 1e-3, "the averaged model must differ from the original, or the test proves nothing");
+    }
+
+    /// <summary>
+    /// Interventions under grouped-query attention: head ablation (per query head, on hook_z) and knockout (on the
+    /// per-head scores) of the GQA model equal the same edits of the MHA model with repeated KV heads, and change the logits.
+    /// </summary>
+    [Fact]
+    public void Edits_of_a_grouped_query_model_equal_those_of_its_multi_head_equivalent()
+    {
+        const int heads = 4, kv = 2, d = 16;
+        Tensor Averaged(Tensor w) => w.view(kv, heads / kv, d, -1).mean([1]).reshape(kv * d, -1);
+        Tensor Repeated(Tensor w) => Averaged(w).view(kv, 1, d, -1).expand(kv, heads / kv, d, -1).reshape(heads * d, -1);
+        bool IsKv(string n) => n.StartsWith("language_model.") && (n.EndsWith("k_proj.weight") || n.EndsWith("v_proj.weight"));
+        var gqaDir = Rewrite("tiny-llava-mha", "gqa-edit", WeightLayout.LlavaLegacy,
+            transform: (n, t) => IsKv(n) ? Averaged(t) : t, editConfig: cfg => cfg["text_config"]!["num_key_value_heads"] = kv);
+        var mhaDir = Rewrite("tiny-llava-mha", "mha-edit", WeightLayout.LlavaLegacy, transform: (n, t) => IsKv(n) ? Repeated(t) : t);
+        using var g = new Golden("tiny-llava-mha", "circle");
+        using var gqa = LoadedModel.Load(gqaDir);
+        using var mha = LoadedModel.Load(mhaDir);
+        using var scope = NewDisposeScope();
+        HookEdits Edits(LoadedModel m) => new HookEdits().AblateHeads([(1, 1), (2, 3)], HeadAblation.Zero)
+            .Knockout(Enumerable.Range(0, m.Layers), PositionGroup.Last, PositionGroup.Image);
+        var a = gqa.Forward(gqa.Prepare(g.Prompt, g.ImagePath), Edits(gqa));
+        var b = mha.Forward(mha.Prepare(g.Prompt, g.ImagePath), Edits(mha));
+        Close.Assert(b, a, "edited GQA logits vs edited MHA with repeated KV heads", atol: 1e-5, rtol: 1e-5);
+        var clean = gqa.Forward(gqa.Prepare(g.Prompt, g.ImagePath));
+        Assert.True(Close.MaxAbs(clean, a) > 1e-3, "the edits must change the logits, or the test proves nothing");
     }
 
     [Fact]
