@@ -292,9 +292,9 @@ public static class RunDiff
         return Rows(db, $"""
             WITH a AS (SELECT x.* FROM {TableNames.KnockoutEffects}_a x JOIN common c USING (example_id, task)),
                  b AS (SELECT x.* FROM {TableNames.KnockoutEffects}_b x JOIN common c USING (example_id, task))
-            SELECT a.task, a."window", a.start_layer, count(*), avg(a.delta), avg(b.delta)
-            FROM a JOIN b USING (example_id, task, "window", start_layer)
-            GROUP BY a.task, a."window", a.start_layer ORDER BY a.task, a."window", a.start_layer
+            SELECT a.task, a.window_size, a.start_layer, count(*), avg(a.delta), avg(b.delta)
+            FROM a JOIN b USING (example_id, task, window_size, start_layer)
+            GROUP BY a.task, a.window_size, a.start_layer ORDER BY a.task, a.window_size, a.start_layer
             """).Select(r => new KnockoutDiffRow((string)r[0]!, Convert.ToInt32(r[1]), Convert.ToInt32(r[2]), Convert.ToInt64(r[3]), Convert.ToDouble(r[4]),
                 Convert.ToDouble(r[5]), Convert.ToDouble(r[5]) - Convert.ToDouble(r[4]))).ToList();
     }

@@ -36,7 +36,7 @@ public static partial class Aggregates
     /// <summary>The knockout curve: mean delta per task, window and start layer of <c>knockout_effects</c> (empty when the run has none).</summary>
     public static async Task<IReadOnlyList<KnockoutCurveRow>> KnockoutCurveAsync(IObjectStore store, CancellationToken ct = default)
     {
-        var groups = await GroupsAsync(store, TableNames.KnockoutEffects, "task, \"window\", start_layer, end_layer", ct).ConfigureAwait(false);
+        var groups = await GroupsAsync(store, TableNames.KnockoutEffects, "task, window_size, start_layer, end_layer", ct).ConfigureAwait(false);
         return groups.Select(g => Summarize(g, (m, dlo, dhi, f, flo, fhi) =>
                 new KnockoutCurveRow((string)g.Keys[0]!, Convert.ToInt32(g.Keys[1]), Convert.ToInt32(g.Keys[2]), Convert.ToInt32(g.Keys[3]), g.N, m, dlo, dhi, f, flo, fhi)))
             .OrderBy(r => r.Task, StringComparer.Ordinal).ThenBy(r => r.Window).ThenBy(r => r.StartLayer).ToList();

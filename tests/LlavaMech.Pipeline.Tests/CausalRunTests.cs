@@ -55,7 +55,7 @@ public class CausalRunTests(ITestOutputHelper output)
             """) < 1e-9);
         // Tiny model: 4 layers, W = 2: windows 0-1, 1-2, 2-3 for each of the 4 image examples.
         Assert.Equal(3L * 4, Scalar<long>(db, $"SELECT count(*) FROM {T("knockout_effects")}"));
-        Assert.Equal([0L, 1, 2], Rows(db, $"""SELECT DISTINCT start_layer FROM {T("knockout_effects")} WHERE "window" = 2 AND end_layer = start_layer + 1 ORDER BY 1""")
+        Assert.Equal([0L, 1, 2], Rows(db, $"""SELECT DISTINCT start_layer FROM {T("knockout_effects")} WHERE window_size = 2 AND end_layer = start_layer + 1 ORDER BY 1""")
             .Select(x => Convert.ToInt64(x[0])));
 
         using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json")));

@@ -114,7 +114,7 @@ public class CausalEffectsTests
         Assert.Equal(Enumerable.Range(0, 4 - window + 1), effects.Select(r => r.StartLayer));
         foreach (var r in effects)
         {
-            Assert.Equal((r.StartLayer + window - 1, window, "vqa"), (r.EndLayer, r.Window, r.Task));
+            Assert.Equal((r.StartLayer + window - 1, window, "vqa"), (r.EndLayer, r.WindowSize, r.Task));
             var layers = Enumerable.Range(r.StartLayer, window).ToArray();
             var alone = InterventionRunner.Run(model, input, new InterventionRequest(null, new KnockoutEdit(PositionGroup.Last, PositionGroup.Image, layers), null), rows.Example.TargetId);
             Assert.True(Math.Abs(alone.EditLogProb - r.EditLogprob) < Tol, $"window {r.StartLayer}-{r.EndLayer}: {r.EditLogprob:F7} vs intervene {alone.EditLogProb:F7}");
@@ -136,7 +136,7 @@ public class CausalEffectsTests
     {
         Assert.Equal(["run_id", "model_fingerprint", "example_id", "task", "selection", "k", "heads", "clean_logprob", "edit_logprob", "delta", "flipped"],
             TableDefinition.Of<CausalEffectRow>().Schema.DataFields.Select(f => f.Name));
-        Assert.Equal(["run_id", "model_fingerprint", "example_id", "task", "start_layer", "end_layer", "window", "clean_logprob", "edit_logprob", "delta", "flipped"],
+        Assert.Equal(["run_id", "model_fingerprint", "example_id", "task", "start_layer", "end_layer", "window_size", "clean_logprob", "edit_logprob", "delta", "flipped"],
             TableDefinition.Of<KnockoutEffectRow>().Schema.DataFields.Select(f => f.Name));
         Assert.Contains("causal_effects", StatisticCatalog.ShardTableNames);
         Assert.Contains("knockout_effects", StatisticCatalog.ShardTableNames);

@@ -8,10 +8,10 @@ namespace LlavaMech.Runtime.Stats;
 /// <summary>
 /// One row of <c>knockout_effects</c>: the example's target after knocking out attention from the last position to the
 /// image tokens (<c>last:image</c>) in the layers <paramref name="StartLayer"/>..<paramref name="EndLayer"/> (inclusive,
-/// <paramref name="Window"/> layers): clean and edited log p(y), delta = edited - clean, and whether the argmax flipped.
+/// <paramref name="WindowSize"/> layers): clean and edited log p(y), delta = edited - clean, and whether the argmax flipped.
 /// </summary>
 [Table(TableNames.KnockoutEffects)]
-public sealed record KnockoutEffectRow(string ExampleId, string Task, int StartLayer, int EndLayer, int Window,
+public sealed record KnockoutEffectRow(string ExampleId, string Task, int StartLayer, int EndLayer, int WindowSize,
     double CleanLogprob, double EditLogprob, double Delta, bool Flipped) : ITableRow<KnockoutEffectRow>
 {
     public KnockoutEffectRow Checked() { RowChecks.NonEmpty(ExampleId, nameof(ExampleId)); return this; }
