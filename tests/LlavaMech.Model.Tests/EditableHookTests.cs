@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace LlavaMech.Model.Tests;
 
 /// <summary>Hook points that can replace their tensor: identity edits, context, vision points, cost of unused points.</summary>
+[Collection(TimingCollection.Name)]
 public class EditableHookTests
 {
     private const string Model = "tiny-llava-mha";
@@ -155,6 +156,8 @@ public class EditableHookTests
         for (int i = 0; i < 15; i++) { plainMs.Add(Time(null)); emptyMs.Add(Time(empty)); }
         double p = plainMs.Min(), e = emptyMs.Min();
         Console.WriteLine($"tiny-llava-336 forward, fastest of 15: plain {p:F2} ms, empty hook set {e:F2} ms");
-        Assert.True(e < 1.25 * p + 2, $"an empty hook set made the pass slower: {e:F2} ms vs {p:F2} ms");
+        // One lookup per hook point costs microseconds; a real regression (no fused kernel, a T x T pattern kept) costs
+        // a multiple of the pass. The bound leaves room for a shared CI machine.
+        Assert.True(e < 1.5 * p + 3, $"an empty hook set made the pass slower: {e:F2} ms vs {p:F2} ms");
     }
 }
