@@ -86,8 +86,9 @@ public sealed class JobGrain : Grain, IJobGrain
         ArgumentNullException.ThrowIfNull(spec);
         spec.Validate();
         if (spec.JobId != JobId) throw new ArgumentException($"spec of run '{spec.RunId}' sent to job '{JobId}'");
-        // Before anything is read or recorded: the job's paths must stay inside this silo's roots.
-        _roots.Check(spec);
+        // Before anything is read or recorded: the job's paths must stay inside this silo's roots. Resolving links touches
+        // the file system, so it runs off the grain's scheduler (a slow mount must not stall other grains).
+        await Task.Run(() => _roots.Check(spec));
         await IntegrateAsync();
         if (Active)
         {
