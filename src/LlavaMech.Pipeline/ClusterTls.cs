@@ -125,7 +125,11 @@ public sealed class ClusterTls
     private void Refuse(Action<string> refused, string reason)
     {
         lock (_refusedReasons)
-            if (!_refusedReasons.Add(reason)) return;
+        {
+            if (_refusedReasons.Contains(reason)) return;
+            // Bounded: a peer presenting ever new certificates must not grow the set without end (it is then logged each time).
+            if (_refusedReasons.Count < 1024) _refusedReasons.Add(reason);
+        }
         refused(reason);
     }
 }
