@@ -16,12 +16,14 @@ public sealed class CommandLine
     /// <summary>
     /// One option. <see cref="Range"/> declares a numeric option: its value (given or default) is checked against it
     /// before any command runs, so no out-of-range number reaches the model or native code. A
-    /// <see cref="Repeatable"/> option may be given several times (<see cref="GetAll"/>).
+    /// <see cref="Repeatable"/> option may be given several times (<see cref="GetAll"/>). An option with a
+    /// <see cref="ConfigKey"/> overrides that key of the command's configuration (<see cref="Overrides"/>).
     /// </summary>
     public sealed record OptionSpec(string Name, string? ValueName, string Help, string? Default = null, bool Required = false)
     {
         public NumericRange? Range { get; init; }
         public bool Repeatable { get; init; }
+        public string? ConfigKey { get; init; }
     }
 
     /// <summary>The accepted values of a numeric option: [<see cref="Min"/>, <see cref="Max"/>], whole numbers when <see cref="Integer"/>.</summary>
@@ -94,6 +96,10 @@ public sealed class CommandLine
 
     public string Require(string name) => Get(name) ?? throw new UsageException($"'{Command}' needs --{name}");
 
+    /// <summary>The configuration keys of the options given (<see cref="OptionSpec.ConfigKey"/>) with their values.</summary>
+    public IEnumerable<KeyValuePair<string, string?>> Overrides() =>
+        _specs.Where(s => s.ConfigKey is not null && _values.ContainsKey(s.Name)).Select(s => KeyValuePair.Create(s.ConfigKey!, _values[s.Name]));
+
     /// <summary>Every value of a repeatable option, in order (none: empty).</summary>
     public IReadOnlyList<string> GetAll(string name) => _repeated.TryGetValue(name, out var l) ? l : [];
 
@@ -132,7 +138,7 @@ public sealed class CommandLine
         foreach (var s in specs)
         {
             var head = s.ValueName is null ? $"  --{s.Name}" : $"  --{s.Name} {s.ValueName}";
-            var tail = s.Help + (s.Range is { } r ? string.Create(CultureInfo.InvariantCulture, $" [{r.Min}..{r.Max}]") : "") + (s.Repeatable ? " (repeatable)" : "")
+            var tail = (s.ConfigKey is { } key ? key + ": " : "") + s.Help + (s.Range is { } r ? string.Create(CultureInfo.InvariantCulture, $" [{r.Min}..{r.Max}]") : "") + (s.Repeatable ? " (repeatable)" : "")
                        + (s.Default is not null ? $" (default: {s.Default})" : "") + (s.Required ? " [required]" : "");
             w.WriteLine(head.Length < 26 ? head.PadRight(26) + tail : head + Environment.NewLine + new string(' ', 26) + tail);
         }

@@ -192,6 +192,13 @@ public static class InterventionRunner
         return applied.ToArray();
     }
 
+    /// <summary><c>intervene --out</c>: intervene.json and intervene.png (<see cref="WriteFigure"/>) into <paramref name="outDir"/>, all or nothing.</summary>
+    public static void Write(InterventionResult r, string outDir) => OutputFolder.WriteAtomically(outDir, dir =>
+    {
+        File.WriteAllText(Path.Combine(dir, "intervene.json"), Json.Serialize(r, indented: true));
+        WriteFigure(r, dir);
+    });
+
     /// <summary>
     /// The figure of <c>intervene --out</c>: <c>intervene.png</c>, the clean vs edited probabilities of the compared
     /// tokens as bars; with <c>--patch-layer all</c> the change of log p(target) per patched layer. Returns the path.

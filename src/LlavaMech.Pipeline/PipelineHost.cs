@@ -14,6 +14,20 @@ namespace LlavaMech.Pipeline;
 public static class PipelineHost
 {
     /// <summary>
+    /// The in-process silo of <c>run</c> and <c>reanalyze</c>: localhost clustering on two free ports, a cluster id of this
+    /// process, and the <c>LLAVAMECH_</c> environment (e.g. <c>LLAVAMECH_Telemetry__*</c>, a probe port or JSON logs where
+    /// it runs in a pod) as its configuration.
+    /// </summary>
+    public static IHost BuildInProcessSilo(PipelineSiloOptions pipeline, LogLevel logLevel)
+    {
+        var cluster = new ClusterSettings
+        {
+            SiloPort = FreePort(), GatewayPort = FreePort(), ClusterId = "llavamech-run-" + Environment.ProcessId, ResponseTimeout = TimeSpan.FromSeconds(30),
+        };
+        return BuildSilo(pipeline, cluster, logLevel, new ConfigurationBuilder().AddEnvironmentVariables("LLAVAMECH_").Build());
+    }
+
+    /// <summary>
     /// A silo host with the pipeline: clustering from <paramref name="cluster"/>, devices and workers from
     /// <paramref name="pipeline"/>; logs go to standard error at <paramref name="logLevel"/> and above (Orleans' own
     /// only at error level unless <paramref name="logLevel"/> is information or lower). Telemetry
@@ -30,7 +44,7 @@ public static class PipelineHost
         if (configuration is not null) builder.Configuration.AddConfiguration(configuration);
         ConfigureLogging(builder.Logging, logLevel);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(30));
-        // The process decides what a signal does (the CLI's ShutdownSignals: SIGTERM and SIGINT stop the silo
+        // The process decides what a signal does (<see cref="ShutdownSignals"/>: SIGTERM and SIGINT stop the silo
         // gracefully, giving its leases back); the default console lifetime would also catch them.
         builder.Services.AddSingleton<IHostLifetime, ProcessOwnedLifetime>();
         // Before Orleans: the health endpoint starts first, so /healthz answers (and /readyz says 503) while the silo

@@ -3,6 +3,7 @@ using LlavaMech.Analysis;
 using LlavaMech.Datasets.Manifest;
 using LlavaMech.Explanation;
 using LlavaMech.Model;
+using LlavaMech.Reports;
 using LlavaMech.Runtime.Stats;
 using LlavaMech.Storage;
 using static TorchSharp.torch;
@@ -42,6 +43,25 @@ public static class Explainer
                     captures.Activations.PatternLastRow[h.Layer, h.Head].to(ScalarType.Float64).cpu().data<double>().ToArray())).ToList(),
             },
             a.Statistics.FirstNonFinite() is null ? StatisticCatalog.Rows(new StatisticInput(work, a.Input, a.Statistics, captures, model, settings)) : null))[0];
+    }
+
+    /// <summary>
+    /// <c>explain --out</c>: explain.json (<see cref="ToJson"/>) and the figures (<see cref="ExplainReport.WriteFigures"/>) into
+    /// <paramref name="outDir"/>, all or nothing (<see cref="OutputFolder.WriteAtomically"/>). A statistic that is not finite
+    /// (an fp16 overflow, a corrupt weight row) would make figures and numbers meaningless: nothing is written then.
+    /// Returns the explain.json tree.
+    /// </summary>
+    public static JsonObject Write(LoadedModel model, Explained e, string outDir, int heatmapHeads)
+    {
+        if (e.Analysis.Statistics.FirstNonFinite() is { } bad)
+            throw new InvalidOperationException($"non-finite statistic {bad}: the model's pass on this input is not finite (dtype {model.DType}); nothing written to {outDir}");
+        var json = ToJson(model, e);
+        OutputFolder.WriteAtomically(outDir, dir =>
+        {
+            File.WriteAllText(Path.Combine(dir, "explain.json"), Json.Serialize(json.DeepClone(), indented: true));
+            ExplainReport.WriteFigures(model, e.Analysis, dir, heatmapHeads);
+        });
+        return json;
     }
 
     /// <summary>

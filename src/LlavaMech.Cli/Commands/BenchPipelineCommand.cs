@@ -18,11 +18,11 @@ public static class BenchPipelineCommand
         new("shard-size", "N", "examples per shard", "32") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
         .. SettingsOptions.Specs<AnalysisSettings>(),
         new("device", "DEV", "the device of the loop and of each worker (cpu, cuda, cuda:N)", "cpu"),
-        new("dtype", "TYPE", "auto, float32, bfloat16, float16", "auto"),
+        DeviceOptions.DType,
         new("out", "LOCATION", "where the pipeline runs write (default: a temporary folder, removed after); <out>/p<N> per run"),
         new("skip-loop", null, "skip the plain loop (no overhead figure)"),
         new("json", null, "print the figures as JSON"),
-        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        DeviceOptions.LibTorch,
         new("random-weights", "SHAPE", "benchmark a wider model with random weights instead of --model's weights, keeping --model's tokenizer, image " +
             "processor and image geometry: text=HIDDENxLAYERS[,vision=HIDDENxLAYERS], e.g. text=1024x8,vision=512x4 (heads of 64 dims)"),
     ];

@@ -66,20 +66,9 @@ public static class ExplainCommand
         using var scope = NewDisposeScope();
         var input = model.Prepare(cl.Require("prompt"), cl.Require("image"));
         var explained = Explainer.Run(analyzer, input, settings, target, heatmapHeads, lensLayers);
-        var a = explained.Analysis;
-        // NaN or infinity (an fp16 overflow, a corrupt weight row) would make figures and numbers meaningless.
-        if (a.Statistics.FirstNonFinite() is { } bad)
-            throw new InvalidOperationException($"non-finite statistic {bad}: the model's pass on this input is not finite (dtype {model.DType}); nothing written to {outDir}");
-
-        var json = Explainer.ToJson(model, explained);
-        OutputFolder.WriteAtomically(outDir, dir =>
-        {
-            File.WriteAllText(Path.Combine(dir, "explain.json"), Json.Serialize(json.DeepClone(), indented: true));
-            ExplainReport.WriteFigures(model, a, dir, heatmapHeads);
-        });
-
+        var json = Explainer.Write(model, explained, outDir, heatmapHeads);
         if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(json)); return 0; }
-        PrintSummary(model, a, outDir, heatmapHeads);
+        PrintSummary(model, explained.Analysis, outDir, heatmapHeads);
         return 0;
     }
 

@@ -63,12 +63,7 @@ public static class InterveneCommand
         InterventionResult result;
         using (NewDisposeScope())
             result = InterventionRunner.Run(model, model.Prepare(cl.Require("prompt"), cl.Get("image")), request, target);
-        if (cl.Get("out") is { } outDir)
-            OutputFolder.WriteAtomically(outDir, dir =>
-            {
-                File.WriteAllText(Path.Combine(dir, "intervene.json"), Json.Serialize(result, indented: true));
-                InterventionRunner.WriteFigure(result, dir);
-            });
+        if (cl.Get("out") is { } outDir) InterventionRunner.Write(result, outDir);
         if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(result)); return 0; }
         PrintSummary(result, cl.Get("out"));
         return 0;

@@ -18,7 +18,7 @@ public static class PipelineCommands
     [
         new("shard-size", "N", "examples per shard: the unit of leasing, commit and resume", "32") { Range = CommandLine.NumericRange.Int(1, 1_000_000) },
         .. SettingsOptions.Specs<AnalysisSettings>(),
-        new("dtype", "TYPE", "auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16, float16", "auto"),
+        DeviceOptions.DType,
         new("lease-seconds", "S", "shard lease duration; a worker that stops renewing loses its shard after this long", "60") { Range = CommandLine.NumericRange.Real(1, 86_400) },
         new("max-attempts", "N", "attempts per shard before it counts as failed", "3") { Range = CommandLine.NumericRange.Int(1, 1000) },
         new("storage-wait", "S", "while the output storage is unreachable, the job pauses and retries for this long, then fails naming the endpoint", "300") { Range = CommandLine.NumericRange.Real(0, 604_800) },
@@ -78,7 +78,7 @@ public static class PipelineCommands
         new("device", "DEVS", "devices of the in-process worker: cpu, cuda, cuda:N, or a list (cuda:0,cuda:1)", "cpu"),
         new("workers-per-device", "N", "runner threads per device, each with its own warm copy of the model", "1") { Range = CommandLine.NumericRange.Int(1, 64) },
         new("torch-threads", "N", "libtorch intra-op threads for the process (0: one per core; on a busy machine or with several workers, 1 is often much faster)", "0") { Range = CommandLine.NumericRange.Int(0, 4096) },
-        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder (CUDA without TorchSharp-cuda-linux); also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        DeviceOptions.LibTorch,
         new("verbose", null, "log the silo's and the workers' progress to standard error"),
     ];
 
@@ -158,16 +158,11 @@ public static class PipelineCommands
             Devices = devices, WorkersPerDevice = workers, TorchThreads = torchThreads,
             Roots = PathRoots.ForCommandLine(spec, Environment.CurrentDirectory),
         };
-        int siloPort = PipelineHost.FreePort(), gatewayPort = PipelineHost.FreePort();
-        var cluster = new ClusterSettings { SiloPort = siloPort, GatewayPort = gatewayPort, ClusterId = "llavamech-run-" + Environment.ProcessId, ResponseTimeout = TimeSpan.FromSeconds(30) };
         var clock = Stopwatch.StartNew();
-        // LLAVAMECH_Telemetry__* from the environment (e.g. a probe port or JSON logs where the in-process silo runs in a pod).
-        var environment = new ConfigurationBuilder().AddEnvironmentVariables("LLAVAMECH_").Build();
-        using var host = PipelineHost.BuildSilo(pipeline, cluster, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning, environment);
+        using var host = PipelineHost.BuildInProcessSilo(pipeline, cl.Flag("verbose") ? LogLevel.Information : LogLevel.Warning);
         // SIGINT (Ctrl+C) and SIGTERM (kill, systemd, Kubernetes, timeout): cancel the job (leasing stops, in-flight
         // shards are dropped uncommitted), stop the silo, exit 130 / 143; the same command resumes.
-        using var signals = new ShutdownSignals(s => Console.Error.WriteLine(
-            $"{Environment.NewLine}llavamech run: {(s == System.Runtime.InteropServices.PosixSignal.SIGTERM ? "SIGTERM" : "SIGINT")} received; stopping (committed shards stay)..."));
+        using var signals = new ShutdownSignals(s => Console.Error.WriteLine($"{Environment.NewLine}llavamech run: {s} received; stopping (committed shards stay)..."));
         try
         {
             host.StartAsync().GetAwaiter().GetResult();
@@ -287,27 +282,33 @@ public static class PipelineCommands
 
     // ---------------------------------------------------------------- silo
 
-    public static readonly CommandLine.OptionSpec[] SiloSpecs =
+    /// <summary>How a silo or a client finds and joins the cluster: the options of silo, submit, status and cancel.</summary>
+    private static readonly CommandLine.OptionSpec[] ClusterSpecs =
     [
         new("config", "FILE", "JSON configuration (sections Cluster and Pipeline; keys below); LLAVAMECH_ environment variables override it, options override both"),
-        new("clustering", "KIND", "Cluster:Clustering: localhost (one machine) or azuretable (membership table in Azure Storage)"),
-        new("connection", "TEXT", $"Cluster:ConnectionString of azuretable clustering (prefer ${ClusterSettings.ConnectionVariable})"),
-        new("cluster-id", "ID", "Cluster:ClusterId (default llavamech)"),
-        new("silo-port", "PORT", "Cluster:SiloPort (default 11111)") { Range = CommandLine.NumericRange.Port },
-        new("gateway-port", "PORT", "Cluster:GatewayPort for clients (default 30000)") { Range = CommandLine.NumericRange.Port },
-        new("primary-port", "PORT", "Cluster:PrimarySiloPort, localhost clustering: the first silo's port (default: this silo is the primary)") { Range = CommandLine.NumericRange.Port },
-        new("advertise", "IP", "Cluster:AdvertisedAddress, azuretable: the address other silos reach this one at"),
-        new("tls", "DIR", $"Cluster:TlsDir: mutual TLS with tls.crt, tls.key and ca.crt of this folder (required with azuretable; also ${ClusterSettings.TlsDirVariable})"),
-        new("devices", "DEVS", "Pipeline:Devices: cpu, cuda:0,cuda:1, or none (hosts grains only; default cpu)"),
-        new("workers-per-device", "N", "Pipeline:WorkersPerDevice (default 1)") { Range = CommandLine.NumericRange.Int(1, 64) },
-        new("torch-threads", "N", "Pipeline:TorchThreads, libtorch intra-op threads (default: one per core)") { Range = CommandLine.NumericRange.Int(0, 4096) },
-        new("state-store", "LOCATION", "Pipeline:StateStore: memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)"),
-        new("model-roots", "DIRS", "Pipeline:Roots:Models: folders (comma-separated) where jobs' model folders must lie, links resolved (default: anywhere)"),
-        new("manifest-roots", "DIRS", "Pipeline:Roots:Manifests: folders where jobs' manifests (and so their images) must lie"),
-        new("image-roots", "DIRS", "Pipeline:Roots:Images: folders where jobs' --image-root folders must lie"),
-        new("output-roots", "LOCATIONS", "Pipeline:Roots:Outputs: folders or az://container[/prefix] where jobs may write"),
-        new("health-port", "PORT", "Telemetry:HealthPort: serve /healthz and /readyz on this port (default 0: no endpoint)") { Range = CommandLine.NumericRange.Port },
-        new("libtorch", "DIR", $"load libtorch from a PyTorch install's torch/lib folder; also ${TorchRuntime.LibTorchEnvironmentVariable}"),
+        new("clustering", "KIND", "localhost (one machine) or azuretable (membership table in Azure Storage)") { ConfigKey = "Cluster:Clustering" },
+        new("connection", "TEXT", $"the connection string of azuretable clustering (prefer ${ClusterSettings.ConnectionVariable})") { ConfigKey = "Cluster:ConnectionString" },
+        new("cluster-id", "ID", "default llavamech") { ConfigKey = "Cluster:ClusterId" },
+        new("gateway-port", "PORT", "a silo's gateway port for clients (default 30000)") { Range = CommandLine.NumericRange.Port, ConfigKey = "Cluster:GatewayPort" },
+        new("tls", "DIR", $"mutual TLS with tls.crt, tls.key and ca.crt of this folder (required for silos with azuretable clustering; also ${ClusterSettings.TlsDirVariable})") { ConfigKey = "Cluster:TlsDir" },
+    ];
+
+    public static readonly CommandLine.OptionSpec[] SiloSpecs =
+    [
+        .. ClusterSpecs,
+        new("silo-port", "PORT", "default 11111") { Range = CommandLine.NumericRange.Port, ConfigKey = "Cluster:SiloPort" },
+        new("primary-port", "PORT", "localhost clustering: the first silo's port (default: this silo is the primary)") { Range = CommandLine.NumericRange.Port, ConfigKey = "Cluster:PrimarySiloPort" },
+        new("advertise", "IP", "azuretable: the address other silos reach this one at") { ConfigKey = "Cluster:AdvertisedAddress" },
+        new("devices", "DEVS", "cpu, cuda:0,cuda:1, or none (hosts grains only; default cpu)") { ConfigKey = "Pipeline:Devices" },
+        new("workers-per-device", "N", "default 1") { Range = CommandLine.NumericRange.Int(1, 64), ConfigKey = "Pipeline:WorkersPerDevice" },
+        new("torch-threads", "N", "libtorch intra-op threads (default: one per core)") { Range = CommandLine.NumericRange.Int(0, 4096), ConfigKey = "Pipeline:TorchThreads" },
+        new("state-store", "LOCATION", "memory, or a folder / az://container/prefix all silos share (jobs survive silo loss)") { ConfigKey = "Pipeline:StateStore" },
+        new("model-roots", "DIRS", "folders (comma-separated) where jobs' model folders must lie, links resolved (default: anywhere)") { ConfigKey = "Pipeline:Roots:Models" },
+        new("manifest-roots", "DIRS", "folders where jobs' manifests (and so their images) must lie") { ConfigKey = "Pipeline:Roots:Manifests" },
+        new("image-roots", "DIRS", "folders where jobs' --image-root folders must lie") { ConfigKey = "Pipeline:Roots:Images" },
+        new("output-roots", "LOCATIONS", "folders or az://container[/prefix] where jobs may write") { ConfigKey = "Pipeline:Roots:Outputs" },
+        new("health-port", "PORT", "serve /healthz and /readyz on this port (default 0: no endpoint)") { Range = CommandLine.NumericRange.Port, ConfigKey = "Telemetry:HealthPort" },
+        DeviceOptions.LibTorch,
         new("parent-pid", "PID", "stop this silo when process PID exits (supervisors, tests)") { Range = CommandLine.NumericRange.Int(1) },
         new("verbose", null, "log at information level"),
     ];
@@ -347,26 +348,7 @@ public static class PipelineCommands
     public static int Silo(CommandLine cl)
     {
         TorchRuntime.UseLibTorchFrom(cl.Get("libtorch"));
-        var config = Configuration(cl, new Dictionary<string, string?>
-        {
-            ["Cluster:Clustering"] = cl.Get("clustering"),
-            ["Cluster:ConnectionString"] = cl.Get("connection"),
-            ["Cluster:ClusterId"] = cl.Get("cluster-id"),
-            ["Cluster:SiloPort"] = cl.Get("silo-port"),
-            ["Cluster:GatewayPort"] = cl.Get("gateway-port"),
-            ["Cluster:PrimarySiloPort"] = cl.Get("primary-port"),
-            ["Cluster:AdvertisedAddress"] = cl.Get("advertise"),
-            ["Cluster:TlsDir"] = cl.Get("tls"),
-            ["Pipeline:Devices"] = cl.Get("devices"),
-            ["Pipeline:WorkersPerDevice"] = cl.Get("workers-per-device"),
-            ["Pipeline:TorchThreads"] = cl.Get("torch-threads"),
-            ["Pipeline:StateStore"] = cl.Get("state-store"),
-            ["Pipeline:Roots:Models"] = cl.Get("model-roots"),
-            ["Pipeline:Roots:Manifests"] = cl.Get("manifest-roots"),
-            ["Pipeline:Roots:Images"] = cl.Get("image-roots"),
-            ["Pipeline:Roots:Outputs"] = cl.Get("output-roots"),
-            ["Telemetry:HealthPort"] = cl.Get("health-port"),
-        });
+        var config = Configuration(cl);
         ClusterSettings cluster;
         PipelineSiloOptions pipeline;
         try
@@ -389,7 +371,7 @@ public static class PipelineCommands
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
         using var signals = new ShutdownSignals(s =>
         {
-            Console.Error.WriteLine($"llavamech silo: {(s == System.Runtime.InteropServices.PosixSignal.SIGTERM ? "SIGTERM" : "SIGINT")} received; releasing leases and stopping");
+            Console.Error.WriteLine($"llavamech silo: {s} received; releasing leases and stopping");
             lifetime.StopApplication();
         });
         Console.Error.WriteLine($"llavamech silo: cluster '{cluster.ClusterId}' ({cluster.Clustering}, {(cluster.TlsDir is null ? "plaintext on loopback" : $"mutual TLS with {cluster.TlsDir}")}), silo port {cluster.SiloPort}, gateway port {cluster.GatewayPort}, " +
@@ -400,7 +382,8 @@ public static class PipelineCommands
         return 0;
     }
 
-    private static IConfiguration Configuration(CommandLine cl, Dictionary<string, string?> overrides)
+    /// <summary>--config FILE, then LLAVAMECH_ environment variables, then the options with a configuration key.</summary>
+    private static IConfiguration Configuration(CommandLine cl)
     {
         var b = new ConfigurationBuilder();
         if (cl.Get("config") is { } file)
@@ -409,27 +392,17 @@ public static class PipelineCommands
             b.AddJsonFile(Path.GetFullPath(file), optional: false);
         }
         b.AddEnvironmentVariables("LLAVAMECH_");
-        b.AddInMemoryCollection(overrides.Where(kv => kv.Value is not null));
+        b.AddInMemoryCollection(cl.Overrides());
         return b.Build();
     }
 
     // ---------------------------------------------------------------- submit, status, cancel
 
-    private static readonly CommandLine.OptionSpec[] ClientSpecs =
-    [
-        new("config", "FILE", "JSON configuration (section Cluster), as for silo"),
-        new("clustering", "KIND", "localhost or azuretable (default localhost)"),
-        new("connection", "TEXT", $"azuretable connection string (prefer ${ClusterSettings.ConnectionVariable})"),
-        new("cluster-id", "ID", "cluster id (default llavamech)"),
-        new("gateway-port", "PORT", "localhost clustering: a silo's gateway port (default 30000)") { Range = CommandLine.NumericRange.Port },
-        new("tls", "DIR", $"the client's certificate folder (tls.crt, tls.key, ca.crt) for a cluster with mutual TLS (also ${ClusterSettings.TlsDirVariable})"),
-    ];
-
     public static readonly CommandLine.OptionSpec[] SubmitSpecs =
     [
         .. JobSpecs,
         new("wait", null, "watch the job with a progress line until it ends, then print the summary"),
-        .. ClientSpecs,
+        .. ClusterSpecs,
     ];
 
     public const string SubmitDescription = """
@@ -467,7 +440,7 @@ public static class PipelineCommands
     public static readonly CommandLine.OptionSpec[] StatusSpecs =
     [
         new("job", "ID", "the job (run id); without it, the cluster's jobs are listed"),
-        .. ClientSpecs,
+        .. ClusterSpecs,
     ];
 
     public const string StatusDescription = "Where a job stands: state, shards done/running/failed/pending, examples, examples/s, ETA, and its summary once it is done.";
@@ -496,7 +469,7 @@ public static class PipelineCommands
     public static readonly CommandLine.OptionSpec[] CancelSpecs =
     [
         new("job", "ID", "the job (run id)", Required: true),
-        .. ClientSpecs,
+        .. ClusterSpecs,
     ];
 
     public const string CancelDescription = "Cancels a job: no more shards are leased and running ones stop at their next lease renewal. Committed shards stay; submitting the job again resumes it.";
@@ -518,14 +491,7 @@ public static class PipelineCommands
 
     private static int WithClient(CommandLine cl, Func<PipelineClient, int> body)
     {
-        var config = Configuration(cl, new Dictionary<string, string?>
-        {
-            ["Cluster:Clustering"] = cl.Get("clustering"),
-            ["Cluster:ConnectionString"] = cl.Get("connection"),
-            ["Cluster:ClusterId"] = cl.Get("cluster-id"),
-            ["Cluster:GatewayPort"] = cl.Get("gateway-port"),
-            ["Cluster:TlsDir"] = cl.Get("tls"),
-        });
+        var config = Configuration(cl);
         ClusterSettings cluster;
         try
         {

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace LlavaMech.Cli.Commands;
+namespace LlavaMech.Pipeline;
 
 /// <summary>
 /// SIGINT (Ctrl+C) and SIGTERM (kill, systemd, Kubernetes, timeout) for the commands that run pipeline work, handled
@@ -18,10 +18,11 @@ public sealed class ShutdownSignals : IDisposable
 
     private readonly CancellationTokenSource _cts = new();
     private readonly PosixSignalRegistration[] _registrations;
-    private readonly Action<PosixSignal>? _onSignal;
+    private readonly Action<string>? _onSignal;
     private int _signal;   // 0: none yet; else the PosixSignal (negative numbers) + 1000
 
-    public ShutdownSignals(Action<PosixSignal>? onSignal = null)
+    /// <param name="onSignal">called with the signal's name (SIGINT, SIGTERM) when the first one arrives.</param>
+    public ShutdownSignals(Action<string>? onSignal = null)
     {
         _onSignal = onSignal;
         _registrations = [PosixSignalRegistration.Create(PosixSignal.SIGINT, Handle), PosixSignalRegistration.Create(PosixSignal.SIGTERM, Handle)];
@@ -44,7 +45,7 @@ public sealed class ShutdownSignals : IDisposable
         // The first signal starts the graceful stop; a repeated one takes the default action (terminate now).
         if (Interlocked.CompareExchange(ref _signal, (int)context.Signal + 1000, 0) != 0) return;
         context.Cancel = true;
-        _onSignal?.Invoke(context.Signal);
+        _onSignal?.Invoke(SignalName);
         _cts.Cancel();
     }
 
