@@ -33,6 +33,9 @@ internal sealed class DeterministicRandom
 
     public bool NextBool() => (NextULong() & 1) == 1;
 
+    /// <summary>Uniform in [0, 1) with 53 random bits.</summary>
+    public double NextDouble() => (NextULong() >> 11) * (1.0 / (1UL << 53));
+
     public T Pick<T>(IReadOnlyList<T> items) => items[Next(items.Count)];
 
     public void Shuffle<T>(IList<T> list)

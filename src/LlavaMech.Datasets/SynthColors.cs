@@ -8,8 +8,12 @@ namespace LlavaMech.Datasets;
 /// <param name="Examples">The examples in manifest order (Line = line in that manifest).</param>
 public sealed record SynthResult(string ManifestPath, IReadOnlyList<ManifestExample> Examples);
 
-/// <summary>One drawn object: <paramref name="Box"/> is [x0, y0, x1, y1) in pixels.</summary>
-internal sealed record SynthObject(string Shape, string Color, int[] Box);
+/// <summary>
+/// One drawn object: <paramref name="Box"/> is [x0, y0, x1, y1) in pixels; <paramref name="Rgb"/> the shade drawn (the
+/// palette's value of <paramref name="Color"/> unless the scene varies); a triangle's apex is shifted by
+/// <paramref name="Apex"/> of its width and its height is <paramref name="Height"/> of its slot.
+/// </summary>
+internal sealed record SynthObject(string Shape, string Color, int[] Box, byte[] Rgb, float Apex = 0, float Height = 1);
 
 /// <summary>
 /// Synthetic colour world: flat shapes in named colours on light or dark backgrounds, and a
@@ -72,6 +76,14 @@ public static class SynthColors
                     ["box"] = new JsonArray(ob.Box.Select(v => (JsonNode)v).ToArray()),
                 }).ToArray()),
             };
+            if (o.Variation is not null)
+            {
+                // The shade each object was drawn in (patch labels match it) and how the scene was drawn.
+                var objs = meta["objects"]!.AsArray();
+                for (int k = 0; k < scene.Objects.Count; k++) objs[k]!["rgb"] = new JsonArray(scene.Objects[k].Rgb.Select(v => (JsonNode)(int)v).ToArray());
+                meta["antialias"] = scene.Antialias;
+                meta["downscaled"] = scene.Downscaled;
+            }
             examples.Add(new ManifestExample(id, ManifestTasks.Vqa, abs, rel, VqaPrompt(target.Shape), target.Color,
                 target.Box.Select(v => (double)v).ToArray(), meta.ToJsonString(), examples.Count + 1));
         }
@@ -135,7 +147,9 @@ public static class SynthColors
     }
 
     /// <summary>Objects[0] is the one asked about; Slots[k] is the square Objects[k] was drawn in.</summary>
-    internal sealed record Scene(string BackgroundKind, NamedColor Background, IReadOnlyList<SynthObject> Objects, IReadOnlyList<int[]> Slots);
+    /// <param name="Background2">the second colour of a textured background (stripes, gradient; noise amplitude from it).</param>
+    internal sealed record Scene(string BackgroundKind, NamedColor Background, IReadOnlyList<SynthObject> Objects, IReadOnlyList<int[]> Slots,
+        NamedColor? Background2 = null, bool Antialias = false, bool Downscaled = false, ulong TextureSeed = 0);
 
     private sealed record Config(
         SynthOptions O, NamedColor[] Colors, string[] Shapes, string[] QuestionShapes, int MinSize, int MaxSize)
@@ -153,6 +167,8 @@ public static class SynthColors
             if (colors.Select(c => c.Name).Distinct().Count() != colors.Length || questionShapes.Distinct().Count() != questionShapes.Length)
                 throw new ArgumentException("SynthOptions colours and question shapes must not repeat.");
             int min = o.ResolvedMinSize, max = o.ResolvedMaxSize;
+            if (o.Variation is { } v)
+                (min, max) = ((int)Math.Round(v.MinObjectShare * o.ImageSize), (int)Math.Round(v.MaxObjectShare * o.ImageSize));
             if (o.ImageSize < 8 || min < 4 || min > max || max > o.ImageSize)
                 throw new ArgumentException(
                     $"SynthOptions: need 4 <= MinObjectSize ({min}) <= MaxObjectSize ({max}) <= ImageSize ({o.ImageSize}).");
@@ -167,18 +183,20 @@ public static class SynthColors
     private static Scene BuildScene(Config cfg, int seed, int index)
     {
         var o = cfg.O;
+        var v = o.Variation;
         var rng = DeterministicRandom.For(seed, StreamScene, index);
         // Balanced answers: the asked colour and shape come from shuffled rounds over all of them.
         var targetColor = RoundRobin(cfg.Colors, seed, StreamColorRound, index);
         var targetShape = RoundRobin(cfg.QuestionShapes, seed, StreamShapeRound, index);
 
-        var (kind, bg) = PickBackground(rng, targetColor, o.MinContrast);
+        var (kind, bg) = v is null ? PickBackground(rng, targetColor, o.MinContrast) : PickVariedBackground(rng, targetColor, v);
+        double contrast = v?.MinContrast ?? o.MinContrast;
         int wanted = rng.NextInclusive(o.MinObjects, o.MaxObjects);
 
         var objects = new List<SynthObject>();
         var slots = new List<int[]>();
         var distractorShapes = cfg.Shapes.Where(s => s != targetShape).ToArray();
-        var freeColors = cfg.Colors.Where(c => c.Name != targetColor.Name && c.DistanceTo(bg.R, bg.G, bg.B) >= o.MinContrast).ToList();
+        var freeColors = cfg.Colors.Where(c => c.Name != targetColor.Name && c.DistanceTo(bg.R, bg.G, bg.B) >= contrast).ToList();
 
         for (int k = 0; k < wanted; k++)
         {
@@ -186,13 +204,16 @@ public static class SynthColors
             NamedColor color;
             if (k == 0)
                 (shape, color) = (targetShape, targetColor);
+            else if (v is not null && rng.NextDouble() < v.TwinDistractorShare)
+                (shape, color) = (targetShape, targetColor);   // a twin: the answer is the same for both
             else
             {
-                // Distractors: another shape (so the asked shape stays unique) and an unused colour.
-                if (distractorShapes.Length == 0 || freeColors.Count == 0)
-                    break;
+                // Distractors: another shape (so the asked shape stays unique) and an unused colour (or, varied, sometimes the asked one).
+                if (distractorShapes.Length == 0) break;
                 shape = rng.Pick(distractorShapes);
-                color = freeColors[rng.Next(freeColors.Count)];
+                if (v is not null && rng.NextDouble() < v.SameColourDistractorShare) color = targetColor;
+                else if (freeColors.Count == 0) break;
+                else color = freeColors[rng.Next(freeColors.Count)];
             }
             var slot = Place(rng, cfg, slots);
             if (slot == null)
@@ -203,9 +224,52 @@ public static class SynthColors
             }
             slots.Add(slot);
             freeColors.Remove(color);
-            objects.Add(new SynthObject(shape, color.Name, slot)); // Box is measured after drawing
+            byte[] rgb = v is null ? [color.R, color.G, color.B] : Shade(rng, color, bg, v);
+            var (apex, height) = v is null || shape != "triangle" ? (0f, 1f) : ((float)(rng.NextDouble() * 0.3 - 0.15), (float)(0.8 + 0.2 * rng.NextDouble()));
+            objects.Add(new SynthObject(shape, color.Name, slot, rgb, apex, height)); // Box is measured after drawing
         }
-        return new Scene(kind, bg, objects, slots);
+        if (v is null) return new Scene(kind, bg, objects, slots);
+        NamedColor? second = kind is "flat" or "light" or "dark" ? null : Near(rng, bg, 20);
+        return new Scene(kind, bg, objects, slots, second, rng.NextDouble() < v.AntialiasShare, rng.NextDouble() < v.DownscaledShare, rng.NextULong());
+    }
+
+    /// <summary>A near-grey background (the classic look) or any colour far enough from the asked one, flat or textured.</summary>
+    private static (string Kind, NamedColor Bg) PickVariedBackground(DeterministicRandom rng, NamedColor target, SynthVariation v)
+    {
+        if (rng.NextDouble() < v.GreyBackgroundShare) return PickBackground(rng, target, v.MinContrast);
+        for (int attempt = 0; attempt < 256; attempt++)
+        {
+            var bg = new NamedColor("flat", (byte)rng.Next(256), (byte)rng.Next(256), (byte)rng.Next(256));
+            if (target.DistanceTo(bg.R, bg.G, bg.B) < v.MinContrast) continue;
+            string kind = rng.NextDouble() < v.TexturedShare ? rng.Pick(["noise", "stripes", "gradient"]) : "flat";
+            return (kind, bg with { Name = kind });
+        }
+        return PickBackground(rng, target, v.MinContrast);
+    }
+
+    /// <summary>A colour within <paramref name="max"/> per channel of <paramref name="c"/>.</summary>
+    private static NamedColor Near(DeterministicRandom rng, NamedColor c, int max)
+    {
+        byte Ch(byte x) => (byte)Math.Clamp(x + rng.NextInclusive(-max, max), 0, 255);
+        return c with { R = Ch(c.R), G = Ch(c.G), B = Ch(c.B) };
+    }
+
+    /// <summary>
+    /// A shade of <paramref name="color"/>: nearer it than any other palette colour by the margin, and contrasting with
+    /// the background; the palette's exact value a share of the time.
+    /// </summary>
+    private static byte[] Shade(DeterministicRandom rng, NamedColor color, NamedColor bg, SynthVariation v)
+    {
+        if (rng.NextDouble() >= v.ExactShadeShare)
+            for (int attempt = 0; attempt < 64; attempt++)
+            {
+                var c = Near(rng, color, v.ShadeJitter);
+                double own = color.DistanceTo(c.R, c.G, c.B);
+                if (SynthPalette.Colors.All(p => p.Name == color.Name || p.DistanceTo(c.R, c.G, c.B) >= own + v.ShadeMargin)
+                    && bg.DistanceTo(c.R, c.G, c.B) >= v.MinContrast - 10)
+                    return [c.R, c.G, c.B];
+            }
+        return [color.R, color.G, color.B];
     }
 
     private static (string Kind, NamedColor Bg) PickBackground(DeterministicRandom rng, NamedColor target, double minContrast)
@@ -241,9 +305,9 @@ public static class SynthColors
         return null;
     }
 
-    internal static SKPath ShapePath(string shape, int[] slot)
+    internal static SKPath ShapePath(string shape, int[] slot, float apex = 0, float height = 1, float scale = 1)
     {
-        float x0 = slot[0], y0 = slot[1], s = slot[2] - slot[0];
+        float x0 = slot[0] * scale, y0 = slot[1] * scale, s = (slot[2] - slot[0]) * scale;
         float cx = x0 + s / 2f, cy = y0 + s / 2f;
         var path = new SKPath();
         switch (shape)
@@ -255,7 +319,7 @@ public static class SynthColors
                 path.AddRect(new SKRect(x0, y0, x0 + s, y0 + s));
                 break;
             case "triangle":
-                path.AddPoly([new(cx, y0), new(x0 + s, y0 + s), new(x0, y0 + s)]);
+                path.AddPoly([new(cx + apex * s, y0 + (1 - height) * s), new(x0 + s, y0 + s), new(x0, y0 + s)]);
                 break;
             case "diamond":
                 path.AddPoly([new(cx, y0), new(x0 + s, cy), new(cx, y0 + s), new(x0, cy)]);
@@ -303,33 +367,38 @@ public static class SynthColors
     /// </summary>
     internal static (Scene Scene, byte[] Png) Render(Scene scene, int size)
     {
-        using var bitmap = new SKBitmap(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        using (var canvas = new SKCanvas(bitmap))
+        int scale = scene.Downscaled ? 2 : 1;
+        using var canvasBitmap = new SKBitmap(new SKImageInfo(size * scale, size * scale, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        using (var canvas = new SKCanvas(canvasBitmap))
         {
-            canvas.Clear(new SKColor(scene.Background.R, scene.Background.G, scene.Background.B));
-            // No anti-aliasing: every object pixel has exactly its named colour.
-            using var paint = new SKPaint { IsAntialias = false, Style = SKPaintStyle.Fill };
+            DrawBackground(canvas, scene, size * scale);
+            // Hard edges unless the scene varies: then every interior pixel still has exactly its object's shade.
+            using var paint = new SKPaint { IsAntialias = scene.Antialias, Style = SKPaintStyle.Fill };
             for (int k = 0; k < scene.Objects.Count; k++)
             {
-                var c = SynthPalette.Color(scene.Objects[k].Color);
-                paint.Color = new SKColor(c.R, c.G, c.B);
-                using var path = ShapePath(scene.Objects[k].Shape, scene.Slots[k]);
+                var ob = scene.Objects[k];
+                paint.Color = new SKColor(ob.Rgb[0], ob.Rgb[1], ob.Rgb[2]);
+                using var path = ShapePath(ob.Shape, scene.Slots[k], ob.Apex, ob.Height, scale);
                 canvas.DrawPath(path, paint);
             }
         }
+        using var bitmap = scale == 1 ? canvasBitmap.Copy() : canvasBitmap.Resize(new SKImageInfo(size, size, SKColorType.Rgba8888, SKAlphaType.Opaque),
+            new SKSamplingOptions(SKCubicResampler.CatmullRom));
+        // A scaled-down scene keeps its interiors within a step or two of the shade; classic scenes match exactly.
+        int tolerance = scene.Downscaled ? 3 : 0;
 
         var pixels = bitmap.GetPixelSpan();
         var measured = new List<SynthObject>(scene.Objects.Count);
         for (int k = 0; k < scene.Objects.Count; k++)
         {
-            var c = SynthPalette.Color(scene.Objects[k].Color);
+            var c = scene.Objects[k].Rgb;
             var slot = scene.Slots[k];
             int x0 = int.MaxValue, y0 = int.MaxValue, x1 = -1, y1 = -1;
             for (int y = slot[1]; y < slot[3]; y++)
             for (int x = slot[0]; x < slot[2]; x++)
             {
                 int at = (y * size + x) * 4;
-                if (pixels[at] != c.R || pixels[at + 1] != c.G || pixels[at + 2] != c.B)
+                if (Math.Abs(pixels[at] - c[0]) > tolerance || Math.Abs(pixels[at + 1] - c[1]) > tolerance || Math.Abs(pixels[at + 2] - c[2]) > tolerance)
                     continue;
                 x0 = Math.Min(x0, x); y0 = Math.Min(y0, y);
                 x1 = Math.Max(x1, x); y1 = Math.Max(y1, y);
@@ -341,5 +410,39 @@ public static class SynthColors
 
         using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100);
         return (scene with { Objects = measured }, data.ToArray());
+    }
+
+    /// <summary>The background: flat, or with noise, stripes or a gradient between its two colours.</summary>
+    private static void DrawBackground(SKCanvas canvas, Scene scene, int side)
+    {
+        var a = scene.Background;
+        canvas.Clear(new SKColor(a.R, a.G, a.B));
+        if (scene.Background2 is not { } b) return;
+        using var paint = new SKPaint { IsAntialias = false };
+        switch (scene.BackgroundKind)
+        {
+            case "gradient":
+                paint.Shader = SKShader.CreateLinearGradient(new SKPoint(0, 0), new SKPoint(side, side),
+                    [new SKColor(a.R, a.G, a.B), new SKColor(b.R, b.G, b.B)], SKShaderTileMode.Clamp);
+                canvas.DrawRect(0, 0, side, side, paint);
+                break;
+            case "stripes":
+                paint.Color = new SKColor(b.R, b.G, b.B);
+                int width = 3 + (int)(scene.TextureSeed % 6);
+                bool vertical = (scene.TextureSeed >> 8) % 2 == 0;
+                for (int at = 0; at < side; at += 2 * width)
+                    canvas.DrawRect(vertical ? SKRect.Create(at, 0, width, side) : SKRect.Create(0, at, side, width), paint);
+                break;
+            default:   // noise: each pixel between the two colours
+                var rng = new Random((int)(scene.TextureSeed & 0x7fffffff));
+                for (int y = 0; y < side; y++)
+                for (int x = 0; x < side; x++)
+                {
+                    double t = rng.NextDouble();
+                    paint.Color = new SKColor((byte)(a.R + t * (b.R - a.R)), (byte)(a.G + t * (b.G - a.G)), (byte)(a.B + t * (b.B - a.B)));
+                    canvas.DrawPoint(x, y, paint);
+                }
+                break;
+        }
     }
 }

@@ -36,10 +36,62 @@ public sealed record SynthOptions
     /// <summary>TQA examples appended to manifest.jsonl: null = as many as VQA examples, 0 = none.</summary>
     public int? TextQaCount { get; init; }
 
+    /// <summary>
+    /// Null (the default, which made datasets/shapes-colors-mini): flat near-grey backgrounds, the palette's exact
+    /// colours, hard edges. Set: scenes vary in everything that does not change the answer (<see cref="SynthVariation"/>).
+    /// </summary>
+    public SynthVariation? Variation { get; init; }
+
     public string IdPrefix { get; init; } = "shapes";
     public string TextQaIdPrefix { get; init; } = "tqa";
 
     internal int ResolvedMinSize => MinObjectSize ?? Math.Max(14, (int)Math.Round(ImageSize / 6.0));
 
     internal int ResolvedMaxSize => MaxObjectSize ?? Math.Max(ResolvedMinSize, (int)Math.Round(ImageSize * 0.36));
+}
+
+/// <summary>
+/// What varies in a scene without changing its answer, for training a model that answers by the asked object and not by
+/// the look of one generator: background colour and texture, each object's shade within its colour's range, object size,
+/// hard or anti-aliased edges, drawing at a higher resolution and scaling down, triangle proportions, and distractors of
+/// the asked object's colour (and, of its shape and colour together, so the answer stays exact).
+/// </summary>
+public sealed record SynthVariation
+{
+    /// <summary>Share of scenes on a near-grey background (the classic look); the rest get a colour background.</summary>
+    public double GreyBackgroundShare { get; init; } = 0.35;
+
+    /// <summary>Share of colour backgrounds that are textured (noise, stripes or a gradient) rather than flat.</summary>
+    public double TexturedShare { get; init; } = 0.4;
+
+    /// <summary>
+    /// Largest per-channel change of an object's shade; a shade is kept only when it stays nearer its own colour than any
+    /// other palette colour by <see cref="ShadeMargin"/>.
+    /// </summary>
+    public int ShadeJitter { get; init; } = 70;
+
+    public double ShadeMargin { get; init; } = 20;
+
+    /// <summary>Share of objects drawn in the palette's exact colour.</summary>
+    public double ExactShadeShare { get; init; } = 0.25;
+
+    /// <summary>Share of scenes drawn with anti-aliased edges.</summary>
+    public double AntialiasShare { get; init; } = 0.5;
+
+    /// <summary>Share of scenes drawn at twice the size and scaled down (soft edges as a resized photo has).</summary>
+    public double DownscaledShare { get; init; } = 0.3;
+
+    /// <summary>Share of distractors in the asked object's colour.</summary>
+    public double SameColourDistractorShare { get; init; } = 0.2;
+
+    /// <summary>Share of distractors that repeat the asked object's shape and colour (the answer is the same for both).</summary>
+    public double TwinDistractorShare { get; init; } = 0.08;
+
+    /// <summary>Smallest and largest object side as a share of the image side.</summary>
+    public double MinObjectShare { get; init; } = 0.15;
+
+    public double MaxObjectShare { get; init; } = 0.48;
+
+    /// <summary>Smallest contrast (RGB distance) between a background and any object on it.</summary>
+    public double MinContrast { get; init; } = 110;
 }

@@ -33,18 +33,26 @@ public static class ExplainReport
     public static void WriteFigures(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
     {
         var s = a.Statistics;
-        var image = a.Input.Image!;
-        var g = image.Geometry;
-        if (OnSquareGrid(a, Heatmaps.RawAttention(s)) is { } raw && LogIncreaseGrid(a, heatmapHeads) is { } tool)
-        {
-            var heads = string.Join(", ", s.TopHeads.Take(heatmapHeads).Select(h => $"L{h.Layer}H{h.Head}"));
-            ExplanationFigure.Write(Path.Combine(outDir, "explain.png"), image.CroppedRgb, g.CropHeight, g.CropWidth, raw.Grid, tool.Grid, raw.Side,
-                $"target '{model.TokenText(s.TargetId)}' (p = {Math.Exp(s.TargetLogProb):0.000})", "raw attention (mean of all heads)", $"log-probability increase ({heads})");
-        }
+        WriteExplainFigure(model, a, Path.Combine(outDir, "explain.png"), heatmapHeads);
         LayerBars.Write(Path.Combine(outDir, "layers.png"), s.LayerAttnIncrease, s.LayerFfnIncrease, $"layer-level increase of log p('{model.TokenText(s.TargetId)}')");
         var grid = new double[s.HeadIncrease.Length, s.HeadIncrease[0].Length];
         for (int l = 0; l < grid.GetLength(0); l++) for (int h = 0; h < grid.GetLength(1); h++) grid[l, h] = s.HeadIncrease[l][h];
         HeadHeatmap.Write(Path.Combine(outDir, "heads.png"), grid, $"head-level increase of log p('{model.TokenText(s.TargetId)}')");
+    }
+
+    /// <summary>
+    /// The input crop, the raw-attention map and the log-increase map of the top <paramref name="heatmapHeads"/> heads side by
+    /// side (explain.png); nothing when the input has no single square patch grid.
+    /// </summary>
+    public static void WriteExplainFigure(LoadedModel model, ExampleAnalysis a, string path, int heatmapHeads, string? title = null)
+    {
+        var s = a.Statistics;
+        var image = a.Input.Image!;
+        var g = image.Geometry;
+        if (OnSquareGrid(a, Heatmaps.RawAttention(s)) is not { } raw || LogIncreaseGrid(a, heatmapHeads) is not { } tool) return;
+        var heads = string.Join(", ", s.TopHeads.Take(heatmapHeads).Select(h => $"L{h.Layer}H{h.Head}"));
+        ExplanationFigure.Write(path, image.CroppedRgb, g.CropHeight, g.CropWidth, raw.Grid, tool.Grid, raw.Side,
+            title ?? $"target '{model.TokenText(s.TargetId)}' (p = {Math.Exp(s.TargetLogProb):0.000})", "raw attention (mean of all heads)", $"log-probability increase ({heads})");
     }
 
     /// <summary>Per-image-token values [P] as the patch grid's values and side, or null without one square grid.</summary>

@@ -13,23 +13,43 @@ namespace LlavaMech.Explanation;
 /// <param name="LensTop5Object">share of the object's patches whose lens top-5 contains the target.</param>
 /// <param name="TopHeadObjectShare">the top head's attention on the object's patches as a share of its attention on the image.</param>
 /// <param name="ObjectAreaShare">the object's patches as a share of all patches (what a head looking nowhere in particular would give).</param>
+/// <param name="Answer">the model's answer: the argmax token's text, trimmed.</param>
+/// <param name="Objects">where the top head looked, per object of the scene (the asked one first), when the manifest lists them.</param>
 public sealed record ExampleFindings(string Id, int TargetId, string? Expected, bool? Correct, double TargetProb,
     double[] LayerAttn, double[] LayerFfn, double[][] HeadIncrease, HeadScore TopHead,
     double LensRankObject, double LensRankBackground, double LensTop5Object, double LensTop5Background,
-    double TopHeadObjectShare, double ObjectAreaShare);
+    double TopHeadObjectShare, double ObjectAreaShare, string Answer = "", IReadOnlyList<ObjectLook>? Objects = null)
+{
+    /// <summary>
+    /// The object whose colour a wrong answer named (another object of the scene), or null: the answer is right, names no
+    /// object's colour, or the scene's objects are unknown. A binding error: the model read the wrong object.
+    /// </summary>
+    public ObjectLook? NamedObject => Correct == false && Objects is { Count: > 1 } objects && Answer != Expected
+        ? objects.Skip(1).FirstOrDefault(o => o.Color == Answer) : null;
+}
+
+/// <summary>
+/// How much of the top head's reading of the image fell on one object: its share of the head's image attention and of
+/// the head's log-increase heatmap (the paper's map, which sums to 1), next to the object's share of the patches.
+/// </summary>
+public sealed record ObjectLook(string Shape, string Color, double AttentionShare, double LogIncreaseShare, double AreaShare);
 
 public static class MechanismFindings
 {
     /// <param name="targetId">the token to explain (the expected answer); null: the argmax.</param>
-    public static ExampleFindings Analyze(ExampleAnalyzer analyzer, string id, ModelInput input, double[] objectBox, string? expected, int? targetId, int? expectedId)
+    /// <param name="scene">the scene's objects (the asked one first) when known: where the top head looked is measured for each.</param>
+    /// <param name="analysis">receives the example's analysis (e.g. for a figure).</param>
+    public static ExampleFindings Analyze(ExampleAnalyzer analyzer, string id, ModelInput input, double[] objectBox, string? expected, int? targetId, int? expectedId,
+        IReadOnlyList<(string Shape, string Color, double[] Box)>? scene = null, Action<ExampleAnalysis>? analysis = null)
     {
         var model = analyzer.Model;
         var a = analyzer.Analyze(input, new StatisticsOptions { TargetId = targetId, TopKHeads = 1, Neurons = new NeuronOptions(NeuronRoute.None) });
         var s = a.Statistics;
         var image = s.Image ?? throw new ArgumentException($"example '{id}' has no image");
         var layout = input.ImageLayout!;
-        var box = ClipImageProcessor.BoxToPatches(input.Image!.Geometry, objectBox[0], objectBox[1], objectBox[2], objectBox[3], model.Config.Vision!.PatchSize)
+        HashSet<int> Patches(double[] b) => ClipImageProcessor.BoxToPatches(input.Image!.Geometry, b[0], b[1], b[2], b[3], model.Config.Vision!.PatchSize)
             .Select(rc => layout.Grid.TokenIndex(rc.Row, rc.Col)).ToHashSet();
+        var box = Patches(objectBox);
         var lens = image.VisualTokenLens!;
         double Mean(IEnumerable<double> xs) { var v = xs.ToList(); return v.Count == 0 ? double.NaN : v.Average(); }
         var patches = layout.GridTokenIndices();   // image tokens that are patches (not the class token)
@@ -39,10 +59,22 @@ public static class MechanismFindings
         double onImage = image.ImagePositions.Sum(pos => attention[pos]);
         double onObject = inside.Sum(i => attention[image.ImagePositions[i]]);
         int argmax = s.Top5Ids[0];
+        ObjectLook[]? looks = null;
+        if (scene is { Count: > 0 })
+        {
+            var heat = Heatmaps.LogIncrease(s, 1);
+            looks = scene.Select(o =>
+            {
+                var at = Patches(o.Box).Where(i => i < heat.Length).ToList();
+                return new ObjectLook(o.Shape, o.Color, onImage > 0 ? at.Sum(i => attention[image.ImagePositions[i]]) / onImage : 0,
+                    at.Sum(i => (double)heat[i]), (double)at.Count / patches.Length);
+            }).ToArray();
+        }
+        analysis?.Invoke(a);
         return new ExampleFindings(id, s.TargetId, expected, expectedId is null ? null : argmax == expectedId, Math.Exp(s.TargetLogProb),
             s.LayerAttnIncrease, s.LayerFfnIncrease, s.HeadIncrease, s.TopHeads[0],
             Mean(inside.Select(i => (double)lens.TargetRank[i])), Mean(outside.Select(i => (double)lens.TargetRank[i])),
             Mean(inside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)), Mean(outside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)),
-            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / patches.Length);
+            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / patches.Length, model.TokenText(argmax).Trim(), looks);
     }
 }

@@ -23,6 +23,9 @@ public static class ToyTrainer
     /// <summary>Name of the file, next to the weights, recording the options and results of the run.</summary>
     public const string TrainingRecordFile = "training_record.json";
 
+    /// <summary>The held-out VQA scores (per colour, per shape, confusion, wrong answers) and their confusion figure, beside the weights.</summary>
+    public const string HeldOutReportFile = "heldout_scores.md", HeldOutConfusionFile = "heldout_confusion.png";
+
     public static TrainingResult Train(ToyTrainingOptions options, IProgress<TrainingProgress>? progress = null)
     {
         using var run = TrainCore(options, progress);
@@ -69,12 +72,16 @@ public static class ToyTrainer
             {
                 trainExamples.AddRange(SynthColors.Generate(FreshDir(work, "train"), o.TrainCount, o.TrainSeed,
                     new SynthOptions { TextQaCount = o.TrainTextQaCount }).Examples);
+                var variation = o.VariedTrainCount > 0 ? new SynthVariation() : null;
+                if (variation is not null)
+                    trainExamples.AddRange(SynthColors.Generate(FreshDir(work, "train-varied"), o.VariedTrainCount, ConfusableSeed(o.TrainSeed, ConfusableShapes.Count),
+                        new SynthOptions { TextQaCount = 0, Variation = variation, IdPrefix = "varied" }).Examples);
                 if (o.ConfusableTrainCount > 0)
                     for (int k = 0; k < ConfusableShapes.Count; k++)
                     {
                         var (asked, confusable) = ConfusableShapes[k];
                         trainExamples.AddRange(SynthColors.Generate(FreshDir(work, "train-" + asked), o.ConfusableTrainCount, ConfusableSeed(o.TrainSeed, k),
-                            new SynthOptions { TextQaCount = 0, QuestionShapes = [asked], Shapes = [asked, .. confusable], IdPrefix = asked }).Examples);
+                            new SynthOptions { TextQaCount = 0, QuestionShapes = [asked], Shapes = [asked, .. confusable], IdPrefix = asked, Variation = variation }).Examples);
                     }
             }
             var data = TrainingData.Encode(trainExamples, tokenizer, prompts, images, DataProgress, config.Vision!.PatchSize, o.AllObjectQuestions);
@@ -112,6 +119,7 @@ public static class ToyTrainer
 
             // ---- evaluate the saved folder ----
             EvaluationResult? vqa = null, tqa = null;
+            ColourWorldScore? score = null;
             IReadOnlyList<ManifestExample>? heldOut = null;
             if (o.HeldOutManifest is not null) heldOut = ReadManifest(o.HeldOutManifest);
             else if (o.HeldOutCount > 0)
@@ -130,6 +138,13 @@ public static class ToyTrainer
                 });
                 vqa = new EvaluationResult(all.Predictions.Where(p => p.Task == ManifestTasks.Vqa).ToList());
                 tqa = new EvaluationResult(all.Predictions.Where(p => p.Task == ManifestTasks.Tqa).ToList());
+                if (vqa.Total > 0)
+                {
+                    // Per colour and shape, the confusion matrix and the binding errors, beside the weights.
+                    score = ColourWorldScore.From(scored, vqa, SynthPalette.Colors.Select(c => c.Name).ToArray());
+                    File.WriteAllText(Path.Combine(outDir, HeldOutReportFile), score.Markdown($"held-out VQA ({(o.HeldOutManifest ?? $"generated, seed {o.HeldOutSeed}")})"));
+                    score.WriteConfusionFigure(Path.Combine(outDir, HeldOutConfusionFile), "held-out VQA: expected vs answered colour");
+                }
             }
 
             var result = new TrainingResult(outDir, vqa?.Accuracy ?? double.NaN, tqa?.Accuracy ?? double.NaN, steps, clock.Elapsed)
@@ -143,6 +158,7 @@ public static class ToyTrainer
                 LossHistory = losses,
                 ParameterCount = parameterCount,
                 CheckpointBytes = new FileInfo(weights).Length,
+                HeldOutScore = score,
             };
             WriteRecord(Path.Combine(outDir, TrainingRecordFile), o, result, template.Source);
             progress?.Report(new TrainingProgress(TrainingPhase.Done, steps, totalSteps, losses.Count > 0 ? losses[^1] : double.NaN,
@@ -258,7 +274,7 @@ public static class ToyTrainer
         if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.TrainSeed == o.HeldOutSeed)
             throw new ArgumentException($"HeldOutSeed must differ from TrainSeed ({o.TrainSeed}): the held-out images would be the training images");
         if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.ConfusableTrainCount > 0
-            && Enumerable.Range(0, ConfusableShapes.Count).Any(k => ConfusableSeed(o.TrainSeed, k) == o.HeldOutSeed))
+            && Enumerable.Range(0, ConfusableShapes.Count + 1).Any(k => ConfusableSeed(o.TrainSeed, k) == o.HeldOutSeed))
             throw new ArgumentException($"HeldOutSeed {o.HeldOutSeed} is the seed of a confusable training set; choose another");
     }
 
@@ -282,6 +298,10 @@ public static class ToyTrainer
                 total_seconds = Math.Round(r.Elapsed.TotalSeconds, 1),
                 first_loss = r.LossHistory.Count > 0 ? r.LossHistory[0] : double.NaN,
                 final_loss_mean_last_50 = r.LossHistory.Count > 0 ? r.LossHistory.TakeLast(50).Average() : double.NaN,
+                held_out_per_colour = r.HeldOutScore?.PerColour.ToDictionary(g => g.Group, g => Math.Round(g.Accuracy, 4)),
+                held_out_per_shape = r.HeldOutScore?.PerShape.ToDictionary(g => g.Group, g => Math.Round(g.Accuracy, 4)),
+                held_out_binding_errors = r.HeldOutScore?.BindingErrors,
+                held_out_wrong = r.HeldOutScore?.Wrong.Count,
                 parameters = r.ParameterCount,
                 checkpoint_bytes = r.CheckpointBytes,
                 threads = get_num_threads(),

@@ -42,6 +42,14 @@ public sealed record ToyTrainingOptions
     public int TrainSeed { get; init; } = 1001;
 
     /// <summary>
+    /// Further generated VQA training images whose scenes vary in everything that does not change the answer
+    /// (<c>SynthVariation</c>: background colour and texture, shades, sizes, edges, scaling, same-colour distractors), so
+    /// the model answers by the asked object rather than by one generator's look. When above 0 the confusable sets
+    /// (<see cref="ConfusableTrainCount"/>) vary too. 0: only the classic scenes.
+    /// </summary>
+    public int VariedTrainCount { get; init; } = 8000;
+
+    /// <summary>
     /// Extra generated VQA training images per question shape whose distractors are only the shapes
     /// most easily mistaken for it (<see cref="ToyTrainer.ConfusableShapes"/>: circle among hexagons
     /// and stars, triangle among diamonds and crosses, square among diamonds and hexagons); 0: none.

@@ -175,12 +175,14 @@ internal sealed class TrainingData
 
     /// <summary>
     /// Shape and colour class of every patch, from the example's object list (metadata <c>objects</c>
-    /// of SynthColors): a pixel belongs to an object when it lies in the object's box and has exactly
-    /// its colour (the generator draws flat colours, all different within an image). Null when the
+    /// of SynthColors): a pixel belongs to an object when it lies in the object's box and has its
+    /// colour (the shade it was drawn in, within 3 steps per channel; boxes do not overlap). Null when the
     /// example has no such metadata or the crop is not the original image.
     /// </summary>
     internal static (byte[]? Shape, byte[]? Color) PatchLabels(ManifestExample e, PreprocessedImage img, int patch)
     {
+        // Scenes drawn larger and scaled down keep their interiors within a few steps of the shade.
+        const int Tolerance = 3;
         var g = img.Geometry;
         if (g.OriginalWidth != g.CropWidth || g.OriginalHeight != g.CropHeight || g.CropLeft != 0 || g.CropTop != 0
             || g.CropWidth % patch != 0 || g.CropHeight != g.CropWidth)
@@ -197,7 +199,9 @@ internal sealed class TrainingData
                 if (shape < 0 || color < 0) return (null, null);
                 var named = SynthPalette.Colors[color];
                 var box = o.GetProperty("box").EnumerateArray().Select(v => (int)Math.Round(v.GetDouble())).ToArray();
-                objects.Add((shape + 1, color + 1, named.R, named.G, named.B, box));
+                // Varied scenes name the shade each object was drawn in.
+                var rgb = o.TryGetProperty("rgb", out var drawn) ? drawn.EnumerateArray().Select(v => (byte)v.GetInt32()).ToArray() : [named.R, named.G, named.B];
+                objects.Add((shape + 1, color + 1, rgb[0], rgb[1], rgb[2], box));
             }
         }
         catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
@@ -221,7 +225,8 @@ internal sealed class TrainingData
                 {
                     var ob = objects[k];
                     if (x >= ob.Box[0] && x < ob.Box[2] && y >= ob.Box[1] && y < ob.Box[3]
-                        && img.CroppedRgb[at] == ob.R && img.CroppedRgb[at + 1] == ob.G && img.CroppedRgb[at + 2] == ob.B)
+                        && Math.Abs(img.CroppedRgb[at] - ob.R) <= Tolerance && Math.Abs(img.CroppedRgb[at + 1] - ob.G) <= Tolerance
+                        && Math.Abs(img.CroppedRgb[at + 2] - ob.B) <= Tolerance)
                         counts[k]++;
                 }
             }

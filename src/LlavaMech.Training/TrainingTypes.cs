@@ -77,6 +77,9 @@ public sealed record TrainingResult(string OutputDir, double HeldOutAccuracy, do
     /// <summary>Training loss of every step (VQA + weighted TQA).</summary>
     public IReadOnlyList<double> LossHistory { get; init; } = [];
 
+    /// <summary>The held-out VQA answers per colour and shape, with the confusion matrix and binding errors (null: not evaluated).</summary>
+    public ColourWorldScore? HeldOutScore { get; init; }
+
     /// <summary>Parameters of the model, and bytes of model.safetensors.</summary>
     public long ParameterCount { get; init; }
     public long CheckpointBytes { get; init; }

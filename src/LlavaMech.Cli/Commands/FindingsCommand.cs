@@ -9,7 +9,7 @@ public static class FindingsCommand
     [
         new("model", "DIR", "LLaVA checkpoint folder", Required: true),
         new("dataset", "MANIFEST", "manifest with VQA examples that have object_box (and ideally expected)", Required: true),
-        new("out", "DIR", "output folder (findings.md, findings.json, heads.png, layers.png)", Required: true),
+        new("out", "DIR", "output folder (findings.md, findings.json, heads.png, layers.png, binding/)", Required: true),
         new("limit", "N", "at most N examples (0 = all)", "0") { Range = CommandLine.NumericRange.Int(0) },
         new("target", "MODE", "expected (the manifest's answer token) or argmax", "expected"),
         .. DeviceOptions.Specs,
@@ -20,7 +20,10 @@ public static class FindingsCommand
         heads raise the answer's log-probability, whether the logit lens of the visual tokens at the
         object's patches already ranks the answer (colour) word highly compared with the other
         patches, and whether the answer-carrying (top) head attends to the object more than its area
-        alone would give. Reports means over the dataset.
+        alone would give. Reports means over the dataset. Where the manifest lists the scene's objects
+        (the colour world's generators do), the binding errors: wrong answers that name the colour of
+        another object in the scene, with how much of the top head's attention and log-increase map
+        fell on the asked object and on the named one, and a figure of each (binding/<id>.png).
         """;
 
     public const string Examples = "  ./llavamech findings --model datasets/shapes-colors-mini/toy-llava --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/findings";
@@ -36,9 +39,9 @@ public static class FindingsCommand
         bool useExpected = cl.Require("target") switch { "expected" => true, "argmax" => false, var m => throw new UsageException($"--target {m}: use expected or argmax") };
         using var model = LoadedModel.Load(cl.Require("model"), options);
         var progress = new ProgressBar("findings", examples.Count);
-        var results = FindingsStudy.Run(model, examples, useExpected, progress);
-        progress.Done();
         var outDir = cl.Require("out");
+        var results = FindingsStudy.Run(model, examples, useExpected, progress, Path.Combine(outDir, "binding"));
+        progress.Done();
         var md = FindingsStudy.Write(results, model.Directory, cl.Require("dataset"), cl.Require("target"), outDir);
         File.WriteAllText(Path.Combine(outDir, "findings.json"), JsonSerializer.Serialize(results, Json.Indented));
         Console.WriteLine(md);

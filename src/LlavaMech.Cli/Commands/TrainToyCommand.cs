@@ -115,6 +115,10 @@ public static class TrainToyCommand
         string where = o.HeldOutManifest ?? (o.HeldOutCount > 0 ? $"generated, seed {o.HeldOutSeed}" : "none");
         Console.WriteLine($"held-out VQA accuracy: {Acc(r.HeldOutAccuracy, r.HeldOutCount)}   [{where}]");
         Console.WriteLine($"held-out TQA accuracy: {Acc(r.TextQaAccuracy, r.TextQaCount)}");
+        if (r.HeldOutScore is { } sc)
+            Console.WriteLine($"held-out VQA by colour: lowest {sc.PerColour.MinBy(g => g.Accuracy)!.Group} {100 * sc.PerColour.Min(g => g.Accuracy):0.0}%; by shape: " +
+                              string.Join(", ", sc.PerShape.Select(g => $"{g.Group} {100 * g.Accuracy:0.0}%")) +
+                              $"; binding errors {sc.BindingErrors} of {sc.Wrong.Count} wrong ({ToyTrainer.HeldOutReportFile}, {ToyTrainer.HeldOutConfusionFile})");
         if (progress.PlannedSteps is int planned && r.Steps < planned)
             Console.WriteLine($"note: the time budget ({o.TimeBudget:hh\\:mm\\:ss}) stopped training after {r.Steps} of {planned} steps");
         Console.WriteLine($"trained: {r.VisionPretrainSteps} vision pre-training + {r.Steps} steps on {r.TrainVqaExamples} VQA + {r.TrainTextQaExamples} TQA examples, "

@@ -12,20 +12,38 @@ public static class FindingsStudy
     /// The findings of each example (the manifest's answer is the target when <paramref name="useExpected"/>, else the argmax;
     /// it is the reference for accuracy either way).
     /// </summary>
-    public static List<ExampleFindings> Run(LoadedModel model, IEnumerable<ManifestExample> examples, bool useExpected, IProgress<int>? progress = null)
+    /// <param name="bindingFigures">a folder for the figure of each binding error (<see cref="ExampleFindings.NamedObject"/>), at
+    /// most <see cref="MaxBindingFigures"/>; null: none.</param>
+    public static List<ExampleFindings> Run(LoadedModel model, IEnumerable<ManifestExample> examples, bool useExpected, IProgress<int>? progress = null,
+        string? bindingFigures = null)
     {
         using var analyzer = new ExampleAnalyzer(model);
         var results = new List<ExampleFindings>();
+        int figures = 0;
         foreach (var ex in examples)
         {
             using var scope = TorchSharp.torch.NewDisposeScope();
             int? expectedId = ex.Expected is null ? null : TargetResolver.Resolve(ex.Expected, model.Tokenizer, model.Config.Text.VocabSize);
             var input = model.Prepare(ex.Prompt, ex.ImagePath);
-            results.Add(MechanismFindings.Analyze(analyzer, ex.Id, input, ex.ObjectBox!, ex.Expected, useExpected ? expectedId : null, expectedId));
+            var scene = SceneObjects.Of(ex).Select(o => (o.Shape, o.Color, o.Box)).ToArray();
+            ExampleAnalysis? analysis = null;
+            var found = MechanismFindings.Analyze(analyzer, ex.Id, input, ex.ObjectBox!, ex.Expected, useExpected ? expectedId : null, expectedId,
+                scene, a => analysis = a);
+            results.Add(found);
+            if (bindingFigures is not null && found.NamedObject is { } named && figures++ < MaxBindingFigures)
+            {
+                Directory.CreateDirectory(bindingFigures);
+                var asked = found.Objects![0];
+                ExplainReport.WriteExplainFigure(model, analysis!, Path.Combine(bindingFigures, $"{ex.Id}.png"), 1,
+                    $"asked the {asked.Shape} ({asked.Color}), answered '{found.Answer}': the {named.Shape}'s colour");
+            }
             progress?.Report(results.Count);
         }
         return results;
     }
+
+    /// <summary>Figures of binding errors written by <see cref="Run"/>.</summary>
+    public const int MaxBindingFigures = 24;
 
     /// <summary>Writes layers.png, heads.png and findings.md (the means over the examples) into <paramref name="outDir"/>; returns findings.md.</summary>
     public static string Write(List<ExampleFindings> results, string modelDir, string dataset, string targetMode, string outDir)
@@ -72,8 +90,37 @@ public static class FindingsStudy
 
             the top head's attention on the object's patches, as a share of its attention on the image: {headObj:0.000}
             (the object covers {area:0.000} of the patches on average: a ratio of {headObj / area:0.0}x)
+
+            {BindingErrors(results)}
             """;
         File.WriteAllText(Path.Combine(outDir, "findings.md"), md);
         return md;
+    }
+
+    /// <summary>
+    /// The binding errors: wrong answers that are another object's colour, with where the top head looked, on the asked
+    /// object and on the object it named (shares of its image attention and of its log-increase map).
+    /// </summary>
+    private static string BindingErrors(List<ExampleFindings> results)
+    {
+        var withScene = results.Where(r => r.Objects is not null && r.Correct is not null).ToList();
+        if (withScene.Count == 0) return "## Binding errors\n\nthe manifest lists no scene objects: not measured";
+        var errors = withScene.Where(r => r.NamedObject is not null).ToList();
+        int wrong = withScene.Count(r => r.Correct == false);
+        string head = $"## Binding errors\n\n{errors.Count} of {wrong} wrong answers name the colour of another object in the scene " +
+                      $"({(double)errors.Count / withScene.Count:0.0%} of {withScene.Count} examples).";
+        if (errors.Count == 0) return head;
+        int lookedAtNamed = errors.Count(r => r.NamedObject!.LogIncreaseShare > r.Objects![0].LogIncreaseShare);
+        var rows = errors.Select(r => (IReadOnlyList<string>)
+        [
+            r.Id, $"{r.Objects![0].Shape} ({r.Expected})", r.Answer, r.NamedObject!.Shape, $"L{r.TopHead.Layer}H{r.TopHead.Head}",
+            $"{r.Objects[0].AttentionShare:0.00} / {r.NamedObject.AttentionShare:0.00}", $"{r.Objects[0].LogIncreaseShare:0.00} / {r.NamedObject.LogIncreaseShare:0.00}",
+        ]).ToList();
+        return $"""
+            {head} In {lookedAtNamed} of them the top head's log-increase map put more mass on the named object than on
+            the asked one. Figures of the first {MaxBindingFigures}: binding/<example>.png.
+
+            {MarkdownTable.Render(["example", "asked", "answered", "colour of", "top head", "attention asked / named", "log-increase mass asked / named"], rows)}
+            """;
     }
 }
