@@ -34,6 +34,12 @@ public sealed record MethodResult(string Method, float[] Scores, double TimeMs, 
 public sealed record ExampleComparison(string ExampleId, int TargetId, double TargetProb, int Patches, ImageTokenLayout Layout,
     IReadOnlyList<(int Row, int Col)>? ObjectPatches, IReadOnlyList<MethodResult> Methods)
 {
+    /// <summary>The model's answer: the argmax token at the last position.</summary>
+    public int Argmax { get; init; } = -1;
+
+    /// <summary>Whether the answer is the expected one (null when the manifest gives none).</summary>
+    public bool? Correct { get; init; }
+
     /// <summary>The side of the (single, square) patch grid.</summary>
     public int GridSide => Layout.Grid.Side;
 
@@ -101,7 +107,7 @@ public static class MethodComparison
         if (Wants(GradientXInput)) { sw.Restart(); var g = ctx.GradientTimesInput(); Add(GradientXInput, g, sw.Elapsed.TotalMilliseconds); }
         if (Wants(IntegratedGradients)) { sw.Restart(); var ig = ctx.IntegratedGradients(options.IntegratedGradientSteps); Add(IntegratedGradients, ig, sw.Elapsed.TotalMilliseconds); }
         if (Wants(Occlusion)) { sw.Restart(); var oc = ctx.Occlusion(options.OcclusionWindow); Add(Occlusion, oc, sw.Elapsed.TotalMilliseconds); }
-        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, layout, objectPatches, results);
+        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, layout, objectPatches, results) { Argmax = s.Top5Ids[0] };
     }
 
     /// <summary>The highest-scoring image token (first on ties) is a patch of the object.</summary>

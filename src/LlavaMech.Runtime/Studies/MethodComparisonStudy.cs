@@ -37,8 +37,9 @@ public static class MethodComparisonStudy
                 skipped($"skipping {ex.Id} (line {ex.Line}): {e.Message}");
                 continue;
             }
-            int? target = expectedTarget && ex.Expected is not null ? TargetResolver.Resolve(ex.Expected, model.Tokenizer, model.Config.Text.VocabSize) : null;
-            results.Add(MethodComparison.Run(analyzer, ex.Id, input, ex.ObjectBox, options, target));
+            int? expected = ex.Expected is null ? null : TargetResolver.Resolve(ex.Expected, model.Tokenizer, model.Config.Text.VocabSize);
+            var r = MethodComparison.Run(analyzer, ex.Id, input, ex.ObjectBox, options, expectedTarget ? expected : null);
+            results.Add(r with { Correct = expected is { } id ? r.Argmax == id : null });
             firstInput ??= input;
             progress?.Report(results.Count);
         }
@@ -63,16 +64,16 @@ public static class MethodComparisonStudy
     {
         var rows = results.SelectMany(r => r.Methods.Select(m => (r, m))).ToList();
         RowFile.Write(rows.Select(x => new MethodRow(x.r.ExampleId, x.m.Method, x.r.TargetId, x.r.TargetProb, x.m.TimeMs, x.m.Deletion.Auc,
-            x.m.Insertion.Auc, x.m.PointingHit, x.m.MassInBox, x.r.ObjectAreaShare)), outDir);
+            x.m.Insertion.Auc, x.m.PointingHit, x.m.MassInBox, x.r.ObjectAreaShare, x.r.Correct)), outDir);
         RowFile.Write(rows.SelectMany(x => new[] { ("deletion", x.m.Deletion), ("insertion", x.m.Insertion) }
             .SelectMany(c => c.Item2.Fractions.Select((f, i) => new CurveRow(x.r.ExampleId, x.m.Method, c.Item1, i, f, c.Item2.Probabilities[i])))), outDir);
         RowFile.Write(rows.SelectMany(x => x.m.Scores.Select((v, p) => new ScoreRow(x.r.ExampleId, x.m.Method, p, p / x.r.GridSide, p % x.r.GridSide, v))), outDir);
     }
 
-    /// <summary>One row of methods.parquet: one attribution method on one example.</summary>
+    /// <summary>One row of methods.parquet: one attribution method on one example (<c>correct</c>: the answer is the expected one).</summary>
     [Table("methods")]
     public sealed record MethodRow(string ExampleId, string Method, int TargetId, double TargetProb, double TimeMs, double DeletionAuc,
-        double InsertionAuc, bool? PointingHit, double? MassInBox, double? ObjectAreaShare);
+        double InsertionAuc, bool? PointingHit, double? MassInBox, double? ObjectAreaShare, bool? Correct);
 
     /// <summary>One row of curves.parquet: one point of a method's deletion or insertion curve.</summary>
     [Table("curves")]
@@ -84,14 +85,47 @@ public static class MethodComparisonStudy
 
     private static string Summary(List<ExampleComparison> results, LoadedModel model, MethodRunInfo info)
     {
+        bool boxes = results.Any(r => r.ObjectPatches is not null);
+        var judged = results.Where(r => r.Correct is not null).ToList();
+        var correct = judged.Where(r => r.Correct == true).ToList();
+        string restricted = boxes && judged.Count > 0 && correct.Count < results.Count && correct.Count > 0
+            ? $"\n\nThe {correct.Count} correctly answered examples only ({100.0 * correct.Count / judged.Count:0.0}% of the {judged.Count} with an expected answer):\n\n{Table(correct, boxes)}"
+            : "";
+        string accuracy = judged.Count == 0 ? "" : $" accuracy {100.0 * correct.Count / judged.Count:0.0}% ({correct.Count}/{judged.Count});";
+        double meanProb = results.Average(r => r.TargetProb);
+        return $"""
+            # {(info.Scoring ? "Ground-truth scoring" : "Comparison")} of image-patch attribution methods
+
+            model `{model.Directory}`, dataset `{info.Dataset}`, {results.Count} VQA examples, {results[0].Patches} image tokens,
+            target = {info.Target} (mean target probability {meanProb:0.000});{accuracy} {model.Device}, {model.DType}; IG {info.IgSteps} steps,
+            occlusion window {info.OcclusionWindow}, {info.CurveSteps} curve steps, removed patch = mean image-token embedding.
+            AUCs: mean ± sd; pointing game: share with its 95% Wilson interval; mass in object: mean with its 95% t interval.
+
+            {Table(results, boxes)}{restricted}
+            """;
+    }
+
+    /// <summary>The methods' table over <paramref name="results"/>, with the chance row and its note where boxes are known.</summary>
+    private static string Table(List<ExampleComparison> results, bool boxes)
+    {
         static string MeanSd(IEnumerable<double> xs)
         {
             var v = xs.ToArray();
             double mean = v.Average(), sd = v.Length > 1 ? Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Length - 1)) : 0;
             return $"{mean:0.0000} ± {sd:0.0000}";
         }
+        static string MeanCi(IReadOnlyList<double> v)
+        {
+            double mean = v.Average(), sd = v.Count > 1 ? Math.Sqrt(v.Sum(x => (x - mean) * (x - mean)) / (v.Count - 1)) : double.NaN;
+            var (lo, hi) = Intervals.Mean(mean, sd, v.Count);
+            return lo is null ? $"{mean:0.000}" : $"{mean:0.000} [{lo:0.000}, {hi:0.000}]";
+        }
+        static string Share(int k, int n)
+        {
+            var (lo, hi) = Intervals.Wilson(k, n);
+            return $"{100.0 * k / n:0.0}% [{100 * lo:0.0}, {100 * hi:0.0}]";
+        }
         var methods = results.SelectMany(r => r.Methods.Select(m => m.Method)).Distinct().ToList();
-        bool boxes = results.Any(r => r.ObjectPatches is not null);
         var headers = new List<string> { "method", "examples", "ms / example", "deletion AUC (lower better)", "insertion AUC (higher better)" };
         if (boxes) headers.AddRange(["pointing game", "mass in object"]);
         var rows = new List<IReadOnlyList<string>>();
@@ -102,8 +136,8 @@ public static class MethodComparisonStudy
             if (boxes)
             {
                 var withBox = rs.Where(x => x.PointingHit is not null).ToList();
-                row.Add(withBox.Count == 0 ? "" : $"{100.0 * withBox.Count(x => x.PointingHit!.Value) / withBox.Count:0.0}%");
-                row.Add(withBox.Count == 0 ? "" : $"{withBox.Average(x => x.MassInBox!.Value):0.000}");
+                row.Add(withBox.Count == 0 ? "" : Share(withBox.Count(x => x.PointingHit!.Value), withBox.Count));
+                row.Add(withBox.Count == 0 ? "" : MeanCi(withBox.Select(x => x.MassInBox!.Value).ToList()));
             }
             rows.Add(row);
         }
@@ -118,16 +152,7 @@ public static class MethodComparisonStudy
             chance = $"\nchance rate: the object covers {100.0 * area:0.0}% of the patches on average (min {100.0 * withBox.Min(r => r.ObjectAreaShare!.Value):0.0}%, max {100.0 * withBox.Max(r => r.ObjectAreaShare!.Value):0.0}%), "
                 + "so a random top patch hits it that often and a uniform map has that mass in it.\n";
         }
-        double meanProb = results.Average(r => r.TargetProb);
-        return $"""
-            # {(info.Scoring ? "Ground-truth scoring" : "Comparison")} of image-patch attribution methods
-
-            model `{model.Directory}`, dataset `{info.Dataset}`, {results.Count} VQA examples, {results[0].Patches} image tokens,
-            target = {info.Target} (mean target probability {meanProb:0.000}), {model.Device}, {model.DType}; IG {info.IgSteps} steps,
-            occlusion window {info.OcclusionWindow}, {info.CurveSteps} curve steps, removed patch = mean image-token embedding.
-
-            {MarkdownTable.Render(headers, rows)}{chance}
-            """;
+        return MarkdownTable.Render(headers, rows) + chance;
     }
 
     private static void WriteCurves(List<ExampleComparison> results, string outDir)
