@@ -56,42 +56,18 @@ public sealed record SynthOptions
 /// hard or anti-aliased edges, drawing at a higher resolution and scaling down, triangle proportions, and distractors of
 /// the asked object's colour (and, of its shape and colour together, so the answer stays exact).
 /// </summary>
-public sealed record SynthVariation
-{
-    /// <summary>Share of scenes on a near-grey background (the classic look); the rest get a colour background.</summary>
-    public double GreyBackgroundShare { get; init; } = 0.35;
-
-    /// <summary>Share of colour backgrounds that are textured (noise, stripes or a gradient) rather than flat.</summary>
-    public double TexturedShare { get; init; } = 0.4;
-
-    /// <summary>
-    /// Largest per-channel change of an object's shade; a shade is kept only when it stays nearer its own colour than any
-    /// other palette colour by <see cref="ShadeMargin"/>.
-    /// </summary>
-    public int ShadeJitter { get; init; } = 70;
-
-    public double ShadeMargin { get; init; } = 20;
-
-    /// <summary>Share of objects drawn in the palette's exact colour.</summary>
-    public double ExactShadeShare { get; init; } = 0.25;
-
-    /// <summary>Share of scenes drawn with anti-aliased edges.</summary>
-    public double AntialiasShare { get; init; } = 0.5;
-
-    /// <summary>Share of scenes drawn at twice the size and scaled down (soft edges as a resized photo has).</summary>
-    public double DownscaledShare { get; init; } = 0.3;
-
-    /// <summary>Share of distractors in the asked object's colour.</summary>
-    public double SameColourDistractorShare { get; init; } = 0.2;
-
-    /// <summary>Share of distractors that repeat the asked object's shape and colour (the answer is the same for both).</summary>
-    public double TwinDistractorShare { get; init; } = 0.08;
-
-    /// <summary>Smallest and largest object side as a share of the image side.</summary>
-    public double MinObjectShare { get; init; } = 0.15;
-
-    public double MaxObjectShare { get; init; } = 0.48;
-
-    /// <summary>Smallest contrast (RGB distance) between a background and any object on it.</summary>
-    public double MinContrast { get; init; } = 110;
-}
+/// <param name="GreyBackgroundShare">scenes on a near-grey background (the classic look); the rest get a colour background.</param>
+/// <param name="TexturedShare">colour backgrounds that are textured (noise, stripes or a gradient) rather than flat.</param>
+/// <param name="ShadeJitter">largest per-channel change of an object's shade; a shade is kept only when it stays nearer its
+/// own colour than any other palette colour by <paramref name="ShadeMargin"/>.</param>
+/// <param name="ExactShadeShare">objects drawn in the palette's exact colour.</param>
+/// <param name="AntialiasShare">scenes drawn with anti-aliased edges.</param>
+/// <param name="DownscaledShare">scenes drawn at twice the size and scaled down (soft edges, as a resized photo has).</param>
+/// <param name="SameColourDistractorShare">distractors in the asked object's colour.</param>
+/// <param name="TwinDistractorShare">distractors that repeat the asked object's shape and colour (the answer is the same for both).</param>
+/// <param name="MinObjectShare">smallest object side as a share of the image side; <paramref name="MaxObjectShare"/> the largest.</param>
+/// <param name="MinContrast">smallest RGB distance between a background and any object on it.</param>
+public sealed record SynthVariation(
+    double GreyBackgroundShare = 0.35, double TexturedShare = 0.4, int ShadeJitter = 70, double ShadeMargin = 20, double ExactShadeShare = 0.25,
+    double AntialiasShare = 0.5, double DownscaledShare = 0.3, double SameColourDistractorShare = 0.2, double TwinDistractorShare = 0.08,
+    double MinObjectShare = 0.15, double MaxObjectShare = 0.48, double MinContrast = 110);
