@@ -273,9 +273,11 @@ public static class ToyTrainer
             throw new ArgumentOutOfRangeException(nameof(o.TrainCount), "example counts must not be negative");
         if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.TrainSeed == o.HeldOutSeed)
             throw new ArgumentException($"HeldOutSeed must differ from TrainSeed ({o.TrainSeed}): the held-out images would be the training images");
-        if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0 && o.ConfusableTrainCount > 0
-            && Enumerable.Range(0, ConfusableShapes.Count + 1).Any(k => ConfusableSeed(o.TrainSeed, k) == o.HeldOutSeed))
-            throw new ArgumentException($"HeldOutSeed {o.HeldOutSeed} is the seed of a confusable training set; choose another");
+        // Seeds k < ConfusableShapes.Count make the confusable sets, k = ConfusableShapes.Count the varied set.
+        if (o.TrainManifest is null && o.HeldOutManifest is null && o.HeldOutCount > 0
+            && Enumerable.Range(0, ConfusableShapes.Count + 1).Any(k => ConfusableSeed(o.TrainSeed, k) == o.HeldOutSeed
+                && (k < ConfusableShapes.Count ? o.ConfusableTrainCount > 0 : o.VariedTrainCount > 0)))
+            throw new ArgumentException($"HeldOutSeed {o.HeldOutSeed} is the seed of a confusable or varied training set; choose another");
     }
 
     private static void WriteRecord(string path, ToyTrainingOptions o, TrainingResult r, string template)

@@ -137,6 +137,31 @@ public sealed class ToyTrainerTests : IDisposable
     }
 
     [Fact]
+    public void VariedScenesJoinTheTrainingDataAndTheHeldOutSetIsScoredPerColourAndShape()
+    {
+        var o = Tiny("varied") with { VariedTrainCount = 8, Steps = 6 };
+        using var run = ToyTrainer.TrainCore(o, null);
+        var r = run.Result;
+        var varied = Directory.GetFiles(Path.Combine(o.WorkDir!, "train-varied", "images"));
+        Assert.Equal(8, varied.Length);
+        Assert.True(r.TrainVqaExamples >= 8 + 8 + 3 * 2, $"{r.TrainVqaExamples} VQA examples");
+        // The varied manifests name each object's drawn shade; the confusable sets vary too.
+        Assert.Contains("\"rgb\"", File.ReadAllText(Path.Combine(o.WorkDir!, "train-varied", "manifest.jsonl")));
+        Assert.Contains("\"rgb\"", File.ReadAllText(Path.Combine(o.WorkDir!, "train-circle", "manifest.jsonl")));
+        Assert.DoesNotContain("\"rgb\"", File.ReadAllText(Path.Combine(o.WorkDir!, "train", "manifest.jsonl")));
+
+        var score = r.HeldOutScore!;
+        Assert.Equal(r.HeldOutCount, score.Total);
+        Assert.Equal(score.Total, score.PerColour.Sum(g => g.Total));
+        Assert.Equal(score.Total, score.PerShape.Sum(g => g.Total));
+        Assert.Equal(score.Total - score.Correct, score.Wrong.Count);
+        Assert.True(File.Exists(Path.Combine(o.OutputDir, ToyTrainer.HeldOutReportFile)));
+        Assert.True(new FileInfo(Path.Combine(o.OutputDir, ToyTrainer.HeldOutConfusionFile)).Length > 1000);
+        using var record = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(o.OutputDir, ToyTrainer.TrainingRecordFile)));
+        Assert.Equal(score.BindingErrors, record.RootElement.GetProperty("result").GetProperty("held_out_binding_errors").GetInt32());
+    }
+
+    [Fact]
     public void ShippedToyModelAnswersTheBundledQuestions()
     {
         string dir = Path.Combine(Fixtures.RepoRoot, "datasets", "shapes-colors-mini", "toy-llava");

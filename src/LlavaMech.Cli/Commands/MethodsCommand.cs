@@ -31,6 +31,9 @@ public static class MethodsCommand
           object), the share of its positive heatmap mass inside the object, deletion AUC and time.
           The chance rate is reported beside them: the object's share of the patches, which is how
           often a randomly drawn top patch hits the object and the mass a uniform map puts on it.
+          Pointing game with its 95% Wilson interval, mass with its 95% t interval; where the
+          manifest gives answers and the model misses some, the table again over the correctly
+          answered examples (methods.parquet has a `correct` column).
           """
         : """
           Compares the log-probability-increase heatmap of the paper (top head and top-k heads)

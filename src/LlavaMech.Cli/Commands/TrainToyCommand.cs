@@ -29,7 +29,9 @@ public static class TrainToyCommand
         word as the next token after "... is". The model is saved in the Hugging Face layout every
         command here loads (config.json, model.safetensors, tokenizer.json, tokenizer.model,
         tokenizer_config.json, preprocessor_config.json), then loaded back from disk and scored on
-        held-out examples; training_record.json next to the weights records the options and results.
+        held-out examples; training_record.json next to the weights records the options and results,
+        heldout_scores.md and heldout_confusion.png the held-out answers per colour and shape, the
+        confusion matrix and the binding errors (wrong answers that are another object's colour).
 
         --data DIR:
           - DIR holds a manifest.jsonl: train on that manifest (every line needs `expected`, a colour
@@ -47,6 +49,8 @@ public static class TrainToyCommand
 
         Defaults: 8000 generated VQA images (+ 3 x 1500 with confusable distractors, and questions
         about every other unique question shape in each image: about 15,600 VQA examples), 2000 TQA;
+        with {"VariedTrainCount": 8000} in --config, 8000 more images of varied scenes (background
+        colours and textures, shades, sizes, edges, scaling; see datasets/README.md);
         64-wide, 3-layer tower and decoder (about 427k parameters, 1.7 MB float32); 1500 vision
         pre-training steps (tower and projector on patch-level shape/colour/mask probes, as LLaVA starts
         from a pretrained CLIP), then 2000 steps of VQA batches of 32 + TQA batches of 16, AdamW with
