@@ -26,7 +26,7 @@ internal static class Pages
     private static string Layout(string title, string body, string? script = null) => $"""
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>{E(title)}</title>
-        <meta name="viewport" content="width=device-width, initial-scale=1">
+        <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
         <link rel="stylesheet" href="/assets/viewer.css"></head>
         <body><nav><a href="/">run</a> <a href="/examples">examples</a> <a href="/examples?correct=false">wrong answers</a></nav>
         <main>{body}</main>{(script is null ? "" : $"<script src=\"/assets/{script}\"></script>")}</body></html>
