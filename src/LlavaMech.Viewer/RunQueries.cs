@@ -123,12 +123,17 @@ public sealed class RunQueries(RunSource run)
     {
         var p = ("id", (object)id);
         var rows = Sql.Rows(db, """
-            SELECT example_id, task, prompt, target_token, target_prob, expected, correct, seq_len, num_image_tokens, target_id, metadata
-            FROM examples WHERE example_id = $id LIMIT 1
+            SELECT example_id, task, prompt, target_token, target_prob, expected, correct, seq_len, num_image_tokens, target_id, metadata, filename
+            FROM examples_by_file WHERE example_id = $id LIMIT 1
             """, p);
         if (rows.Count == 0) return null;
         var ex = ListItem(rows[0]);
-        List<T> Table<T>(string table, string sql, Func<object?[], T> map) => run.Has(table) ? Sql.Rows(db, sql, p).Select(map).ToList() : [];
+        string file = (string)rows[0][11]!;
+        // The example's rows of each table: from its shard's part only (the table name in the SQL stands for that part).
+        List<T> Table<T>(string table, string sql, Func<object?[], T> map) =>
+            run.ShardSource(file, table) is { } source
+                ? Sql.Rows(db, sql.Replace($"FROM {table} ", $"FROM {source} ", StringComparison.Ordinal), p).Select(map).ToList()
+                : [];
         var layers = Table(TableNames.LayerStats, "SELECT layer, component, log_prob_increase FROM layer_stats WHERE example_id = $id ORDER BY layer, component",
             r => new LayerValue(I(r[0]), (string)r[1]!, D(r[2])));
         var heads = Table(TableNames.HeadStats, "SELECT layer, head, log_prob_increase, attn_to_image FROM head_stats WHERE example_id = $id ORDER BY layer, head",

@@ -31,6 +31,8 @@ public sealed class RunSource : IAsyncDisposable
     private readonly string _scratch;
     private readonly Dictionary<string, string> _localOf = new(StringComparer.Ordinal);
     private readonly HashSet<string> _tablesWithRows = new(StringComparer.Ordinal);
+    // For each local examples part: the local parts of the same shard, by table (an example's rows all lie in its shard).
+    private Dictionary<string, Dictionary<string, string>> _shardPartsByExamplesFile = new(StringComparer.Ordinal);
     private DateTime _refreshedAt = DateTime.MinValue;
     private int _shards = -1;
     private IReadOnlyDictionary<string, ManifestExample>? _manifest;
@@ -43,6 +45,10 @@ public sealed class RunSource : IAsyncDisposable
         _scratch = Path.Combine(Path.GetTempPath(), "llavamech-viewer-" + Guid.NewGuid().ToString("N"));
         _db = new DuckDBConnection("DataSource=:memory:");
         _db.Open();
+        // Parquet footers are read once per file, not per query (the example page runs several point queries over every part).
+        using var cmd = _db.CreateCommand();
+        cmd.CommandText = "SET enable_object_cache = true";
+        try { cmd.ExecuteNonQuery(); } catch (DuckDBException) { }
     }
 
     /// <summary>The location as given (a folder, az://container/prefix or an https blob URL).</summary>
@@ -83,6 +89,16 @@ public sealed class RunSource : IAsyncDisposable
     }
 
     public bool Has(string table) => _tablesWithRows.Contains(table);
+
+    /// <summary>
+    /// The SQL source of <paramref name="table"/>'s rows of the shard whose examples part is <paramref name="examplesFile"/>
+    /// (a <c>filename</c> of <c>examples_by_file</c>): that shard's part only, so a point query reads one file, not every part.
+    /// Null when the shard has no rows of the table. Call inside <see cref="QueryAsync{T}"/>.
+    /// </summary>
+    public string? ShardSource(string examplesFile, string table) =>
+        _shardPartsByExamplesFile.TryGetValue(examplesFile, out var parts) && parts.TryGetValue(table, out var file)
+            ? $"read_parquet({Sql.Literal(file)})"
+            : null;
 
     /// <summary>Runs <paramref name="body"/> on the run's DuckDB connection (one query at a time) over fresh views.</summary>
     public async Task<T> QueryAsync<T>(Func<DuckDBConnection, T> body, CancellationToken ct = default)
@@ -146,9 +162,16 @@ public sealed class RunSource : IAsyncDisposable
                 }
                 using var cmd = _db.CreateCommand();
                 cmd.CommandText = $"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{string.Join(", ", keys.Select(k => Sql.Literal(_localOf[k])))}])";
+                if (table == TableNames.Examples)   // also a view that names each row's file, to find an example's shard
+                    cmd.CommandText += $"; CREATE OR REPLACE VIEW examples_by_file AS SELECT * FROM read_parquet([{string.Join(", ", keys.Select(k => Sql.Literal(_localOf[k])))}], filename = true)";
                 cmd.ExecuteNonQuery();
                 _tablesWithRows.Add(table);
             }
+            _shardPartsByExamplesFile = manifests
+                .Where(m => m.Parts.Any(p => p.Table == TableNames.Examples && p.Rows > 0))
+                .ToDictionary(m => _localOf[m.Parts.First(p => p.Table == TableNames.Examples && p.Rows > 0).Path],
+                    m => m.Parts.Where(p => p.Rows > 0 && _localOf.ContainsKey(p.Path)).ToDictionary(p => p.Table, p => _localOf[p.Path], StringComparer.Ordinal),
+                    StringComparer.Ordinal);
             _shards = manifests.Count;
             Version++;
         }

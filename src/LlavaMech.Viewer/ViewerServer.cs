@@ -69,6 +69,12 @@ public sealed class ViewerServer : IAsyncDisposable
             builder.Services.AddSingleton(new RunQueries(run));
             var app = builder.Build();
             Map(app);
+            // Warm up before listening: the front page's aggregates are computed once per set of committed parts.
+            var queries = app.Services.GetRequiredService<RunQueries>();
+            _ = Pages.Index(await queries.OverviewAsync(ct).ConfigureAwait(false));
+            if ((await queries.ExamplesAsync(new ExampleFilter(Limit: 1), ct).ConfigureAwait(false)).Items is [var first, ..] &&
+                await queries.ExampleAsync(first.ExampleId, ct).ConfigureAwait(false) is { } warm)
+                _ = Pages.Example(run.RunId, warm);
             await app.StartAsync(ct).ConfigureAwait(false);
             var bound = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
             var uri = new Uri(bound.Replace("0.0.0.0", "127.0.0.1").Replace("[::]", "[::1]"));
