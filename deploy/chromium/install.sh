@@ -13,7 +13,7 @@ fi
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   say "installing Debian's chromium with apt-get (about a minute)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-  say "$(chromium --version) ready: $(command -v chromium)"
+  say "$(chromium --version 2>/dev/null) ready: $(command -v chromium)"
 else
   say "ERROR: chromium is not on PATH; run as root: apt-get install chromium (or set LLAVAMECH_CHROMIUM=/path/to/chromium)"
   exit 1

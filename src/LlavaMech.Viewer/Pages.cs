@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using LlavaMech.Pipeline;
 using LlavaMech.Storage;
 
 namespace LlavaMech.Viewer;
@@ -28,7 +29,7 @@ internal static class Pages
         <html lang="en"><head><meta charset="utf-8"><title>{E(title)}</title>
         <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
         <link rel="stylesheet" href="/assets/viewer.css"></head>
-        <body><nav><a href="/">run</a> <a href="/examples">examples</a> <a href="/examples?correct=false">wrong answers</a></nav>
+        <body><nav><a href="/">run</a> <a href="/examples">examples</a> <a href="/examples?correct=false">wrong answers</a> <a href="/diff">diff</a></nav>
         <main>{body}</main>{(script is null ? "" : $"<script src=\"/assets/{script}\"></script>")}</body></html>
         """;
 
@@ -180,6 +181,44 @@ internal static class Pages
             .Append(JsonSerializer.Serialize(new { heads = d.Heads, positions = d.Positions, num_image_tokens = x.NumImageTokens }, ViewerServer.Json))
             .Append("</script>");
         return Layout($"example {x.ExampleId}", b.ToString(), "viewer.js");
+    }
+
+    public static string Diff(IReadOnlyList<RunIndexEntry> runs, (RunIndexEntry A, RunIndexEntry B, RunDiffResult Diff)? d, string? root)
+    {
+        var b = new StringBuilder("<h1>Diff of two runs</h1>");
+        if (root is null || runs.Count < 2)
+        {
+            b.Append("<p id=\"no-diff\">This run does not lie in a reanalysis root with another completed run (<code>./llavamech reanalyze --out ROOT</code> keeps the index <code>ROOT/_runs/</code>): nothing to compare.</p>");
+            return Layout("diff", b.ToString());
+        }
+        b.Append("<form method=\"get\" action=\"/diff\" id=\"pick\">");
+        foreach (var (name, chosen) in new[] { ("a", d?.A.RunId), ("b", d?.B.RunId) })
+        {
+            b.Append(CultureInfo.InvariantCulture, $"<label>{name.ToUpperInvariant()} <select name=\"{name}\">");
+            foreach (var r in runs)
+                b.Append(CultureInfo.InvariantCulture, $"<option value=\"{E(r.RunId)}\"{(r.RunId == chosen ? " selected" : "")}>{E(r.RunId)} ({r.UpdatedAt:yyyy-MM-dd HH:mm})</option>");
+            b.Append("</select></label> ");
+        }
+        b.Append("<button type=\"submit\">compare</button></form>");
+        if (d is not { } x) return Layout("diff", b.Append("<p>Pick two runs.</p>").ToString());
+        b.Append(CultureInfo.InvariantCulture, $"<dl class=\"facts\"><dt>A</dt><dd id=\"run-a\">{E(x.A.RunId)} · {E(x.Diff.A.ModelFingerprint)} · {x.Diff.A.Examples} examples</dd>");
+        b.Append(CultureInfo.InvariantCulture, $"<dt>B</dt><dd id=\"run-b\">{E(x.B.RunId)} · {E(x.Diff.B.ModelFingerprint)} · {x.Diff.B.Examples} examples</dd></dl>");
+        b.Append("<p class=\"note\">Per task, over the examples both runs hold: mean log-probability increase of every head in A and B, B − A (red: higher in B), Spearman rank correlation of head and layer importance, overlap of the top-10 heads.</p><div class=\"tasks-side\">");
+        foreach (var t in x.Diff.Tasks)
+        {
+            b.Append(CultureInfo.InvariantCulture, $"<section class=\"task\" data-task=\"{E(t.Task)}\"><h3>{E(t.Task)} <small>{t.Examples} shared examples</small></h3>");
+            b.Append(CultureInfo.InvariantCulture, $"<p>Spearman heads <span class=\"spearman-heads\" data-value=\"{R(t.SpearmanHeads)}\">{F(t.SpearmanHeads, 3)}</span>, layers <span class=\"spearman-layers\">{F(t.SpearmanLayers, 3)}</span>; top-{t.TopK} overlap (Jaccard) {F(t.TopKJaccard, 2)}</p>");
+            var heads = x.Diff.Heads.Where(h => h.Task == t.Task).ToList();
+            if (heads.Count > 0) b.Append(HeadGrid("diff-" + t.Task, heads.Select(h => (h.Layer, h.Head, h.Diff)).ToList(), "B − A, mean Δ log p(target), nats"));
+            b.Append("<h4>Most changed heads</h4><table class=\"changed-heads\"><thead><tr><th>head</th><th>mean A</th><th>mean B</th><th>B − A</th><th>rank A → B</th></tr></thead><tbody>");
+            foreach (var h in x.Diff.MostChangedHeads(t.Task).Take(10))
+                b.Append(CultureInfo.InvariantCulture, $"<tr data-layer=\"{h.Layer}\" data-head=\"{h.Head}\"><td>L{h.Layer}.H{h.Head}</td><td>{F(h.MeanA)}</td><td>{F(h.MeanB)}</td><td class=\"diff\" data-value=\"{R(h.Diff)}\">{F(h.Diff)}</td><td>{h.RankA} → {h.RankB}</td></tr>");
+            b.Append("</tbody></table><h4>Layers by how much their heads moved</h4><table class=\"changed-layers\"><thead><tr><th>layer</th><th>mean |B − A| of its heads</th><th>largest (head)</th><th>attn B − A</th><th>ffn B − A</th></tr></thead><tbody>");
+            foreach (var l in x.Diff.MostChangedLayers(t.Task))
+                b.Append(CultureInfo.InvariantCulture, $"<tr data-layer=\"{l.Layer}\"><td>L{l.Layer}</td><td data-value=\"{R(l.MeanAbsHeadDiff)}\">{F(l.MeanAbsHeadDiff)}</td><td>{F(l.MaxAbsHeadDiff)} (H{l.MaxHead})</td><td>{F(l.AttnDiff)}</td><td>{F(l.FfnDiff)}</td></tr>");
+            b.Append("</tbody></table></section>");
+        }
+        return Layout("diff", b.Append("</div>").ToString());
     }
 
     private static string LensGrid(ExampleDetail d)

@@ -67,6 +67,7 @@ public sealed class ViewerServer : IAsyncDisposable
                 k.Listen(ip, options.Port);
             });
             builder.Services.AddSingleton(new RunQueries(run));
+            builder.Services.AddSingleton(new RunComparisons(run));
             var app = builder.Build();
             Map(app);
             // Warm up before listening: the front page's aggregates are computed once per set of committed parts.
@@ -170,6 +171,17 @@ public sealed class ViewerServer : IAsyncDisposable
         app.MapGet("/api/heads", async (string? task, RunQueries q, CancellationToken ct) =>
             Results.Json(await q.HeadsAsync(string.IsNullOrEmpty(task) ? null : task, ct), Json));
 
+        app.MapGet("/diff", async (string? a, string? b, RunComparisons c, CancellationToken ct) =>
+        {
+            var runs = await c.RunsAsync(ct);
+            var d = await c.CompareAsync(Capped(a), Capped(b), ct);
+            return (a ?? b) is not null && d is null ? Results.NotFound("no such completed run in this reanalysis root") : Html(Pages.Diff(runs, d, c.Root));
+        });
+        app.MapGet("/api/diff", async (string? a, string? b, RunComparisons c, CancellationToken ct) =>
+            await c.CompareAsync(Capped(a), Capped(b), ct) is { } d
+                ? Results.Json(new { a = d.A.RunId, b = d.B.RunId, tasks = d.Diff.Tasks, heads = d.Diff.Heads, layers = d.Diff.Layers, layer_changes = d.Diff.LayerChanges }, Json)
+                : Results.NotFound());
+
         app.MapGet("/assets/{name}", (string name) =>
             Asset(name) is { } a ? Results.Bytes(a.Bytes, a.Type) : Results.NotFound());
     }
@@ -192,6 +204,8 @@ public sealed class ViewerServer : IAsyncDisposable
         return new ExampleFilter(Capped("task"), correct, Capped("target"), Capped("q"),
             Math.Clamp(limit, 1, ExampleFilter.MaxLimit), Math.Clamp(offset, 0, ExampleFilter.MaxOffset));
     }
+
+    private static string? Capped(string? s) => string.IsNullOrEmpty(s) ? null : s[..Math.Min(s.Length, ExampleFilter.MaxText)];
 
     internal static bool UnsafePath(string path)
     {
