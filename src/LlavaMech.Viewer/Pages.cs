@@ -29,7 +29,7 @@ internal static class Pages
         <html lang="en"><head><meta charset="utf-8"><title>{E(title)}</title>
         <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">
         <link rel="stylesheet" href="/assets/viewer.css"></head>
-        <body><nav><a href="/">run</a> <a href="/examples">examples</a> <a href="/examples?correct=false">wrong answers</a> <a href="/diff">diff</a></nav>
+        <body><nav><a href="/">run</a> <a href="/examples">examples</a> <a href="/examples?correct=false">wrong answers</a> <a href="/diff">diff</a> <a href="/explain">explain</a></nav>
         <main>{body}</main>{(script is null ? "" : $"<script src=\"/assets/{script}\"></script>")}</body></html>
         """;
 
@@ -219,6 +219,49 @@ internal static class Pages
             b.Append("</tbody></table></section>");
         }
         return Layout("diff", b.Append("</div>").ToString());
+    }
+
+    public static string NoModel() => Layout("explain",
+        "<h1>Explain</h1><p id=\"no-model\">This viewer was started without a model: start it with <code>./llavamech serve --run RUN --model DIR</code> to explain an uploaded image.</p>");
+
+    public static string ExplainForm(string modelDir, string? error)
+    {
+        var b = new StringBuilder("<h1>Explain an image</h1>");
+        b.Append(CultureInfo.InvariantCulture, $"<p>Model <code id=\"model-dir\">{E(modelDir)}</code>. Upload a PNG or JPEG (at most {ExplainService.MaxImageBytes >> 20} MiB) and a prompt with <code>&lt;image&gt;</code>; then click a head to ablate it.</p>");
+        if (error is not null) b.Append(CultureInfo.InvariantCulture, $"<p id=\"error\" class=\"error\">{E(error)}</p>");
+        b.Append(CultureInfo.InvariantCulture, $"""
+            <form method="post" action="/explain" enctype="multipart/form-data" id="explain-form">
+            <p><label>image <input type="file" name="image" accept="image/png,image/jpeg" required></label></p>
+            <p><label>prompt<br><textarea name="prompt" rows="4" cols="70" maxlength="{ExplainService.MaxPromptChars}">USER: &lt;image&gt;
+            What is the color of the circle?
+            ASSISTANT: The color of the circle is</textarea></label></p>
+            <p><button type="submit">explain</button></p></form>
+            """);
+        return Layout("explain", b.ToString());
+    }
+
+    public static string Explained(string id, System.Text.Json.Nodes.JsonObject x)
+    {
+        var b = new StringBuilder("<h1>Explanation</h1><dl class=\"facts\">");
+        Fact(b, "target", "target-token", (string?)x["target_token"] ?? "");
+        double p = (double?)x["target_prob"] ?? double.NaN;
+        b.Append(CultureInfo.InvariantCulture, $"<dt>p(target)</dt><dd id=\"target-prob\" data-value=\"{R(p)}\">{F(p)}</dd></dl>");
+        b.Append(CultureInfo.InvariantCulture, $"<div class=\"example-grid\"><section><h2>Image: log-increase of the top head</h2><div id=\"stage\"><img id=\"image\" alt=\"the uploaded image\" src=\"/explain/{Uri.EscapeDataString(id)}/image\"><canvas id=\"overlay\" width=\"336\" height=\"336\"></canvas></div></section>");
+        b.Append("<section><h2>Heads</h2><p class=\"note\">Click a head to zero-ablate it (intervene) and see log p(target) move.</p>");
+        var grid = x["head_increase"]?.AsArray();
+        if (grid is not null)
+        {
+            var cells = new List<(int, int, double)>();
+            for (int l = 0; l < grid.Count; l++)
+                for (int h = 0; h < grid[l]!.AsArray().Count; h++)
+                    cells.Add((l, h, (double?)grid[l]![h] ?? double.NaN));
+            b.Append(HeadGrid("explain-heads", cells, "Δ log p(target), nats"));
+        }
+        b.Append("<div id=\"ablation\" class=\"ablation\">no head ablated yet</div></section></div>");
+        b.Append("<script id=\"explain-data\" type=\"application/json\">")
+            .Append(JsonSerializer.Serialize(new { id, heatmap = x["log_increase_heatmap"] }, ViewerServer.Json))
+            .Append("</script>");
+        return Layout("explanation", b.ToString(), "viewer.js");
     }
 
     private static string LensGrid(ExampleDetail d)

@@ -17,7 +17,8 @@ namespace LlavaMech.Viewer;
 /// <param name="Run">the run's output location: a folder, az://container/prefix or an https blob URL.</param>
 /// <param name="Host">the address to bind; loopback unless told otherwise.</param>
 /// <param name="Port">0: a free port.</param>
-public sealed record ViewerOptions(string Run, string Host = "127.0.0.1", int Port = 8080);
+/// <param name="Model">a LLaVA checkpoint folder for <c>/explain</c>; null: no /explain.</param>
+public sealed record ViewerOptions(string Run, string Host = "127.0.0.1", int Port = 8080, string? Model = null);
 
 /// <summary>
 /// The run viewer: Kestrel with minimal APIs over one run (<see cref="RunSource"/>). Read-only: GET only; no static-file
@@ -55,19 +56,22 @@ public sealed class ViewerServer : IAsyncDisposable
         if (!IPAddress.TryParse(options.Host == "localhost" ? "127.0.0.1" : options.Host, out var ip))
             throw new ArgumentException($"--host {options.Host}: give an IP address (127.0.0.1, ::1, 0.0.0.0)");
         var run = await RunSource.OpenAsync(options.Run, ct).ConfigureAwait(false);
+        ExplainService? explain = null;
         try
         {
+            if (options.Model is { } modelDir) explain = ExplainService.Load(modelDir);
             var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
             builder.Logging.ClearProviders();
             builder.WebHost.UseKestrel(k =>
             {
                 k.AddServerHeader = false;
-                k.Limits.MaxRequestBodySize = 0;
+                k.Limits.MaxRequestBodySize = explain is null ? 0 : ExplainService.MaxImageBytes + 64 * 1024;
                 k.Limits.MaxRequestLineSize = 8 * 1024;
                 k.Listen(ip, options.Port);
             });
             builder.Services.AddSingleton(new RunQueries(run));
             builder.Services.AddSingleton(new RunComparisons(run));
+            builder.Services.AddSingleton(new ExplainHolder(explain));
             var app = builder.Build();
             Map(app);
             // Warm up before listening: the front page's aggregates are computed once per set of committed parts.
@@ -83,10 +87,14 @@ public sealed class ViewerServer : IAsyncDisposable
         }
         catch
         {
+            explain?.Dispose();
             await run.DisposeAsync().ConfigureAwait(false);
             throw;
         }
     }
+
+    /// <summary>The /explain service when serve has --model (a holder, so that the app can ask for it either way).</summary>
+    internal sealed record ExplainHolder(ExplainService? Service);
 
     public Task WaitForShutdownAsync(CancellationToken ct) => _app.WaitForShutdownAsync(ct);
 
@@ -103,7 +111,9 @@ public sealed class ViewerServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _app.StopAsync().ConfigureAwait(false);
+        var explain = _app.Services.GetRequiredService<ExplainHolder>().Service;
         await _app.DisposeAsync().ConfigureAwait(false);
+        explain?.Dispose();
         await _run.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -119,15 +129,23 @@ public sealed class ViewerServer : IAsyncDisposable
                 await ctx.Response.WriteAsync("bad request path");
                 return;
             }
-            if (!HttpMethods.IsGet(ctx.Request.Method) && !HttpMethods.IsHead(ctx.Request.Method))
+            // Read-only: GET, except the upload of /explain when serve has a model (same-origin only).
+            bool upload = HttpMethods.IsPost(ctx.Request.Method) && ctx.Request.Path == "/explain" &&
+                          ctx.RequestServices.GetRequiredService<ExplainHolder>().Service is not null;
+            if (!HttpMethods.IsGet(ctx.Request.Method) && !HttpMethods.IsHead(ctx.Request.Method) && !upload)
             {
                 ctx.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
                 return;
             }
+            if (upload && ctx.Request.Headers.Origin is { Count: > 0 } origin && origin.ToString() != $"{ctx.Request.Scheme}://{ctx.Request.Host}")
+            {
+                ctx.Response.StatusCode = StatusCodes.Status403Forbidden;
+                return;
+            }
             var h = ctx.Response.Headers;
             h.XContentTypeOptions = "nosniff";
-            h.ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'";
-            h["Referrer-Policy"] = "no-referrer";
+            h.ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'";
+            h["Referrer-Policy"] = "same-origin";   // (no-referrer would make browsers send "Origin: null" with the /explain upload)
             await next(ctx);
         });
 
@@ -182,6 +200,51 @@ public sealed class ViewerServer : IAsyncDisposable
                 ? Results.Json(new { a = d.A.RunId, b = d.B.RunId, tasks = d.Diff.Tasks, heads = d.Diff.Heads, layers = d.Diff.Layers, layer_changes = d.Diff.LayerChanges }, Json)
                 : Results.NotFound());
 
+        app.MapGet("/explain", (ExplainHolder h) => h.Service is null
+            ? Results.Content(Pages.NoModel(), "text/html; charset=utf-8", statusCode: StatusCodes.Status404NotFound)
+            : Html(Pages.ExplainForm(h.Service.ModelDir, null)));
+        app.MapPost("/explain", async (HttpRequest req, ExplainHolder h, CancellationToken ct) =>
+        {
+            if (h.Service is not { } svc) return Results.NotFound();
+            if (!req.HasFormContentType) return Results.BadRequest("multipart form expected");
+            var form = await req.ReadFormAsync(ct);
+            // Browsers send a textarea's line breaks as CRLF (HTML form encoding); prompts use LF.
+            string prompt = form["prompt"].ToString().Replace("\r\n", "\n", StringComparison.Ordinal);
+            if (form.Files["image"] is not { Length: > 0 and <= ExplainService.MaxImageBytes } file)
+                return Html(Pages.ExplainForm(svc.ModelDir, $"an image of at most {ExplainService.MaxImageBytes >> 20} MiB is needed"), StatusCodes.Status400BadRequest);
+            try
+            {
+                await using var stream = file.OpenReadStream();
+                var (id, _) = await svc.ExplainAsync(stream, Path.GetExtension(file.FileName).ToLowerInvariant(), prompt, ct);
+                return Results.Redirect("/explain/" + id);
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException)
+            {
+                return Html(Pages.ExplainForm(svc.ModelDir, e.Message), StatusCodes.Status400BadRequest);
+            }
+        });
+        app.MapGet("/explain/{id}", (string id, ExplainHolder h) =>
+            h.Service?.Explained(id) is { } json ? Html(Pages.Explained(id, json)) : Results.NotFound());
+        app.MapGet("/explain/{id}/image", (string id, ExplainHolder h) =>
+            h.Service?.ImagePath(id) is { } file ? Results.File(File.OpenRead(file), file.EndsWith(".png", StringComparison.Ordinal) ? "image/png" : "image/jpeg") : Results.NotFound());
+        app.MapGet("/api/explain/{id}/ablate", async (string id, string? heads, ExplainHolder h, CancellationToken ct) =>
+        {
+            if (h.Service is not { } svc) return Results.NotFound();
+            if (heads is null || heads.Length > 200 || !System.Text.RegularExpressions.Regex.IsMatch(heads, @"^\d{1,4}\.\d{1,4}(,\d{1,4}\.\d{1,4})*$"))
+                return Results.BadRequest("heads: L.H,L.H,..");
+            try
+            {
+                return await svc.AblateAsync(id, heads, ct) is { } r
+                    ? Results.Json(new
+                    {
+                        heads, target_token = r.TargetToken, clean_logprob = r.CleanLogProb, edit_logprob = r.EditLogProb, delta = r.Delta, flipped = r.Flipped,
+                        clean_prob = Math.Exp(r.CleanLogProb), edit_prob = Math.Exp(r.EditLogProb), edit_top = r.EditTop5.Select(t => new { token = t.Token, prob = t.Prob }),
+                    }, Json)
+                    : Results.NotFound();
+            }
+            catch (Exception e) when (e is ArgumentException or InvalidOperationException) { return Results.BadRequest(e.Message); }
+        });
+
         app.MapGet("/assets/{name}", (string name) =>
             Asset(name) is { } a ? Results.Bytes(a.Bytes, a.Type) : Results.NotFound());
     }
@@ -233,5 +296,5 @@ public sealed class ViewerServer : IAsyncDisposable
         return result;
     }
 
-    private static IResult Html(string html) => Results.Content(html, "text/html; charset=utf-8");
+    private static IResult Html(string html, int status = StatusCodes.Status200OK) => Results.Content(html, "text/html; charset=utf-8", statusCode: status);
 }

@@ -10,6 +10,7 @@ public static class ServeCommand
         new("run", "RUN", "the run: its output folder, az://container/prefix or https blob URL (finished or still running)", Required: true),
         new("port", "N", "TCP port (0: a free one)", "8080") { Range = CommandLine.NumericRange.Int(0, 65535) },
         new("host", "ADDR", "address to bind; anything but loopback exposes the run to the network (there is no authentication)", "127.0.0.1"),
+        new("model", "DIR", "a LLaVA checkpoint: adds /explain (upload an image and a prompt, click a head to ablate it)"),
     ];
 
     public const string Description = """
@@ -21,7 +22,8 @@ public static class ServeCommand
            grid), layer bars, the logit lens over the patch grid, the last token's attention over
            the prompt positions, causal effects;
         JSON: /api/summary, /api/examples?task=&correct=&limit=&offset=, /api/examples/{id},
-           /api/heads?task=.
+           /api/heads?task=; /diff?a=RUN&b=RUN between the runs of a reanalyze root;
+        with --model, /explain: an uploaded image explained, a clicked head ablated.
         It serves only images that the run's manifest references (by example id), refuses any
         request path with '..', and binds to loopback unless --host says otherwise.
         """;
@@ -37,6 +39,6 @@ public static class ServeCommand
         if (!ViewerServer.IsLoopback(host))
             Console.Error.WriteLine($"llavamech serve: WARNING: --host {host} is not a loopback address: anyone who can reach it can read this run (no authentication)");
         using var stop = new CancellationTokenSource();
-        return ViewerServer.ServeAsync(new ViewerOptions(cl.Require("run"), host, cl.GetInt("port")), Console.Error.WriteLine, stop.Token).GetAwaiter().GetResult();
+        return ViewerServer.ServeAsync(new ViewerOptions(cl.Require("run"), host, cl.GetInt("port"), cl.Get("model")), Console.Error.WriteLine, stop.Token).GetAwaiter().GetResult();
     }
 }

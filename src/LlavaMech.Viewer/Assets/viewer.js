@@ -2,6 +2,41 @@
 // application/json block; writes text only through textContent (never innerHTML), so no run text becomes markup.
 (function () {
   "use strict";
+  // /explain/{id}: the top head's log-increase over the patches; a click on a head asks intervene to ablate it.
+  var explainNode = document.getElementById("explain-data");
+  if (explainNode) {
+    var ex = JSON.parse(explainNode.textContent);
+    var cv = document.getElementById("overlay"), c2 = cv.getContext("2d"), hm = ex.heatmap || [];
+    var side = hm.length, max = 1e-12;
+    hm.forEach(function (row) { row.forEach(function (v) { if (v !== null) max = Math.max(max, Math.abs(v)); }); });
+    for (var r = 0; r < side; r++) for (var c = 0; c < side; c++) {
+      var t = (hm[r][c] || 0) / max, a = (0.85 * Math.abs(t)).toFixed(3);
+      c2.fillStyle = t < 0 ? "rgba(30,60,255," + a + ")" : "rgba(230,20,20," + a + ")";
+      c2.fillRect(c * cv.width / side, r * cv.height / side, Math.ceil(cv.width / side), Math.ceil(cv.height / side));
+    }
+    var box = document.getElementById("ablation");
+    document.querySelectorAll("#explain-heads rect.cell").forEach(function (cell) {
+      cell.addEventListener("click", function () {
+        var heads = cell.dataset.layer + "." + cell.dataset.head;
+        document.querySelectorAll("#explain-heads rect.cell").forEach(function (x) { x.classList.remove("selected"); });
+        cell.classList.add("selected");
+        box.textContent = "ablating L" + cell.dataset.layer + ".H" + cell.dataset.head + " ...";
+        box.dataset.state = "running";
+        fetch("/api/explain/" + encodeURIComponent(ex.id) + "/ablate?heads=" + encodeURIComponent(heads))
+          .then(function (resp) { if (!resp.ok) throw new Error("HTTP " + resp.status); return resp.json(); })
+          .then(function (res) {
+            box.textContent = "L" + cell.dataset.layer + ".H" + cell.dataset.head + " zero-ablated: p(" + res.target_token + ") " +
+              res.clean_prob.toFixed(4) + " -> " + res.edit_prob.toFixed(4) + " (delta log p " + res.delta.toFixed(4) + (res.flipped ? ", answer flipped" : "") + ")";
+            box.dataset.heads = heads;
+            box.dataset.delta = res.delta;
+            box.dataset.editProb = res.edit_prob;
+            box.dataset.state = "done";
+          })
+          .catch(function (e) { box.textContent = "ablation failed: " + e.message; box.dataset.state = "failed"; });
+      });
+    });
+    return;
+  }
   var dataNode = document.getElementById("example-data");
   if (!dataNode) return;
   var data = JSON.parse(dataNode.textContent);
