@@ -40,4 +40,31 @@ public sealed class BenchmarkRunTests(ViewerFixture fx)
         }
         finally { try { Directory.Delete(outDir, true); } catch (IOException) { } }
     }
+
+    [Fact]
+    public async Task A_running_run_grows_as_shards_commit()
+    {
+        string outDir = Path.Combine(Path.GetTempPath(), "llavamech-viewer-running-" + Guid.NewGuid().ToString("N")[..8]);
+        try
+        {
+            await ViewerBenchmark.SynthesizeAsync(fx.RunDir, outDir, 52, 26, _ => { });   // 2 shards of 26
+            string last = Path.Combine(outDir, "_commits", "shard-00001.json"), held = last + ".later";
+            File.Move(last, held);                                    // shard 1 not committed yet
+            File.Delete(Path.Combine(outDir, "summary.json"));        // and no summary: the run is still going
+            await using var server = await ViewerServer.StartAsync(new ViewerOptions(outDir, "127.0.0.1", 0));
+            using var http = new HttpClient { BaseAddress = server.Address };
+            var before = JsonNode.Parse(await http.GetStringAsync("/api/summary"))!;
+            Assert.Equal(26, (long)before["examples"]!);
+            Assert.False((bool)before["finished"]!);
+            Assert.Contains("running (1 shards committed so far)", await http.GetStringAsync("/"));
+
+            File.Move(held, last);                                    // the commit (its manifest's existence is the commit)
+            await Task.Delay(RunSource.RefreshInterval + TimeSpan.FromSeconds(1));
+            var after = JsonNode.Parse(await http.GetStringAsync("/api/summary"))!;
+            Assert.Equal(52, (long)after["examples"]!);
+            Assert.Equal(2, (int)after["committed_shards"]!);
+            Assert.Equal(2 * 26, JsonNode.Parse(await http.GetStringAsync("/api/examples?limit=500"))!.AsArray().Count);
+        }
+        finally { try { Directory.Delete(outDir, true); } catch (IOException) { } }
+    }
 }

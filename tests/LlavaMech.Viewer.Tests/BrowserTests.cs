@@ -61,6 +61,7 @@ public sealed class BrowserTests(ViewerFixture fx, BrowserFixture browser) : ICl
     public async Task InitializeAsync()
     {
         _context = await browser.Browser.NewContextAsync(new BrowserNewContextOptions { BaseURL = fx.Address.ToString() });
+        _context.SetDefaultTimeout(90_000);   // a shared 2-core machine under a parallel build
         _page = await _context.NewPageAsync();
         _page.Console += (_, m) => { if (m.Type == "error") _consoleErrors.Add(m.Text); };
         _page.PageError += (_, e) => _consoleErrors.Add(e);
