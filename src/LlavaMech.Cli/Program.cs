@@ -36,6 +36,8 @@ namespace LlavaMech.Cli
             new("reanalyze", "nightly run of a model version: run id from the model fingerprint, resumes what is already computed for it", ReanalysisCommands.ReanalyzeSpecs, ReanalysisCommands.ReanalyzeDescription, ReanalysisCommands.ReanalyzeExamples, ReanalysisCommands.Reanalyze),
             new("bench-pipeline", "examples/s of the pipeline (1 or 2 worker processes) vs a plain loop, overhead, worker memory over a long run", BenchPipelineCommand.Specs, BenchPipelineCommand.Description, BenchPipelineCommand.Examples, BenchPipelineCommand.Run),
             new("diff", "which heads and layers changed importance between two runs: tables, heatmap, Spearman", ReanalysisCommands.DiffSpecs, ReanalysisCommands.DiffDescription, ReanalysisCommands.DiffExamples, ReanalysisCommands.Diff),
+            new("serve", "a web viewer over a run: overview, examples with overlays, JSON API (read-only, loopback by default)", ServeCommand.Specs, ServeCommand.Description, ServeCommand.Examples, ServeCommand.Run),
+            new("bench-viewer", "latency of serve's pages on a large run made by replicating a real run's rows", BenchViewerCommand.Specs, BenchViewerCommand.Description, BenchViewerCommand.Examples, BenchViewerCommand.Run),
         ];
 
         public static int Run(string[] args)

@@ -159,7 +159,7 @@ public static class Finalizer
     }
 
     /// <summary>Local files for part keys: in place for a local store, else downloaded into <paramref name="scratch"/>.</summary>
-    internal static async Task<List<string>> LocalPartsAsync(IObjectStore store, IReadOnlyList<string> keys, string scratch, CancellationToken ct)
+    public static async Task<List<string>> LocalPartsAsync(IObjectStore store, IReadOnlyList<string> keys, string scratch, CancellationToken ct)
     {
         var paths = new List<string>(keys.Count);
         for (int i = 0; i < keys.Count; i++)

@@ -35,6 +35,9 @@ public sealed record RunRecord(
     public const string CurrentFormat = "llavamech-run/2";
     public const string Key = "_pipeline/run.json";
 
+    /// <summary>Reads a stored <c>_pipeline/run.json</c> (the viewer reads the manifest path from it).</summary>
+    public static RunRecord? Parse(ReadOnlySpan<byte> json) => JsonSerializer.Deserialize<RunRecord>(json, Json);
+
     internal static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,

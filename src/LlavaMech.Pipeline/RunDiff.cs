@@ -151,7 +151,7 @@ public static class RunDiff
             string png = Path.Combine(outDir, $"heads_diff_{Safe(t.Task)}.png");
             DiffHeatmap.Write(png, gb, ga, nameB, nameA,
                 $"{t.Task}: head importance {nameB} \u2212 {nameA} (red: higher in {nameB}), n = {t.Examples}, Spearman {t.SpearmanHeads:0.000}",
-                "difference of mean log-probability increase");
+                "difference of mean log-probability increase (nats)");
             files.Add(png);
         }
 

@@ -8,7 +8,7 @@ public static class DiffHeatmap
     /// The title is <paramref name="title"/> when given, else "{nameA} − {nameB}"; red cells are where A is higher.
     /// </summary>
     public static string Write(string path, double[,] a, double[,] b, string nameA, string nameB,
-        string? title = null, string colorbarLabel = "difference of log-probability increase")
+        string? title = null, string colorbarLabel = "difference of log-probability increase (nats)")
         => HeadHeatmap.Write(path, Subtract(a, b), title ?? $"{nameA} \u2212 {nameB}", colorbarLabel);
 
     /// <summary>a - b, element-wise; the shapes must match.</summary>

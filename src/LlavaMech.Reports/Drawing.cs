@@ -53,6 +53,13 @@ internal static class Drawing
         canvas.DrawText(text, x, baselineY, SKTextAlign.Left, font, paint);
     }
 
+    public static void DrawRight(SKCanvas canvas, string text, float x, float baselineY, float size, SKColor color)
+    {
+        using var font = new SKFont(Typeface, size) { Subpixel = true, Edging = SKFontEdging.Antialias };
+        using var paint = new SKPaint { Color = color, IsAntialias = true };
+        canvas.DrawText(text, x, baselineY, SKTextAlign.Right, font, paint);
+    }
+
     /// <summary>Encodes <paramref name="bitmap"/> as PNG at <paramref name="path"/>, creating the folder.</summary>
     public static string SavePng(SKBitmap bitmap, string path)
     {

@@ -99,5 +99,11 @@ public static class ExplanationFigure
         Drawing.DrawLeft(canvas, "high", x, bar.Top + 11, 12, SKColors.Black);
         Drawing.DrawLeft(canvas, "0.5", x, bar.MidY + 4, 12, SKColors.Black);
         Drawing.DrawLeft(canvas, "low", x, bar.Bottom - 2, 12, SKColors.Black);
+        // The unit: each panel is min-max normalised on its own (no physical unit survives that).
+        canvas.Save();
+        float lx = bar.Right + 42, ly = bar.MidY;
+        canvas.RotateDegrees(90, lx, ly);
+        Drawing.DrawCentered(canvas, "normalised score (min-max per panel)", lx, ly + 4, 11, Math.Max(bar.Height, 120), SKColors.Black);
+        canvas.Restore();
     }
 }

@@ -33,7 +33,7 @@ public static class LayerBars
 
         plot.Title(title ?? "");
         plot.XLabel("layer");
-        plot.YLabel("log-probability increase");
+        plot.YLabel("log-probability increase (nats)");
         plot.ShowLegend(Edge.Right); // outside the data area, so it never hides a bar
         // Whole-layer ticks; label every layer while that stays legible, else every 2nd/4th.
         int step = attn.Length <= 40 ? 1 : attn.Length <= 80 ? 2 : 4;

@@ -54,10 +54,10 @@ public class LayerBarsTests
 
 public class HeadHeatmapTests
 {
-    private static SKColor At(SKBitmap png, Plot plot, double x, double y)
+    private static SKColor At(SKBitmap png, HeadHeatmap.Layout l, int layer, int head)
     {
-        var p = plot.GetPixel(new Coordinates(x, y));
-        return png.GetPixel((int)MathF.Round(p.X), (int)MathF.Round(p.Y));
+        var r = l.CellRect(layer, head);
+        return png.GetPixel(r.MidX, r.MidY);
     }
 
     [Fact]
@@ -72,15 +72,14 @@ public class HeadHeatmapTests
         string path = HeadHeatmap.Write(tmp.File("heads.png"), v, "Head contributions");
         using var png = Png.Load(path);
         Assert.Equal((HeadHeatmap.Width, HeadHeatmap.Height), (png.Width, png.Height));
+        var L = HeadHeatmap.ComputeLayout(4, 3);
+        Assert.True(L.CellRect(3, 0).Top < L.CellRect(0, 0).Top, "layer 0 is the bottom row");
 
-        var plot = HeadHeatmap.Build(v, "Head contributions", "log-probability increase");
-        plot.GetImage(HeadHeatmap.Width, HeadHeatmap.Height);
-
-        var pos = At(png, plot, 0, 3);
-        var neg = At(png, plot, 2, 0);
-        var halfNeg = At(png, plot, 2, 1);
-        var zero = At(png, plot, 1, 1);
-        var nan = At(png, plot, 1, 2);
+        var pos = At(png, L, 3, 0);
+        var neg = At(png, L, 0, 2);
+        var halfNeg = At(png, L, 1, 2);
+        var zero = At(png, L, 1, 1);
+        var nan = At(png, L, 2, 1);
         Assert.True(pos.Red > 80 && pos.Red > pos.Blue + 50, $"positive cell should be red, got {pos}");
         Assert.True(neg.Blue > 60 && neg.Blue > neg.Red + 40, $"negative cell should be blue, got {neg}");
         Assert.True(zero.Red > 235 && zero.Green > 235 && zero.Blue > 235, $"zero cell should be near white, got {zero}");
@@ -88,17 +87,53 @@ public class HeadHeatmapTests
         Assert.True(halfNeg.Red > neg.Red + 40 && halfNeg.Blue > halfNeg.Red, $"half-negative {halfNeg} vs negative {neg}");
         Assert.True(Math.Abs(nan.Red - nan.Blue) < 10 && nan.Red < 200, $"NaN cell should be grey, got {nan}");
 
-        // Colour bar right of the data area: contains both the red and the blue end.
-        var data = plot.LastRender.DataRect;
-        bool red = false, blueEnd = false;
-        for (int y = (int)data.Top; y < (int)data.Bottom; y += 2)
-            for (int x = (int)data.Right + 5; x < png.Width; x += 2)
-            {
-                var c = png.GetPixel(x, y);
-                red |= c.Red > 90 && c.Green < 30 && c.Blue < 50;
-                blueEnd |= c.Blue > 80 && c.Red < 30 && c.Green < 70;
-            }
-        Assert.True(red && blueEnd, "colour bar with both ends expected right of the heatmap");
+        // Colour bar right of the map: red at the top, blue at the bottom.
+        var bar = L.ColorBar;
+        Assert.True(bar.Left > L.GridLeft + L.GridWidth);
+        var top = png.GetPixel(bar.MidX, bar.Top + 1);
+        var bottom = png.GetPixel(bar.MidX, bar.Bottom - 2);
+        Assert.True(top.Red > 90 && top.Green < 30 && top.Blue < 50, $"top of the colour bar {top}");
+        Assert.True(bottom.Blue > 80 && bottom.Red < 30 && bottom.Green < 70, $"bottom of the colour bar {bottom}");
+        // The unit is drawn to the right of the bar's numbers: dark pixels there.
+        int dark = 0;
+        for (int x = bar.Right + 70; x < Math.Min(png.Width, bar.Right + 95); x++)
+            for (int y = bar.Top; y < bar.Bottom; y++)
+                if (png.GetPixel(x, y).Red < 100) dark++;
+        Assert.True(dark > 50, "the colour bar's label (unit) should be drawn beside it");
+    }
+
+    [Theory]
+    [InlineData(3, 4)]
+    [InlineData(32, 32)]
+    [InlineData(40, 40)]
+    [InlineData(7, 13)]
+    public void Cells_are_uniform_and_ticks_centred_on_them(int layers, int heads)
+    {
+        // A checkerboard of +1/-1: every colour change along a row or a column is a cell edge.
+        using var tmp = new TempDir();
+        var v = new double[layers, heads];
+        for (int l = 0; l < layers; l++)
+            for (int h = 0; h < heads; h++)
+                v[l, h] = (l + h) % 2 == 0 ? 1 : -1;
+        using var png = Png.Load(HeadHeatmap.Write(tmp.File("check.png"), v, "checkerboard"));
+        var L = HeadHeatmap.ComputeLayout(layers, heads);
+        static List<int> Edges(Func<int, SKColor> at, int from, int to)
+        {
+            var edges = new List<int> { from };
+            for (int i = from + 1; i < to; i++)
+                if (Png.Warmth(at(i)) * Png.Warmth(at(i - 1)) < 0) edges.Add(i);
+            edges.Add(to);
+            return edges;
+        }
+        int midY = L.CellRect(0, 0).MidY, midX = L.CellRect(0, 0).MidX;
+        var xs = Edges(x => png.GetPixel(x, midY), L.GridLeft, L.GridLeft + L.GridWidth);
+        var ys = Edges(y => png.GetPixel(midX, y), L.GridTop, L.GridTop + L.GridHeight);
+        Assert.Equal(heads + 1, xs.Count);
+        Assert.Equal(layers + 1, ys.Count);
+        Assert.All(xs.Zip(xs.Skip(1), (a, b) => b - a), w => Assert.Equal(L.Cell, w));
+        Assert.All(ys.Zip(ys.Skip(1), (a, b) => b - a), h => Assert.Equal(L.Cell, h));
+        for (int h = 0; h < heads; h++) Assert.Equal((xs[h] + xs[h + 1]) / 2.0, L.HeadTickX(h), 0.51);
+        for (int l = 0; l < layers; l++) Assert.Equal((ys[layers - 1 - l] + ys[layers - l]) / 2.0, L.LayerTickY(l), 0.51);
     }
 
     [Fact]
@@ -107,9 +142,7 @@ public class HeadHeatmapTests
         using var tmp = new TempDir();
         var v = new double[2, 2];
         using var png = Png.Load(HeadHeatmap.Write(tmp.File("z.png"), v, "zeros"));
-        var plot = HeadHeatmap.Build(v, "zeros", "x");
-        plot.GetImage(HeadHeatmap.Width, HeadHeatmap.Height);
-        var c = At(png, plot, 0.5, 0.5); // a point inside the map
+        var c = At(png, HeadHeatmap.ComputeLayout(2, 2), 1, 1);
         Assert.True(c.Red > 235 && c.Green > 235 && c.Blue > 235, $"got {c}");
     }
 }
@@ -126,13 +159,8 @@ public class DiffHeatmapTests
 
         using var tmp = new TempDir();
         using var png = Png.Load(DiffHeatmap.Write(tmp.File("diff.png"), a, b, "VQA", "captioning"));
-        var plot = HeadHeatmap.Build(d, "VQA \u2212 captioning", "difference of log-probability increase");
-        plot.GetImage(HeadHeatmap.Width, HeadHeatmap.Height);
-        SKColor At(double x, double y)
-        {
-            var p = plot.GetPixel(new Coordinates(x, y));
-            return png.GetPixel((int)p.X, (int)p.Y);
-        }
+        var L = HeadHeatmap.ComputeLayout(2, 2);
+        SKColor At(int layer, int head) => png.GetPixel(L.CellRect(layer, head).MidX, L.CellRect(layer, head).MidY);
         Assert.True(Png.Warmth(At(0, 0)) > 60, $"layer 0 head 0 (A higher) should be red, got {At(0, 0)}");
         Assert.True(Png.Warmth(At(1, 1)) < -60, $"layer 1 head 1 (B higher) should be blue, got {At(1, 1)}");
         Assert.Throws<ArgumentException>(() => DiffHeatmap.Subtract(a, new double[3, 2]));
