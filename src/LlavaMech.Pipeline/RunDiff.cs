@@ -131,6 +131,31 @@ public static class RunDiff
     }
 
     /// <summary>
+    /// The diff for people: per task the shared examples, the Spearman correlations and top-k overlap, the layer and the
+    /// <paramref name="top"/> heads that changed most; the interventions' changes; the files written.
+    /// </summary>
+    public static IEnumerable<string> Describe(RunDiffResult r, IReadOnlyList<string> files, string nameA, string nameB, int top = 5)
+    {
+        yield return $"diff         {nameB} ({r.B.RunId}, {r.B.Examples} examples) vs {nameA} ({r.A.RunId}, {r.A.Examples} examples)";
+        foreach (var t in r.Tasks)
+        {
+            var layer = r.MostChangedLayers(t.Task).First();
+            yield return $"{t.Task,-12} {t.Examples} shared examples; Spearman of head importance {t.SpearmanHeads:0.000}, of layer blocks {t.SpearmanLayers:0.000}; " +
+                         $"top-{t.TopK} heads overlap {t.TopKJaccard:0.00}";
+            yield return $"             layer that changed most: {layer.Layer} (mean |head diff| {layer.MeanAbsHeadDiff:0.0000}, " +
+                         $"attn block {SignedNumber.Format(layer.AttnDiff)}, ffn block {SignedNumber.Format(layer.FfnDiff)})";
+            yield return "             heads that changed most: " + string.Join("  ", r.MostChangedHeads(t.Task).Take(top).Select(h =>
+                string.Create(CultureInfo.InvariantCulture, $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.MeanA)} -> {SignedNumber.Format(h.MeanB)} (rank {h.RankA} -> {h.RankB})")));
+        }
+        foreach (var c in r.Causal)
+            yield return string.Create(CultureInfo.InvariantCulture,
+                $"causal       {c.Task} {c.Selection} k={c.K}: mean delta {SignedNumber.Format(c.MeanA)} -> {SignedNumber.Format(c.MeanB)}, flips {c.FlipRateA:P0} -> {c.FlipRateB:P0} ({c.Examples} shared examples)");
+        foreach (var g in r.Knockout.GroupBy(k => (k.Task, k.Window)))
+            yield return $"knockout     {g.Key.Task} W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer} {SignedNumber.Format(k.MeanA)} -> {SignedNumber.Format(k.MeanB)}"));
+        yield return $"files        {string.Join(", ", files)}";
+    }
+
+    /// <summary>
     /// Writes <c>head_diff.parquet</c>, <c>layer_diff.parquet</c>, <c>diff.md</c>, <c>diff.json</c> and one heatmap of
     /// B − A per task (<c>heads_diff_&lt;task&gt;.png</c>, red where B is higher) into <paramref name="outDir"/>; returns the files.
     /// </summary>

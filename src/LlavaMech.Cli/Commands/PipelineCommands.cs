@@ -183,7 +183,7 @@ public static class PipelineCommands
                 return signals.ExitCode;
             }
             progress.Done();
-            PrintSummary(final, clock.Elapsed);
+            Print(JobText.Summary(final, clock.Elapsed));
             finished?.Invoke(final);
             return final.State == JobState.Completed ? 0 : 1;
         }
@@ -209,22 +209,7 @@ public static class PipelineCommands
             if (!changed && !s.IsTerminal && now - _lastMs < (_tty ? 200 : 10_000)) return;
             _lastMs = now;
             _lastState = s.State;
-            string line;
-            if (s.State == JobState.Preparing) line = "preparing: validating the checkpoint, reading the manifest, checking the output...";
-            else if (s.ShardsTotal == 0) line = s.State.ToString().ToLowerInvariant();
-            else
-            {
-                const int width = 30;
-                int filled = (int)((double)s.ShardsDone / s.ShardsTotal * width);
-                string eta = s.EtaSeconds is { } e ? TimeSpan.FromSeconds(Math.Round(e)).ToString(e >= 3600 ? @"h\:mm\:ss" : @"mm\:ss") : "--:--";
-                line = $"[{new string('#', filled)}{new string('-', width - filled)}] {s.ShardsDone}/{s.ShardsTotal} shards" +
-                       $"  {s.ExamplesDone}/{s.ExamplesTotal} examples  {s.ExamplesPerSecond:0.0}/s  ETA {eta}" +
-                       (s.ShardsRunning > 0 ? $"  running {s.ShardsRunning}" : "") +
-                       (s.ShardsFailed > 0 ? $"  failed {s.ShardsFailed}" : "") +
-                       (s.ShardsSkipped > 0 ? $"  (resumed: {s.ShardsSkipped} committed before)" : "") +
-                       (s.State == JobState.Finalizing ? "  finalizing: aggregates and figures" : "");
-            }
-            if (s.Notice is { } notice) line += "  " + notice;
+            string line = JobText.Progress(s);
             if (_tty) Console.Error.Write("\r" + line.PadRight(Math.Max(line.Length, 110)));
             else Console.Error.WriteLine(line);
             _drawn = true;
@@ -237,48 +222,8 @@ public static class PipelineCommands
         }
     }
 
-    private static void PrintSummary(JobStatus s, TimeSpan elapsed)
-    {
-        var spec = s.Spec;
-        string state = s.State.ToString().ToLowerInvariant();
-        Console.WriteLine($"run {s.JobId}: {state} in {elapsed.TotalSeconds:0.0} s" +
-                          (s.ShardsTotal > 0 ? $" ({s.ShardsDone}/{s.ShardsTotal} shards{(s.ShardsSkipped > 0 ? $", {s.ShardsSkipped} committed before" : "")})" : ""));
-        if (s.Error is not null) Console.WriteLine($"error         {s.Error}");
-        if (s.Summary is not { } sum)
-        {
-            if (s.ModelFingerprint is not null) Console.WriteLine($"model         {s.ModelFingerprint[..16]}");
-            return;
-        }
-        string tasks = string.Join(", ", sum.Tasks.Select(t => $"{t.Task} {t.Examples}"));
-        Console.WriteLine($"examples      {sum.Examples}{(tasks.Length > 0 ? $" ({tasks})" : "")}");
-        Console.WriteLine($"rejects       {sum.Rejects}{(sum.Rejects > 0 ? $" (reasons: {Table(sum.Output, TableNames.Rejects)})" : "")}");
-        if (sum.Accuracy is { } acc)
-        {
-            var per = sum.Tasks.Where(t => t.Accuracy is not null).Select(t => $"{t.Task} {t.Correct}/{t.WithExpected} = {t.Accuracy:P1}");
-            Console.WriteLine($"accuracy      {sum.Correct}/{sum.WithExpected} = {acc:P1} (argmax vs the expected answer's first token; {string.Join(", ", per)})");
-        }
-        else Console.WriteLine("accuracy      n/a (no expected answers in the manifest)");
-        foreach (var g in sum.TopHeads.GroupBy(h => h.Task))
-            Console.WriteLine($"top heads {g.Key,-4}" + string.Join("  ", g.Select(h =>
-                $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Mean)} (top-{spec?.Options.SummaryTopK ?? 10} in {h.TopKShare:P0}{(h.MeanAttnToImage is { } a ? $", {a:P0} on image" : "")})")));
-        foreach (var g in sum.Causal.GroupBy(c => c.Task))
-            Console.WriteLine($"causal {g.Key,-7}" + string.Join("  ", g.Select(c =>
-                $"{c.Selection} k={c.K}: delta {SignedNumber.Format(c.MeanDelta)}{(c.DeltaLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DeltaHi!.Value)}]" : "")}, flips {c.FlipRate:P0} [{c.FlipLo:P0}, {c.FlipHi:P0}], n {c.N}")));
-        if (sum.Causal.Length > 0) Console.WriteLine("              (mean delta of log p(target) with its 95% t interval; flip rate with its 95% Wilson interval)");
-        foreach (var g in sum.CausalPaired.GroupBy(c => c.Task))
-            Console.WriteLine($"paired {g.Key,-7}" + string.Join("  ", g.Select(c =>
-                $"log_increase - {c.Versus}: {SignedNumber.Format(c.MeanDiff)}{(c.DiffLo is { } lo ? $" [{SignedNumber.Format(lo)}, {SignedNumber.Format(c.DiffHi!.Value)}]" : "")}, costs more in {c.ShareLogIncreaseCostsMore:P0}, n {c.N}")));
-        foreach (var g in sum.Knockout.GroupBy(k => (k.Task, k.Window)))
-            Console.WriteLine($"knockout {g.Key.Task,-5}W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer}-{k.EndLayer} {SignedNumber.Format(k.MeanDelta)}")) +
-                $"  (mean delta per window of last:image knocked out, n {g.First().N})");
-        Console.WriteLine($"model         {s.ModelFingerprint?[..16]}  (model_fingerprint, sha256)");
-        Console.WriteLine($"tables        {sum.Output}/<table>/*.parquet:");
-        foreach (var (table, rows) in sum.Tables)
-            Console.WriteLine($"                {table,-15} {rows,10:N0} rows");
-        Console.WriteLine($"summaries     {string.Join(", ", sum.Files)}");
-    }
+    private static void Print(IEnumerable<string> lines) { foreach (var line in lines) Console.WriteLine(line); }
 
-    private static string Table(string output, string table) => $"{output}/{table}/*.parquet";
 
     // ---------------------------------------------------------------- silo
 
@@ -425,14 +370,14 @@ public static class PipelineCommands
             Console.WriteLine(spec.JobId);
             if (!cl.Flag("wait"))
             {
-                PrintStatus(status);
+                Print(JobText.Status(status));
                 return status.State == JobState.Failed ? 1 : 0;
             }
             var clock = Stopwatch.StartNew();
             var progress = new StatusLine();
             var final = client.WatchAsync(spec.JobId, spec, progress.Report).GetAwaiter().GetResult();
             progress.Done();
-            PrintSummary(final, clock.Elapsed);
+            Print(JobText.Summary(final, clock.Elapsed));
             return final.State == JobState.Completed ? 0 : 1;
         });
     }
@@ -462,7 +407,7 @@ public static class PipelineCommands
             Console.Error.WriteLine($"llavamech status: no job '{job}' in this cluster");
             return 1;
         }
-        PrintStatus(status);
+        Print(JobText.Status(status));
         return 0;
     });
 
@@ -485,7 +430,7 @@ public static class PipelineCommands
             return 1;
         }
         var status = client.CancelAsync(job, "cancelled from the command line").GetAwaiter().GetResult();
-        PrintStatus(status);
+        Print(JobText.Status(status));
         return 0;
     });
 
@@ -502,21 +447,4 @@ public static class PipelineCommands
         return PipelineHost.WithClient(cluster, body);
     }
 
-    private static void PrintStatus(JobStatus s)
-    {
-        Console.WriteLine($"job           {s.JobId}: {s.State.ToString().ToLowerInvariant()}");
-        if (s.Error is not null) Console.WriteLine($"error         {s.Error}");
-        if (s.Notice is not null) Console.WriteLine($"notice        {s.Notice}");
-        if (s.Spec is { } spec) Console.WriteLine($"inputs        {spec.ModelDir} over {spec.ManifestPath} -> {spec.Output}");
-        if (s.ShardsTotal > 0)
-        {
-            Console.WriteLine($"shards        {s.ShardsDone} done, {s.ShardsRunning} running, {s.ShardsFailed} failed, {s.ShardsPending} pending of {s.ShardsTotal}" +
-                              (s.ShardsSkipped > 0 ? $" ({s.ShardsSkipped} committed before this job)" : ""));
-            Console.WriteLine($"examples      {s.ExamplesDone}/{s.ExamplesTotal}, {s.Rejects} rejects, {s.ExamplesPerSecond:0.0}/s" +
-                              (s.EtaSeconds is { } e ? $", ETA {TimeSpan.FromSeconds(Math.Round(e))}" : "") + $", {s.Workers} workers");
-        }
-        if (s.SubmittedAt is { } at) Console.WriteLine($"submitted     {at:yyyy-MM-dd HH:mm:ss}Z{(s.FinishedAt is { } f ? $", finished {f:yyyy-MM-dd HH:mm:ss}Z" : "")}");
-        if (s.Summary is { } sum)
-            Console.WriteLine($"summary       {sum.Examples} examples, {sum.Rejects} rejects{(sum.Accuracy is { } a ? $", accuracy {a:P1}" : "")}; {sum.Output}/summary.json");
-    }
 }

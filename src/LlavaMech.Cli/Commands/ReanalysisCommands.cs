@@ -138,22 +138,6 @@ public static class ReanalysisCommands
 
     private static void PrintDiff(RunDiffResult r, IReadOnlyList<string> files, string nameA, string nameB, int top = 5)
     {
-        Console.WriteLine($"diff         {nameB} ({r.B.RunId}, {r.B.Examples} examples) vs {nameA} ({r.A.RunId}, {r.A.Examples} examples)");
-        foreach (var t in r.Tasks)
-        {
-            var layer = r.MostChangedLayers(t.Task).First();
-            Console.WriteLine($"{t.Task,-12} {t.Examples} shared examples; Spearman of head importance {t.SpearmanHeads:0.000}, of layer blocks {t.SpearmanLayers:0.000}; " +
-                              $"top-{t.TopK} heads overlap {t.TopKJaccard:0.00}");
-            Console.WriteLine($"             layer that changed most: {layer.Layer} (mean |head diff| {layer.MeanAbsHeadDiff:0.0000}, " +
-                              $"attn block {SignedNumber.Format(layer.AttnDiff)}, ffn block {SignedNumber.Format(layer.FfnDiff)})");
-            Console.WriteLine("             heads that changed most: " + string.Join("  ", r.MostChangedHeads(t.Task).Take(top).Select(h =>
-                string.Create(CultureInfo.InvariantCulture, $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.MeanA)} -> {SignedNumber.Format(h.MeanB)} (rank {h.RankA} -> {h.RankB})"))));
-        }
-        foreach (var c in r.Causal)
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"causal       {c.Task} {c.Selection} k={c.K}: mean delta {SignedNumber.Format(c.MeanA)} -> {SignedNumber.Format(c.MeanB)}, flips {c.FlipRateA:P0} -> {c.FlipRateB:P0} ({c.Examples} shared examples)"));
-        foreach (var g in r.Knockout.GroupBy(k => (k.Task, k.Window)))
-            Console.WriteLine($"knockout     {g.Key.Task} W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer} {SignedNumber.Format(k.MeanA)} -> {SignedNumber.Format(k.MeanB)}")));
-        Console.WriteLine($"files        {string.Join(", ", files)}");
+        foreach (var line in RunDiff.Describe(r, files, nameA, nameB, top)) Console.WriteLine(line);
     }
 }
