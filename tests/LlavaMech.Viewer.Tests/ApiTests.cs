@@ -54,8 +54,8 @@ public sealed class ApiTests(ViewerFixture fx)
             Assert.Equal((bool?)rows[i][5], (bool?)e["correct"]);
         }
 
-        var search = (await fx.GetJsonAsync("/api/examples?q=" + Uri.EscapeDataString("<script>"))).AsArray();
-        Assert.Equal([ViewerFixture.HostileId], search.Select(e => (string)e!["example_id"]!));
+        var byText = (await fx.GetJsonAsync("/api/examples?q=" + Uri.EscapeDataString("<script>"))).AsArray();
+        Assert.Equal([ViewerFixture.HostileId], byText.Select(e => (string)e!["example_id"]!));
     }
 
     [Fact]

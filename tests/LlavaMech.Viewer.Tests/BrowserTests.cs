@@ -192,7 +192,7 @@ public sealed class BrowserTests(ViewerFixture fx, BrowserFixture browser) : ICl
         Assert.Contains(ViewerFixture.HostilePromptMarker, await _page.TextContentAsync("#examples td.prompt"));
         Assert.True(await _page.EvaluateAsync<bool>("() => window.__xss === undefined && window.__xssId === undefined"));
 
-        // The search box is an attribute: a quote in it stays inside.
+        // The text filter box is an attribute: a quote in it stays inside.
         await _page.GotoAsync("/examples?q=" + Uri.EscapeDataString("\"><script>window.__xssQ=1</script>"));
         Assert.True(await _page.EvaluateAsync<bool>("() => window.__xssQ === undefined"));
         Assert.Equal("\"><script>window.__xssQ=1</script>", await _page.InputValueAsync("input[name=q]"));
