@@ -57,6 +57,19 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     /// <summary>LLaVA-NeXT's image_grid_pinpoints, (height, width) each; null for other families.</summary>
     public IReadOnlyList<(int Height, int Width)>? ImageGridPinpoints { get; init; }
 
+    /// <summary>"576 image tokens", or for LLaVA-NeXT how its count follows the image: "anyres: 576 base tokens + the unpadded
+    /// grid of 336 px tiles + one newline per row; pinpoints (h x w) 336x672, ...".</summary>
+    public string DescribeImageTokens()
+    {
+        if (ImageGridPinpoints is not { } pins || Vision is not { } v) return $"{ImageSeqLength} image tokens";
+        return $"anyres: {v.NumPatches} base tokens + the unpadded grid of {v.ImageSize} px tiles + one newline per row; " +
+               $"pinpoints (h x w) {string.Join(", ", pins.Select(p => $"{p.Height}x{p.Width}"))}";
+    }
+
+    /// <summary>"llama", or "mistral, sliding window 4096" / "mistral, no sliding window".</summary>
+    public string DescribeTextModel() => Text.ModelType != "mistral" ? Text.ModelType
+        : $"mistral, {(Text.SlidingWindow is int w ? $"sliding window {w}" : "no sliding window")}, rope_theta {Text.RopeTheta:G}";
+
     /// <summary>"text_config.hidden_size = 4096", with a note when the value is Hugging Face's default rather than config.json's.</summary>
     public string Describe(string key, long value)
     {
