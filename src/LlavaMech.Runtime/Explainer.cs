@@ -87,6 +87,7 @@ public static class Explainer
             ["position_increase"] = positions,
             ["image_positions"] = new JsonArray(img.ImagePositions.Select(p => (JsonNode)p).ToArray()),
             ["image_layout"] = Layout(a.Input.ImageLayout),
+            ["image_part_shares"] = PartShares(rows.Of<ImagePartShareRow>()),
             ["attention_baseline_image"] = Arr(img.AttentionBaseline),
             ["log_increase_heatmap"] = new JsonArray(img.Heatmap.Select(r => (JsonNode)Arr(r)).ToArray()),
             ["heatmap_heads"] = new JsonArray(img.HeatmapHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head)).ToArray()),
@@ -135,6 +136,20 @@ public static class Explainer
                 ["newline_tokens"] = t.KeptRows,
             },
         };
+    }
+
+    /// <summary>Per head "L_H": { part: [attention share, log-increase share or null] } (<c>image_part_shares</c>); null without rows.</summary>
+    private static JsonNode? PartShares(IReadOnlyList<ImagePartShareRow> rows)
+    {
+        if (rows.Count == 0) return null;
+        var o = new JsonObject();
+        foreach (var g in rows.GroupBy(r => (r.Layer, r.Head)))
+        {
+            var parts = new JsonObject();
+            foreach (var r in g) parts[r.Part] = new JsonArray(r.AttnShare, r.LogIncreaseShare);
+            o[$"{g.Key.Layer}_{g.Key.Head}"] = parts;
+        }
+        return o;
     }
 
     private static JsonArray Arr(IEnumerable<double> v) => new(v.Select(x => (JsonNode)x).ToArray());

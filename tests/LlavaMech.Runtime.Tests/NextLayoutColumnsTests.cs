@@ -82,4 +82,58 @@ public class NextLayoutColumnsTests
         Assert.All(explained.Rows!.Of<PositionStatRow>().Where(p => !p.IsImage), p => Assert.Null(p.ImagePart));
         Assert.Null(Explainer.ToJson(m, explained)["image_layout"]!["tiling"]);
     }
+
+    [Theory]
+    [MemberData(nameof(Golden.NextVisionCases), MemberType = typeof(Golden))]
+    public void Part_shares_of_each_head_equal_the_reference_attention_and_position_increases(string model, string caseId)
+    {
+        using var g = new Golden(model, caseId);
+        var m = ModelCache.Get(model);
+        using var analyzer = new ExampleAnalyzer(m);
+        using var scope = NewDisposeScope();
+        var explained = Explainer.Run(analyzer, m.Prepare(g.Prompt, g.ImagePath), new AnalysisSettings(), null);
+        var shares = explained.Rows!.Of<ImagePartShareRow>();
+        var layout = g["image_token_layout"].to(ScalarType.Int64).data<long>().ToArray();
+        var imagePositions = g["image_positions"].data<long>().Select(p => (int)p).ToArray();
+        int[] PartPositions(int kind) => imagePositions.Where((p, k) => layout[3 * k] == kind).ToArray();
+        var pattern = g["attn_weights_last_row"].to(ScalarType.Float64);                  // [L, H, T]
+        Assert.Equal(m.Layers * m.Heads * 3, shares.Count);
+        foreach (var head in shares.GroupBy(r => (r.Layer, r.Head)))
+        {
+            var row = pattern[head.Key.Layer, head.Key.Head].data<double>().ToArray();
+            double total = imagePositions.Sum(p => row[p]);
+            Assert.Equal(1.0, head.Sum(r => r.AttnShare), 9);
+            for (int kind = 0; kind < 3; kind++)
+            {
+                var r = head.Single(x => x.Part == Parts[kind]);
+                Assert.True(Math.Abs(PartPositions(kind).Sum(p => row[p]) / total - r.AttnShare) <= 1e-4, $"head {head.Key} {r.Part}: {r.AttnShare} vs golden");
+            }
+        }
+        // The top heads' log-increase through each part: the golden position increases summed over the part.
+        foreach (var top in g.Json.GetProperty("top_heads").EnumerateArray())
+        {
+            int l = top[0].GetInt32(), h = top[1].GetInt32();
+            var pos = g[$"position_increase_head_{l}_{h}"].to(ScalarType.Float64).data<double>().ToArray();
+            double total = imagePositions.Sum(p => pos[p]);
+            for (int kind = 0; kind < 3; kind++)
+            {
+                var r = shares.Single(x => x.Layer == l && x.Head == h && x.Part == Parts[kind]);
+                Assert.NotNull(r.LogIncreaseShare);
+                Assert.True(Math.Abs(PartPositions(kind).Sum(p => pos[p]) - r.LogIncreaseShare!.Value * total) <= 1e-3, $"head {l}.{h} {r.Part}");
+            }
+        }
+        var json = Explainer.ToJson(m, explained);
+        Assert.Equal(m.Layers * m.Heads, json["image_part_shares"]!.AsObject().Count);
+    }
+
+    [Fact]
+    public void Llava_15_has_no_part_share_rows()
+    {
+        using var g = new Golden("tiny-llava-mha", "circle");
+        var m = ModelCache.Get("tiny-llava-mha");
+        using var analyzer = new ExampleAnalyzer(m);
+        using var scope = NewDisposeScope();
+        var explained = Explainer.Run(analyzer, m.Prepare(g.Prompt, g.ImagePath), new AnalysisSettings(), null);
+        Assert.Empty(explained.Rows!.Of<ImagePartShareRow>());
+    }
 }

@@ -163,7 +163,7 @@ public class TableWriteTests
     public void Shard_tables_hold_every_statistic_table_then_rejects_in_order()
     {
         var t = Sample.Shard(3, 2);
-        Assert.Equal(["examples", "layer_stats", "head_stats", "position_stats", "neuron_stats", "logit_lens", "resid_norms", "causal_effects", "knockout_effects", "rejects"], t.All.Select(b => b.Table));
+        Assert.Equal(["examples", "layer_stats", "head_stats", "position_stats", "neuron_stats", "logit_lens", "image_part_shares", "resid_norms", "causal_effects", "knockout_effects", "rejects"], t.All.Select(b => b.Table));
         Assert.Equal(StatisticCatalog.ShardTableNames, t.All.Select(b => b.Table));
         var counts = Sample.RowCounts(2);
         foreach (var b in t.All) Assert.Equal(counts[b.Table], b.RowCount);

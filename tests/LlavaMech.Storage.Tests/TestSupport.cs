@@ -100,6 +100,7 @@ internal static class Sample
         [TableNames.PositionStats] = examples * 2,
         [TableNames.NeuronStats] = examples,
         [TableNames.LogitLens] = examples * 2,
+        ["image_part_shares"] = 0,
         ["resid_norms"] = 0,
         ["causal_effects"] = 0,
         ["knockout_effects"] = 0,
