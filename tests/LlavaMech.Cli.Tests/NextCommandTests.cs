@@ -127,5 +127,17 @@ public class NextCommandTests : IDisposable
             Assert.Equal(g.GetProperty("n_image_tokens").GetInt32(), Scalar($"select count(distinct position) from {T("logit_lens")} where example_id = '{c}'"));
         }
         Assert.Equal(0, Scalar($"select count(*) from {T("position_stats")} where example_id = 'text_banana' and image_part is not null"));
+        // Per task, does the answer come from the thumbnail or the tiles: the mean shares of image_part_shares in summary.json.
+        var parts = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json"))).RootElement.GetProperty("image_parts").EnumerateArray().ToArray();
+        Assert.Equal(["base", "grid", "newline"], parts.Select(p => p.GetProperty("part").GetString()));
+        Assert.All(parts, p => Assert.Equal("vqa", p.GetProperty("task").GetString()));
+        Assert.All(parts, p => Assert.Equal(3, p.GetProperty("examples").GetInt64()));
+        Assert.Equal(1.0, parts.Sum(p => p.GetProperty("mean_attn_share").GetDouble()), 9);
+        foreach (var p in parts)
+        {
+            double expected = Convert.ToDouble(Scalar0($"select avg(attn_share) from {T("image_part_shares")} where part = '{p.GetProperty("part").GetString()}'"));
+            Assert.Equal(expected, p.GetProperty("mean_attn_share").GetDouble(), 12);
+        }
+        object? Scalar0(string sql) { using var cmd = db.CreateCommand(); cmd.CommandText = sql; return cmd.ExecuteScalar(); }
     }
 }

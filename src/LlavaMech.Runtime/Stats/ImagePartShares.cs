@@ -13,7 +13,7 @@ namespace LlavaMech.Runtime.Stats;
 /// <param name="LogIncreaseShare">the head's log-prob increase through the part's positions / through all image positions (signed;
 /// the parts sum to 1); null for heads without position scores (not among the top heads) or a zero total.</param>
 [Table("image_part_shares")]
-public sealed record ImagePartShareRow(string ExampleId, int Layer, int Head, string Part, double AttnShare, double? LogIncreaseShare)
+public sealed record ImagePartShareRow(string ExampleId, string Task, int Layer, int Head, string Part, double AttnShare, double? LogIncreaseShare)
     : ITableRow<ImagePartShareRow>
 {
     public ImagePartShareRow Checked() { RowChecks.NonEmpty(ExampleId, nameof(ExampleId)); RowChecks.NonEmpty(Part, nameof(Part)); return this; }
@@ -54,7 +54,7 @@ public sealed class ImagePartShares : Statistic<ImagePartShareRow>
                 for (int i = 0; i < Parts.Length; i++)
                 {
                     double? inc = s is null || totalInc is null or 0 ? null : byPart[i].Sum(p => s[p]) / totalInc.Value;
-                    rows.Add(new ImagePartShareRow(x.ExampleId, l, h, Parts[i], total[k] > 0 ? partAttn[i][k] / total[k] : 0, inc));
+                    rows.Add(new ImagePartShareRow(x.ExampleId, x.Work.Task, l, h, Parts[i], total[k] > 0 ? partAttn[i][k] / total[k] : 0, inc));
                 }
             }
         return rows;
