@@ -140,4 +140,16 @@ public class NextCommandTests : IDisposable
         }
         object? Scalar0(string sql) { using var cmd = db.CreateCommand(); cmd.CommandText = sql; return cmd.ExecuteScalar(); }
     }
+
+    [Fact]
+    public void Bench_runs_the_family_image_a_photo_in_tiles()
+    {
+        var r = CliRunner.Run("bench", "--model", Fixtures.Model(Next), "--iterations", "1", "--examples", "3", "--json");
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var j = JsonDocument.Parse(r.Stdout[r.Stdout.IndexOf('{')..]).RootElement;   // the JSON follows the readable lines
+        // A 640 x 427 photo on the tiny grid: best 168 x 168 (2 x 2 tiles + base), 12 x 12 features unpadded to 8 x 12.
+        Assert.Equal(5, j.GetProperty("image_tiles").GetInt32());
+        Assert.Equal(36 + 8 * 12 + 8, j.GetProperty("image_tokens").GetInt32());
+        Assert.True(j.GetProperty("plain_ms").GetDouble() > 0);
+    }
 }
