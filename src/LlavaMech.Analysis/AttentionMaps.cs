@@ -28,19 +28,20 @@ public static class AttentionMaps
     /// <summary>
     /// The log-increase heatmap: position scores ([T], or [K, T] for K heads, summed over the heads) at the patches of the
     /// layout's grid (the class token, if any, is not a patch), min-max scaled, then divided by their sum (a constant map
-    /// becomes uniform), laid out row-major on the grid. Returns [rows, cols].
+    /// becomes uniform), laid out row-major on the grid. Returns [rows, cols]. <paramref name="grid"/> picks the grid: 0 is
+    /// the base image (LLaVA-1.5's only grid, LLaVA-NeXT's downscaled whole image), 1 LLaVA-NeXT's unpadded high-resolution grid.
     /// </summary>
-    public static Tensor LogIncreaseHeatmap(Tensor positionScores, ImageTokenLayout layout)
+    public static Tensor LogIncreaseHeatmap(Tensor positionScores, ImageTokenLayout layout, int grid = 0)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var grid = layout.Grid;
-        var pos = tensor(layout.GridPositions().Select(p => (long)p).ToArray(), device: positionScores.device);
+        var g = layout.Grids[grid];
+        var pos = tensor(layout.GridPositions(grid).Select(p => (long)p).ToArray(), device: positionScores.device);
         var s = positionScores.dim() == 1 ? positionScores : positionScores.sum(dim: 0);
         var x = s.index_select(0, pos);
         var min = x.min();
         var range = x.max() - min;
         var scaled = where(range > 0, (x - min) / where(range > 0, range, ones_like(range)), ones_like(x));
-        return (scaled / scaled.sum()).reshape(grid.Rows, grid.Cols).MoveToOuterDisposeScope();
+        return (scaled / scaled.sum()).reshape(g.Rows, g.Cols).MoveToOuterDisposeScope();
     }
 }

@@ -48,7 +48,7 @@ public sealed record CheckpointSummary(
             tensors = ckpt.Tensors.Count;
             weights = string.Join(", ", ckpt.Tensors.Values.GroupBy(e => e.DType).Select(g => $"{g.Count()} x {g.Key}"));
         }
-        bool llava = c.Kind == ModelKind.Llava;
+        bool llava = c.IsVision;
         return new CheckpointSummary(dir, c.Kind.ToString(), t.NumHiddenLayers, t.NumAttentionHeads, t.NumKeyValueHeads, t.HeadDim, t.HiddenSize,
             t.IntermediateSize, t.VocabSize, c.Vision?.NumHiddenLayers, c.Vision?.HiddenSize, c.Vision?.ImageSize, c.Vision?.PatchSize,
             llava ? c.ImageSeqLength : null, llava ? c.VisionFeatureLayer : null, llava ? c.VisionFeatureSelectStrategy : null,

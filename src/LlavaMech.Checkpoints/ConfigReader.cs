@@ -20,7 +20,8 @@ internal static class ConfigReader
         return DetectKind(root, r) switch
         {
             ModelKind.Llama => ParseLlamaModel(root, r),
-            _ => ParseLlava(root, r),
+            ModelKind.LlavaNext => ParseLlava(root, r, next: true),
+            _ => ParseLlava(root, r, next: false),
         };
     }
 
@@ -58,6 +59,7 @@ internal static class ConfigReader
         {
             case "llava": return ModelKind.Llava;
             case "llama": return ModelKind.Llama;
+            case "llava_next": return ModelKind.LlavaNext;
             case null:
                 // Very old configs carry only architectures.
                 var arch = Prop(root, "architectures");
@@ -67,11 +69,12 @@ internal static class ConfigReader
                         if (a.ValueKind != JsonValueKind.String) continue;
                         if (a.GetString() == "LlavaForConditionalGeneration") return ModelKind.Llava;
                         if (a.GetString() == "LlamaForCausalLM") return ModelKind.Llama;
+                        if (a.GetString() == "LlavaNextForConditionalGeneration") return ModelKind.LlavaNext;
                     }
-                throw r.Fail("has no model_type (and no architectures entry LlavaForConditionalGeneration or " +
-                             "LlamaForCausalLM); supported model types are 'llava' and 'llama'");
+                throw r.Fail("has no model_type (and no architectures entry LlavaForConditionalGeneration, LlavaNextForConditionalGeneration or " +
+                             "LlamaForCausalLM); supported model types are 'llava', 'llava_next' and 'llama'");
             default:
-                throw r.Fail($"unsupported model_type '{modelType}'; supported model types are 'llava' and 'llama'");
+                throw r.Fail($"unsupported model_type '{modelType}'; supported model types are 'llava', 'llava_next' and 'llama'");
         }
     }
 
@@ -82,16 +85,27 @@ internal static class ConfigReader
         return new ModelConfig(ModelKind.Llama, text, null, -1, 0, "default", "", false, 0, r.Source) { DefaultedKeys = r.Defaulted };
     }
 
-    private static ModelConfig ParseLlava(JsonElement root, Reader r)
+    private static ModelConfig ParseLlava(JsonElement root, Reader r, bool next)
     {
-        // LlavaConfig builds a default LlamaConfig when text_config is absent.
-        var text = SubConfig(root, "text_config", "llama", "text models", r,
-            t => ParseLlama(t, "text_config.", root, r),
-            () =>
-            {
-                using var empty = JsonDocument.Parse("{}");
-                return ParseLlama(empty.RootElement, "text_config.", root, r);
-            });
+        // LlavaConfig / LlavaNextConfig build a default LlamaConfig when text_config is absent; a text_config may be
+        // llama or mistral (the sub-config's class defaults follow its model_type).
+        LlamaConfig text;
+        var textEl = Prop(root, "text_config");
+        if (textEl is null)
+        {
+            r.Defaulted.Add("text_config");
+            using var empty = JsonDocument.Parse("{}");
+            text = ParseLlama(empty.RootElement, "text_config.", root, r);
+        }
+        else
+        {
+            if (textEl.Value.ValueKind != JsonValueKind.Object)
+                throw r.Fail($"text_config must be an object, found {textEl.Value.ValueKind}");
+            var type = r.Str(textEl.Value, "text_config.", "model_type", "llama");
+            if (type is not ("llama" or "mistral"))
+                throw r.Fail($"unsupported text_config.model_type '{type}'; only 'llama' and 'mistral' text models are supported");
+            text = ParseLlama(textEl.Value, "text_config.", root, r, type!);
+        }
         ValidateLlama(text, "text_config.", r);
 
         // LlavaConfig's own fallback when vision_config is absent: CLIP ViT-L/14 at 336 px.
@@ -115,9 +129,16 @@ internal static class ConfigReader
             : r.Int(root, "", "image_token_id", 32000);
 
         var layerEl = Prop(root, "vision_feature_layer");
-        if (layerEl is { ValueKind: JsonValueKind.Array })
-            throw r.Fail("vision_feature_layer is a list (multi-layer features); only a single layer is supported");
-        int featureLayer = r.Int(root, "", "vision_feature_layer", -2);
+        int[]? featureLayers = null;
+        if (layerEl is { ValueKind: JsonValueKind.Array } && !next)
+            throw r.Fail("vision_feature_layer is a list (multi-layer features); only a single layer is supported for llava (llava_next takes a list)");
+        if (layerEl is { ValueKind: JsonValueKind.Array } list)
+        {
+            featureLayers = list.EnumerateArray().Select((e, k) => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var v) ? v
+                : throw r.Fail($"vision_feature_layer[{k}] must be an integer, found {e.GetRawText()}")).ToArray();
+            if (featureLayers.Length == 0) throw r.Fail("vision_feature_layer is an empty list");
+        }
+        int featureLayer = featureLayers?[0] ?? r.Int(root, "", "vision_feature_layer", -2);
         var strategy = r.Str(root, "", "vision_feature_select_strategy", "default")!;
         var projAct = r.Str(root, "", "projector_hidden_act", "gelu")!;
         bool projBias = r.Bool(root, "", "multimodal_projector_bias", true);
@@ -128,31 +149,80 @@ internal static class ConfigReader
             throw r.Fail($"unknown vision_feature_select_strategy '{strategy}'; expected 'default' or 'full'");
         // hidden_states has the embeddings plus one entry per layer, indexable from either end.
         int n = vision.NumHiddenLayers;
-        if (featureLayer < -(n + 1) || featureLayer > n)
-            throw r.Fail($"vision_feature_layer {featureLayer} is out of range for a vision tower of {n} layers " +
-                         $"(valid: {-(n + 1)}..{n})");
+        foreach (var fl in featureLayers ?? [featureLayer])
+            if (fl < -(n + 1) || fl > n)
+                throw r.Fail($"vision_feature_layer {fl} is out of range for a vision tower of {n} layers " +
+                             $"(valid: {-(n + 1)}..{n})");
         // An id at or past vocab_size is legal: transformers swaps image tokens out before the embedding lookup.
         if (imageToken < 0)
             throw r.Fail($"image token id {imageToken} is negative");
         if (seqLen <= 0)
             throw r.Fail($"image_seq_length must be positive, found {seqLen}");
 
-        return new ModelConfig(ModelKind.Llava, text, vision, imageToken, featureLayer, strategy, projAct, projBias,
-            seqLen, r.Source) { DefaultedKeys = r.Defaulted };
+        IReadOnlyList<(int, int)>? pinpoints = null;
+        if (next)
+        {
+            // Strategy "full" keeps CLS, but transformers' pack_image_features assumes p*p rows per tile and fails for every
+            // image with tiles (all of them: the smallest pinpoint is one tile); llava-v1.6 checkpoints all use "default".
+            if (strategy == "full")
+                throw r.Fail("vision_feature_select_strategy 'full' is refused for llava_next: with tiles the class token breaks the packing " +
+                             "(transformers' pack_image_features assumes patch_size-grid rows per tile and raises for every image); use 'default'");
+            pinpoints = Pinpoints(root, vision.ImageSize, r);
+        }
+
+        return new ModelConfig(next ? ModelKind.LlavaNext : ModelKind.Llava, text, vision, imageToken, featureLayer, strategy, projAct, projBias,
+            seqLen, r.Source) { DefaultedKeys = r.Defaulted, VisionFeatureLayerList = featureLayers, ImageGridPinpoints = pinpoints };
+    }
+
+    /// <summary>LlavaNextConfig's default grid: llava-v1.6's five pinpoints at 336 px.</summary>
+    private static readonly (int, int)[] DefaultPinpoints = [(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)];
+
+    /// <summary>image_grid_pinpoints: [height, width] pairs, each positive and a multiple of the tile side (vision_config.image_size).</summary>
+    private static IReadOnlyList<(int, int)> Pinpoints(JsonElement root, int tile, Reader r)
+    {
+        var el = Prop(root, "image_grid_pinpoints");
+        if (el is null)
+        {
+            r.Defaulted.Add("image_grid_pinpoints");
+            foreach (var (h, w) in DefaultPinpoints)
+                if (h % tile != 0 || w % tile != 0)
+                    throw r.Fail($"image_grid_pinpoints is absent, and its default [{h}, {w}] is not a multiple of vision_config.image_size {tile}: give the pinpoints");
+            return DefaultPinpoints;
+        }
+        if (el.Value.ValueKind != JsonValueKind.Array || el.Value.GetArrayLength() == 0)
+            throw r.Fail($"image_grid_pinpoints must be a non-empty list of [height, width] pairs, found {el.Value.ValueKind}");
+        var result = new List<(int, int)>();
+        int k = 0;
+        foreach (var pair in el.Value.EnumerateArray())
+        {
+            if (pair.ValueKind != JsonValueKind.Array || pair.GetArrayLength() != 2
+                || !pair[0].TryGetInt32Safe(out int h) || !pair[1].TryGetInt32Safe(out int w))
+                throw r.Fail($"image_grid_pinpoints[{k}] must be a [height, width] pair of integers, found {pair.GetRawText()}");
+            if (h <= 0 || w <= 0)
+                throw r.Fail($"image_grid_pinpoints[{k}] = [{h}, {w}] must be positive");
+            if (h % tile != 0 || w % tile != 0)
+                throw r.Fail($"image_grid_pinpoints[{k}] = [{h}, {w}] is not a multiple of the tile side vision_config.image_size = {tile}");
+            if ((long)(h / tile) * (w / tile) > 1024)
+                throw r.Fail($"image_grid_pinpoints[{k}] = [{h}, {w}] makes {(long)(h / tile) * (w / tile)} tiles of {tile} px, more than 1024");
+            result.Add((h, w));
+            k++;
+        }
+        return result;
     }
 
     /// <param name="outer">The llava top level, whose vocab/token/tie values apply when text_config lacks them.</param>
-    private static LlamaConfig ParseLlama(JsonElement o, string p, JsonElement? outer, Reader r)
+    private static LlamaConfig ParseLlama(JsonElement o, string p, JsonElement? outer, Reader r, string modelType = "llama")
     {
+        bool mistral = modelType == "mistral";
         int Inherit(string key, int dflt) =>
             outer is not null && !r.Has(o, key) && r.Has(outer.Value, key) ? r.Int(outer.Value, "", key, dflt) : r.Int(o, p, key, dflt);
 
         int vocab = Inherit("vocab_size", 32000);
         int hidden = r.Int(o, p, "hidden_size", 4096);
-        int inter = r.Int(o, p, "intermediate_size", 11008);
+        int inter = r.Int(o, p, "intermediate_size", mistral ? 14336 : 11008);
         int layers = r.Int(o, p, "num_hidden_layers", 32);
         int heads = r.Int(o, p, "num_attention_heads", 32);
-        int kvHeads = r.Int(o, p, "num_key_value_heads", heads);
+        int kvHeads = r.Int(o, p, "num_key_value_heads", mistral ? 8 : heads);
         if (heads <= 0)
             throw r.Fail($"{p}num_attention_heads must be positive, found {heads}");
         bool explicitHeadDim = r.Has(o, "head_dim");
@@ -190,15 +260,23 @@ internal static class ConfigReader
             HeadDim: headDim,
             RmsNormEps: r.Double(o, p, "rms_norm_eps", 1e-6),
             RopeTheta: ropeTheta,
-            MaxPositionEmbeddings: r.Int(o, p, "max_position_embeddings", 2048),
+            MaxPositionEmbeddings: r.Int(o, p, "max_position_embeddings", mistral ? 4096 * 32 : 2048),
             AttentionBias: r.Bool(o, p, "attention_bias", false),
             MlpBias: r.Bool(o, p, "mlp_bias", false),
             TieWordEmbeddings: tie,
             HiddenAct: r.Str(o, p, "hidden_act", "silu")!,
             BosTokenId: Inherit("bos_token_id", 1),
             EosTokenId: Inherit("eos_token_id", 2),
-            PadTokenId: pad);
+            PadTokenId: pad)
+        {
+            ModelType = modelType,
+            // MistralConfig: sliding_window defaults to 4096 (JSON null: plain causal attention); Llama has none.
+            SlidingWindow = mistral ? (o.TryGetProperty("sliding_window", out var sw) ? (sw.ValueKind == JsonValueKind.Null ? null : PositiveWindow(r.OptInt(o, p, "sliding_window")!.Value, p, r)) : 4096) : null,
+        };
     }
+
+    private static int PositiveWindow(int w, string p, Reader r) =>
+        w > 0 ? w : throw r.Fail($"{p}sliding_window must be a positive integer or null, found {w}");
 
     // Scaled RoPE variants (linear, dynamic, llama3, yarn...) change the numerics; refuse rather than silently diverge.
     private static void CheckRopeType(JsonElement o, string p, Reader r)
@@ -320,5 +398,15 @@ internal static class ConfigReader
             var s = v.GetRawText();
             return s.Length > 40 ? s[..40] + "..." : s;
         }
+    }
+}
+
+internal static class JsonIntExtensions
+{
+    /// <summary>An integer element as int (false for other kinds and out-of-range numbers).</summary>
+    public static bool TryGetInt32Safe(this JsonElement e, out int value)
+    {
+        value = 0;
+        return e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out value);
     }
 }

@@ -34,8 +34,8 @@ public static class ConfigWeightsCheck
         var c = new Checker(config, ckpt, layout, byCanonical);
         var t = config.Text;
         string tp = config.TextKeyPrefix;
-        string model = config.Kind == ModelKind.Llava ? "language_model.model." : "model.";
-        string lmHead = config.Kind == ModelKind.Llava ? "language_model.lm_head.weight" : "lm_head.weight";
+        string model = config.IsVision ? "language_model.model." : "model.";
+        string lmHead = config.IsVision ? "language_model.lm_head.weight" : "lm_head.weight";
 
         c.Dim(config.Describe(tp + "hidden_size", t.HiddenSize), t.HiddenSize, model + "embed_tokens.weight", 1);
         c.Dim(config.Describe(tp + "vocab_size", t.VocabSize), t.VocabSize, model + "embed_tokens.weight", 0);
@@ -47,7 +47,7 @@ public static class ConfigWeightsCheck
         c.Dim($"{tp}num_key_value_heads x {tp}head_dim = {t.NumKeyValueHeads} x {t.HeadDim} = {kvd}", kvd, model + "layers.0.self_attn.k_proj.weight", 0);
         c.Layers(config.Describe(tp + "num_hidden_layers", t.NumHiddenLayers), t.NumHiddenLayers, model + "layers.", "decoder layers");
 
-        if (config.Kind == ModelKind.Llava)
+        if (config.IsVision)
         {
             var v = config.Vision!;
             const string vp = "vision_config.", tower = "vision_tower.";
@@ -57,13 +57,17 @@ public static class ConfigWeightsCheck
             c.Dim($"{config.Describe(vp + "image_size", v.ImageSize)} with patch_size {v.PatchSize} ({v.NumPatches} patches + the class token = {v.NumPositions} positions)",
                 v.NumPositions, tower + "embeddings.position_embedding.weight", 0);
             c.Dim(config.Describe(vp + "intermediate_size", v.IntermediateSize), v.IntermediateSize, tower + "encoder.layers.0.mlp.fc1.weight", 0);
-            c.Dim(config.Describe(vp + "hidden_size", v.HiddenSize), v.HiddenSize, "multi_modal_projector.linear_1.weight", 1);
+            int nLayers = config.FeatureLayers.Count;
+            c.Dim(nLayers == 1 ? config.Describe(vp + "hidden_size", v.HiddenSize)
+                    : $"vision_config.hidden_size x {nLayers} vision_feature_layer entries = {(long)v.HiddenSize * nLayers}",
+                (long)v.HiddenSize * nLayers, "multi_modal_projector.linear_1.weight", 1);
             c.Dim(config.Describe(tp + "hidden_size", t.HiddenSize), t.HiddenSize, "multi_modal_projector.linear_1.weight", 0);
             c.Layers(config.Describe(vp + "num_hidden_layers", v.NumHiddenLayers), v.NumHiddenLayers, tower + "encoder.layers.", "vision layers");
             // One image token per feature row of the tower; any other count makes every prompt the wrong length.
+            // (LLaVA-NeXT's count follows each image's size; its image_seq_length is written but unused.)
             bool full = config.VisionFeatureSelectStrategy == "full";
             int features = v.NumPatches + (full ? 1 : 0);
-            if (config.ImageSeqLength != features)
+            if (config.Kind == ModelKind.Llava && config.ImageSeqLength != features)
                 throw new CheckpointException(
                     $"config '{config.SourcePath}': {config.Describe("image_seq_length", config.ImageSeqLength)}, but the vision tower gives {features} " +
                     $"image features ({v.NumPatches} patches{(full ? " + the class token" : "")} with strategy '{config.VisionFeatureSelectStrategy}'" +

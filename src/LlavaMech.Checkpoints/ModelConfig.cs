@@ -6,7 +6,14 @@ namespace LlavaMech.Checkpoints;
 public sealed record LlamaConfig(int VocabSize, int HiddenSize, int IntermediateSize, int NumHiddenLayers,
     int NumAttentionHeads, int NumKeyValueHeads, int HeadDim, double RmsNormEps, double RopeTheta,
     int MaxPositionEmbeddings, bool AttentionBias, bool MlpBias, bool TieWordEmbeddings, string HiddenAct,
-    int BosTokenId, int EosTokenId, int? PadTokenId);
+    int BosTokenId, int EosTokenId, int? PadTokenId)
+{
+    /// <summary>text_config.model_type: "llama" or "mistral" (same block math; Mistral adds the sliding window).</summary>
+    public string ModelType { get; init; } = "llama";
+
+    /// <summary>Mistral's sliding_window W: query i sees key j only when j &lt;= i and i - j &lt; W; null: plain causal attention.</summary>
+    public int? SlidingWindow { get; init; }
+}
 
 /// <summary>The vision tower (Hugging Face CLIPVisionConfig), with every default already applied.</summary>
 public sealed record ClipVisionConfig(int HiddenSize, int IntermediateSize, int NumHiddenLayers, int NumAttentionHeads,
@@ -19,7 +26,8 @@ public sealed record ClipVisionConfig(int HiddenSize, int IntermediateSize, int 
     public int NumPositions => NumPatches + 1;
 }
 
-public enum ModelKind { Llava, Llama }
+/// <summary>The parsed configuration's family: LLaVA-1.5 (<c>llava</c>), plain Llama (<c>llama</c>), LLaVA-NeXT (<c>llava_next</c>).</summary>
+public enum ModelKind { Llava, Llama, LlavaNext }
 
 /// <summary>
 /// Everything the model code needs from config.json. For <see cref="ModelKind.Llama"/> the llava-only
@@ -36,6 +44,32 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     /// </summary>
     public IReadOnlySet<string> DefaultedKeys { get; init; } = new HashSet<string>();
 
+    /// <summary>Whether the model has a vision tower and a projector (LLaVA-1.5 or LLaVA-NeXT).</summary>
+    public bool IsVision => Kind is ModelKind.Llava or ModelKind.LlavaNext;
+
+    /// <summary>vision_feature_layer as a list (several hidden states concatenated along the feature axis); null: the single
+    /// <see cref="VisionFeatureLayer"/>.</summary>
+    public IReadOnlyList<int>? VisionFeatureLayerList { get; init; }
+
+    /// <summary>The vision hidden states the projector reads, in order (one entry for an integer vision_feature_layer).</summary>
+    public IReadOnlyList<int> FeatureLayers => VisionFeatureLayerList ?? [VisionFeatureLayer];
+
+    /// <summary>LLaVA-NeXT's image_grid_pinpoints, (height, width) each; null for other families.</summary>
+    public IReadOnlyList<(int Height, int Width)>? ImageGridPinpoints { get; init; }
+
+    /// <summary>"576 image tokens", or for LLaVA-NeXT how its count follows the image: "anyres: 576 base tokens + the unpadded
+    /// grid of 336 px tiles + one newline per row; pinpoints (h x w) 336x672, ...".</summary>
+    public string DescribeImageTokens()
+    {
+        if (ImageGridPinpoints is not { } pins || Vision is not { } v) return $"{ImageSeqLength} image tokens";
+        return $"anyres: {v.NumPatches} base tokens + the unpadded grid of {v.ImageSize} px tiles + one newline per row; " +
+               $"pinpoints (h x w) {string.Join(", ", pins.Select(p => $"{p.Height}x{p.Width}"))}";
+    }
+
+    /// <summary>"llama", or "mistral, sliding window 4096" / "mistral, no sliding window".</summary>
+    public string DescribeTextModel() => Text.ModelType != "mistral" ? Text.ModelType
+        : $"mistral, {(Text.SlidingWindow is int w ? $"sliding window {w}" : "no sliding window")}, rope_theta {Text.RopeTheta:G}";
+
     /// <summary>"text_config.hidden_size = 4096", with a note when the value is Hugging Face's default rather than config.json's.</summary>
     public string Describe(string key, long value)
     {
@@ -48,13 +82,15 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     }
 
     /// <summary>The key prefix of the text model's settings: "text_config." for llava, "" for a plain llama config.</summary>
-    public string TextKeyPrefix => Kind == ModelKind.Llava ? "text_config." : "";
+    public string TextKeyPrefix => IsVision ? "text_config." : "";
 
     public bool Equals(ModelConfig? other) =>
         other is not null && Kind == other.Kind && Text == other.Text && Vision == other.Vision && ImageTokenId == other.ImageTokenId &&
         VisionFeatureLayer == other.VisionFeatureLayer && VisionFeatureSelectStrategy == other.VisionFeatureSelectStrategy &&
         ProjectorHiddenAct == other.ProjectorHiddenAct && MultimodalProjectorBias == other.MultimodalProjectorBias &&
-        ImageSeqLength == other.ImageSeqLength && SourcePath == other.SourcePath;
+        ImageSeqLength == other.ImageSeqLength && SourcePath == other.SourcePath &&
+        FeatureLayers.SequenceEqual(other.FeatureLayers) &&
+        (ImageGridPinpoints ?? []).SequenceEqual(other.ImageGridPinpoints ?? []) && (ImageGridPinpoints is null) == (other.ImageGridPinpoints is null);
 
     public override int GetHashCode() => HashCode.Combine(Kind, Text, Vision, ImageTokenId, ImageSeqLength, SourcePath);
 
@@ -94,17 +130,18 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     /// huge configuration costs time, not memory).</summary>
     private IEnumerable<(string Name, long[] Shape)> EnumerateWeights()
     {
-        if (Kind == ModelKind.Llava)
+        if (IsVision)
         {
             var v = Vision!;
             foreach (var x in Clip("vision_tower.", v)) yield return x;
             // The projector maps the CLIP hidden size to the text hidden size through a GELU.
             long th = Text.HiddenSize;
-            yield return ("multi_modal_projector.linear_1.weight", [th, v.HiddenSize]);
+            yield return ("multi_modal_projector.linear_1.weight", [th, (long)v.HiddenSize * FeatureLayers.Count]);
             if (MultimodalProjectorBias) yield return ("multi_modal_projector.linear_1.bias", [th]);
             yield return ("multi_modal_projector.linear_2.weight", [th, th]);
             if (MultimodalProjectorBias) yield return ("multi_modal_projector.linear_2.bias", [th]);
             foreach (var x in Llama("language_model.model.", "language_model.lm_head.weight", Text)) yield return x;
+            if (Kind == ModelKind.LlavaNext) yield return ("image_newline", [th]);
         }
         else
         {

@@ -34,16 +34,16 @@ public static class WeightNames
 
     private static readonly (string Canonical, string File)[] Legacy =
         [("vision_tower.", "vision_tower.vision_model."), ("multi_modal_projector.", "multi_modal_projector."),
-         ("language_model.model.", "language_model.model."), ("language_model.lm_head.", "language_model.lm_head.")];
+         ("language_model.model.", "language_model.model."), ("language_model.lm_head.", "language_model.lm_head."), ("image_newline", "image_newline")];
     private static readonly (string Canonical, string File)[] Flat =
         [("vision_tower.", "vision_tower."), ("multi_modal_projector.", "multi_modal_projector."),
-         ("language_model.model.", "language_model.model."), ("language_model.lm_head.", "language_model.lm_head.")];
+         ("language_model.model.", "language_model.model."), ("language_model.lm_head.", "language_model.lm_head."), ("image_newline", "image_newline")];
     private static readonly (string Canonical, string File)[] T5 =
         [("vision_tower.", "model.vision_tower."), ("multi_modal_projector.", "model.multi_modal_projector."),
-         ("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head.")];
+         ("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."), ("image_newline", "model.image_newline")];
     private static readonly (string Canonical, string File)[] T5Nested =
         [("vision_tower.", "model.vision_tower.vision_model."), ("multi_modal_projector.", "model.multi_modal_projector."),
-         ("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head.")];
+         ("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."), ("image_newline", "model.image_newline")];
     private static readonly (string Canonical, string File)[] LlamaMap =
         [("model.", "model."), ("lm_head.", "lm_head.")];
 
@@ -101,22 +101,22 @@ public static class WeightNames
 
     private static WeightLayout Detect(List<string> keys, ModelKind kind, string? source)
     {
-        var candidates = kind == ModelKind.Llava ? LlavaLayouts : [WeightLayout.Llama];
+        var candidates = kind != ModelKind.Llama ? LlavaLayouts : [WeightLayout.Llama];
         var (best, score) = BestOf(keys, candidates);
         if (score > 0) return best;
 
         var where = source is null ? "the checkpoint" : $"checkpoint '{source}'";
         var sample = keys.Count == 0 ? "it has no tensors" : $"its {keys.Count} keys include {Quote(keys.Take(3))}";
-        var expected = kind == ModelKind.Llava
+        var expected = kind != ModelKind.Llama
             ? "language_model.model.* or model.language_model.* with vision_tower.[vision_model.]* or model.vision_tower.[vision_model.]*"
             : "model.* and lm_head.weight";
-        var other = kind == ModelKind.Llava ? [WeightLayout.Llama] : LlavaLayouts;
+        var other = kind != ModelKind.Llama ? [WeightLayout.Llama] : LlavaLayouts;
         var (otherBest, otherScore) = BestOf(keys, other);
         var hint = otherScore > 0
-            ? $"; it looks like a {(kind == ModelKind.Llava ? "plain Llama" : "LLaVA")} checkpoint (layout {otherBest}), so config.json and the weights disagree"
+            ? $"; it looks like a {(kind != ModelKind.Llama ? "plain Llama" : "LLaVA")} checkpoint (layout {otherBest}), so config.json and the weights disagree"
             : "";
         throw new CheckpointException(
-            $"cannot recognise the weight layout of {where} for a {(kind == ModelKind.Llava ? "LLaVA" : "Llama")} model: " +
+            $"cannot recognise the weight layout of {where} for a {(kind != ModelKind.Llama ? "LLaVA" : "Llama")} model: " +
             $"expected {expected}, but {sample}{hint}");
     }
 

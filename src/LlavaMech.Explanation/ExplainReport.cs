@@ -25,7 +25,8 @@ public static class ExplainReport
 
     /// <summary>
     /// The log-increase map of the top <paramref name="heatmapHeads"/> heads on the patch grid (row-major) with its side,
-    /// or null when the input's grid is not one square grid (the figures and the text grid draw square grids only).
+    /// or null when the input's base grid is not square (the figures and the text grid draw square grids only; for LLaVA-NeXT
+    /// this is the base tile, the whole image squashed to one tile).
     /// </summary>
     public static (float[] Grid, int Side)? LogIncreaseGrid(ExampleAnalysis a, int heatmapHeads) => OnSquareGrid(a, Heatmaps.LogIncrease(a.Statistics, heatmapHeads));
 
@@ -55,12 +56,13 @@ public static class ExplainReport
             title ?? $"target '{model.TokenText(s.TargetId)}' (p = {Math.Exp(s.TargetLogProb):0.000})", "raw attention (mean of all heads)", $"log-probability increase ({heads})");
     }
 
-    /// <summary>Per-image-token values [P] as the patch grid's values and side, or null without one square grid.</summary>
+    /// <summary>Per-image-token values [P] on the base grid (grid 0: LLaVA-1.5's only grid, LLaVA-NeXT's base tile, whose
+    /// picture is the input crop), with its side; null when that grid is not square.</summary>
     private static (float[] Grid, int Side)? OnSquareGrid(ExampleAnalysis a, float[] perToken)
     {
         var layout = a.Input.ImageLayout;
-        if (layout is null || layout.Grids.Count != 1 || layout.Grid.Rows != layout.Grid.Cols) return null;
-        return (layout.GridValues(perToken), layout.Grid.Side);
+        if (layout is null || layout.Grids[0].Rows != layout.Grids[0].Cols) return null;
+        return (layout.GridValues(perToken, 0), layout.Grids[0].Rows);
     }
 
 }

@@ -27,7 +27,7 @@ public sealed class ImageTokenAttribution
         using (inference_mode())
         {
             var (ids, pixels) = model.ToTensors(input);
-            _embeds = model.Embed(ids, pixels).clone();
+            _embeds = model.Embed(ids, pixels, null, [input.ImageLayout]).clone();
         }
         _positions = tensor(input.ImagePositions.Select(p => (long)p).ToArray(), device: model.Device);
         _removed = _embeds[0].index_select(0, _positions).mean([0]);

@@ -114,7 +114,7 @@ public static class InterventionRunner
         if (rows.Count == 0) throw new ArgumentException("no edited pass", nameof(rows));
         using var mode = inference_mode();
         var (ids, pixels) = model.ToTensors(input);
-        var embeds = model.Embed(ids, pixels);                                                   // [1, T, D]
+        var embeds = model.Embed(ids, pixels, null, [input.ImageLayout]);                                                   // [1, T, D]
         var edits = new HookEdits();
         for (int i = 0; i < rows.Count; i++) edits.ForRow(i, rows[i]);
         var logits = model.ForwardEmbeds(embeds.expand(rows.Count, -1, -1).contiguous(), edits, null,

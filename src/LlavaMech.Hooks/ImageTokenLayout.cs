@@ -42,6 +42,30 @@ public sealed record ImageGrid
 /// <summary>A patch: which grid of the image, and its row and column there.</summary>
 public readonly record struct GridCell(int Grid, int Row, int Col);
 
+/// <summary>The part of an image an image token belongs to: the base image (LLaVA-1.5's only grid, LLaVA-NeXT's downscaled
+/// whole image), the high-resolution grid of tiles (LLaVA-NeXT), a row-ending newline (LLaVA-NeXT), or the class token.</summary>
+public enum ImagePart { Base, Grid, Newline, Cls }
+
+/// <summary>An image token's place: its part and its row and column in that part's grid (a newline: its row, and the
+/// column just past the grid's last).</summary>
+public readonly record struct ImagePlace(ImagePart Part, int Row, int Col)
+{
+    /// <summary>"base", "grid", "newline" or "cls": the table value.</summary>
+    public string PartName => Part switch { ImagePart.Base => "base", ImagePart.Grid => "grid", ImagePart.Newline => "newline", _ => "cls" };
+}
+
+/// <summary>
+/// LLaVA-NeXT's tiling of one image (docs/METHOD_NEXT.md section 6): GR x GC tiles of p x p patches make an R x C feature grid
+/// (R = GR*p, C = GC*p), of which unpadding keeps rows KeepRowStart .. +KeptRows and columns KeepColStart .. +KeptCols; the
+/// model packs its features by this, and figures map the kept grid back onto the picture.
+/// </summary>
+public sealed record ImageTiling(int TileRows, int TileCols, int PatchesPerTile, int KeepRowStart, int KeptRows, int KeepColStart, int KeptCols,
+    int ImageHeight, int ImageWidth)
+{
+    public int FeatureRows => TileRows * PatchesPerTile;
+    public int FeatureCols => TileCols * PatchesPerTile;
+}
+
 /// <summary>
 /// Where one image's tokens are in a prepared input and which patch each one is: a contiguous block of
 /// <see cref="Count"/> tokens from sequence position <see cref="Offset"/>, an optional class-token feature first
@@ -81,8 +105,43 @@ public sealed record ImageTokenLayout
     /// <summary>Sequence positions of the image tokens, ascending.</summary>
     public int[] Positions => _positions;
 
+    /// <summary>LLaVA-NeXT: how the image was tiled and unpadded (grid 0 is the base tile, grid 1 the kept high-resolution
+    /// grid with a newline ending each row); null for a single grid.</summary>
+    public ImageTiling? Tiling { get; init; }
+
+    /// <summary>
+    /// Where image token <paramref name="tokenIndex"/> (0..Count-1) lies: the base grid (LLaVA-1.5's every patch), the
+    /// high-resolution grid or a newline (LLaVA-NeXT), with its row and column in that part's grid.
+    /// </summary>
+    public ImagePlace PlaceOf(int tokenIndex)
+    {
+        if ((uint)tokenIndex >= (uint)Count) throw new ArgumentOutOfRangeException(nameof(tokenIndex), tokenIndex, $"the image has {Count} tokens");
+        if (HasCls && tokenIndex == 0) return new ImagePlace(ImagePart.Cls, 0, 0);
+        if (Tiling is { } t)
+        {
+            int baseTokens = t.PatchesPerTile * t.PatchesPerTile;
+            if (tokenIndex < baseTokens) return new ImagePlace(ImagePart.Base, tokenIndex / t.PatchesPerTile, tokenIndex % t.PatchesPerTile);
+            int rel = tokenIndex - baseTokens, stride = t.KeptCols + 1;
+            int row = rel / stride, col = rel % stride;
+            return new ImagePlace(col == t.KeptCols ? ImagePart.Newline : ImagePart.Grid, row, col);
+        }
+        var cell = CellOf(tokenIndex);
+        if (cell is { } c) return new ImagePlace(c.Grid == 0 ? ImagePart.Base : ImagePart.Grid, c.Row, c.Col);
+        // A separator ending a row of a grid.
+        foreach (var g in Grids)
+        {
+            int rel = tokenIndex - g.Start;
+            if (rel >= 0 && rel < g.Tokens) return new ImagePlace(ImagePart.Newline, rel / g.RowStride, g.Cols);
+        }
+        throw new InvalidOperationException($"image token {tokenIndex} lies in no grid of the layout");
+    }
+
+    /// <summary>The place of the token at sequence position <paramref name="position"/>, or null for a text position.</summary>
+    public ImagePlace? PlaceAt(int position) => Contains(position) ? PlaceOf(position - Offset) : null;
+
     public bool Equals(ImageTokenLayout? other) =>
-        other is not null && Offset == other.Offset && Count == other.Count && HasCls == other.HasCls && Grids.SequenceEqual(other.Grids);
+        other is not null && Offset == other.Offset && Count == other.Count && HasCls == other.HasCls && Grids.SequenceEqual(other.Grids) &&
+        Equals(Tiling, other.Tiling);
 
     public override int GetHashCode() => HashCode.Combine(Offset, Count, HasCls, Grids.Count);
 

@@ -12,7 +12,7 @@ public sealed record ModelLoadOptions(string Device = "cpu", string DType = "aut
 
 /// <summary>One prompt (and image) turned into model inputs.</summary>
 /// <param name="InputIds">[T] token ids, BOS first, image tokens expanded.</param>
-/// <param name="PixelValues">[3, S, S] normalized pixels, or null for a text-only prompt.</param>
+/// <param name="PixelValues">[3, S, S] normalized pixels ([n_tiles, 3, S, S] for LLaVA-NeXT, base tile first), or null for a text-only prompt.</param>
 /// <param name="ImageLayout">where the image tokens are in <paramref name="InputIds"/> and which patch each one is; null without an image.</param>
 public sealed record ModelInput(long[] InputIds, float[]? PixelValues, ImageTokenLayout? ImageLayout, PreprocessedImage? Image, string Prompt, string? ImagePath)
 {
@@ -30,10 +30,10 @@ public sealed record ModelInput(long[] InputIds, float[]? PixelValues, ImageToke
 public sealed class LoadedModel : IHookedModel
 {
     private LoadedModel(string dir, ModelConfig config, DecoderFamily family, Device device, ScalarType dtype, DecoderNetwork net,
-        ITextTokenizer tokenizer, ClipImageProcessor? images, PromptEncoder prompts)
+        ITextTokenizer tokenizer, IImageProcessor? images, PromptEncoder prompts)
     {
         Directory = dir; Config = config; DecoderFamily = family; Device = device; DType = dtype; Network = net.Network;
-        Llava = net.Llava; LanguageModel = net.LanguageModel; Tokenizer = tokenizer; ImageProcessor = images; Prompts = prompts;
+        Vision = net.Vision; LanguageModel = net.LanguageModel; Tokenizer = tokenizer; Images = images; Prompts = prompts;
     }
 
     public string Directory { get; }
@@ -43,17 +43,23 @@ public sealed class LoadedModel : IHookedModel
     public Device Device { get; }
     public ScalarType DType { get; }
     public nn.Module Network { get; }
-    public LlavaForConditionalGeneration? Llava { get; }
+    /// <summary>The vision-language network (LLaVA-1.5 or LLaVA-NeXT); null for a text-only model.</summary>
+    public IVisionLanguageNetwork? Vision { get; }
+    /// <summary>The LLaVA-1.5 network, when this is one.</summary>
+    public LlavaForConditionalGeneration? Llava => Vision as LlavaForConditionalGeneration;
     public LlamaForCausalLM LanguageModel { get; }
     public ITextTokenizer Tokenizer { get; }
-    public ClipImageProcessor? ImageProcessor { get; }
+    /// <summary>The family's image processor (CLIP's, or LLaVA-NeXT's tiling one); null for a text-only model.</summary>
+    public IImageProcessor? Images { get; }
+    /// <summary>The CLIP image processor, when the family uses it directly (LLaVA-1.5).</summary>
+    public ClipImageProcessor? ImageProcessor => Images as ClipImageProcessor;
     public PromptEncoder Prompts { get; }
-    public bool HasVision => Llava is not null;
+    public bool HasVision => Vision is not null;
     public int Layers => Config.Text.NumHiddenLayers;
     public int Heads => Config.Text.NumAttentionHeads;
     public int KeyValueHeads => Config.Text.NumKeyValueHeads;
     public int HeadDim => Config.Text.HeadDim;
-    public int VisionLayersRun => Llava?.VisionLayersRun ?? 0;
+    public int VisionLayersRun => Vision?.VisionLayersRun ?? 0;
 
     /// <summary>Validates config, tokenizer and weights (config.json against the safetensors headers:
     /// <see cref="ConfigWeightsCheck"/>), then builds the network on the chosen device. The family comes from
@@ -78,7 +84,7 @@ public sealed class LoadedModel : IHookedModel
         var dtype = TorchRuntime.ResolveDType(options.DType, device);
         // Cheap checks first, so a bad tokenizer or image config fails before gigabytes are read.
         var tokenizer = TokenizerLoader.Load(dir);
-        var images = family.TakesImages ? ClipImageProcessor.FromDirectory(dir) : null;
+        var images = family.TakesImages ? family.LoadImageProcessor(dir, config) : null;
         var prompts = new PromptEncoder(tokenizer, config.Text.BosTokenId,
             family.TakesImages ? config.ImageTokenId : null, config.ImageSeqLength, config.Text.MaxPositionEmbeddings, dir);
 
@@ -139,16 +145,19 @@ public sealed class LoadedModel : IHookedModel
     {
         if (imagePath is not null && !HasVision)
             throw new ProcessingException($"model '{Directory}' is a text-only {Config.Kind} model; it cannot take an image ('{imagePath}')");
-        var encoding = Prompts.Encode(prompt, hasImage: imagePath is not null, maxPromptTokens);
-        var image = imagePath is null ? null : ImageProcessor!.Preprocess(imagePath);
-        return new ModelInput(encoding.InputIds, image?.PixelValues, ImageLayoutOf(encoding), image, prompt, imagePath);
+        // A family whose token count follows the image's size reads the image first (the count is computed once, from its size).
+        PreprocessedImage? image = imagePath is not null && DecoderFamily.TokensFollowImage ? Images!.Preprocess(imagePath) : null;
+        var encoding = Prompts.Encode(prompt, hasImage: imagePath is not null, maxPromptTokens,
+            image is null ? null : DecoderFamily.ImageTokens(Config, image));
+        image ??= imagePath is null ? null : Images!.Preprocess(imagePath);
+        return new ModelInput(encoding.InputIds, image?.PixelValues, ImageLayoutOf(encoding, image), image, prompt, imagePath);
     }
 
-    /// <summary>The image-token layout of an encoded prompt (null without image tokens), from the configuration.</summary>
-    public ImageTokenLayout? ImageLayoutOf(PromptEncoding encoding)
+    /// <summary>The image-token layout of an encoded prompt (null without image tokens), from the configuration and the image.</summary>
+    public ImageTokenLayout? ImageLayoutOf(PromptEncoding encoding, PreprocessedImage? image = null)
     {
         if (encoding.ImagePositions.Length == 0) return null;
-        var layout = DecoderFamily.ImageLayout(Config, encoding.ImagePositions[0]);
+        var layout = DecoderFamily.ImageLayout(Config, encoding.ImagePositions[0], image);
         if (!layout.Positions.AsSpan().SequenceEqual(encoding.ImagePositions))
             throw new ProcessingException($"model '{Directory}': the prompt's {encoding.ImagePositions.Length} image tokens from position {encoding.ImagePositions[0]} " +
                 $"are not the {layout.Count} contiguous tokens its image-token layout has");
@@ -168,13 +177,15 @@ public sealed class LoadedModel : IHookedModel
         var first = inputs[0];
         var g = first.Image?.Geometry;
         if (inputs.Any(i => i.InputIds.Length != first.InputIds.Length || (i.PixelValues is null) != (first.PixelValues is null)
-                            || i.Image?.Geometry.CropHeight != g?.CropHeight || i.Image?.Geometry.CropWidth != g?.CropWidth))
+                            || i.Image?.Geometry.CropHeight != g?.CropHeight || i.Image?.Geometry.CropWidth != g?.CropWidth
+                            || i.Image?.Tiles != first.Image?.Tiles))
             throw new ArgumentException("inputs of one batch need equal lengths and image sizes", nameof(inputs));
         var ids = tensor(inputs.Count == 1 ? first.InputIds : inputs.SelectMany(i => i.InputIds).ToArray(), [inputs.Count, first.InputIds.Length], device: Device);
         Tensor? pixels = null;
         if (first.PixelValues is not null)
             pixels = tensor(inputs.Count == 1 ? first.PixelValues : inputs.SelectMany(i => i.PixelValues!).ToArray(),
-                [inputs.Count, 3, g!.CropHeight, g.CropWidth], device: Device);
+                first.Image!.Anyres is not null ? [inputs.Count, first.Image.Tiles, 3, g!.CropHeight, g.CropWidth] : [inputs.Count, 3, g!.CropHeight, g.CropWidth],
+                device: Device);
         return (ids, pixels);
     }
 
@@ -189,7 +200,7 @@ public sealed class LoadedModel : IHookedModel
     public Tensor Forward(Tensor inputIds, Tensor? pixels, IHookSet? hooks = null, long[]? logitPositions = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)
     {
         using var mode = inference_mode();
-        if (Llava is not null) return Llava.Forward(inputIds, pixels, hooks, logitPositions, imageLayouts);
+        if (Vision is not null) return Vision.Forward(inputIds, pixels, hooks, logitPositions, imageLayouts);
         if (pixels is not null) throw new ArgumentException("a text-only model takes no pixels");
         return LanguageModel.Forward(LanguageModel.Model.EmbedTokens.call(inputIds), hooks, logitPositions, imageLayouts);
     }
@@ -203,9 +214,10 @@ public sealed class LoadedModel : IHookedModel
     }
 
     /// <summary>Input embeddings [B, T, D]: token embeddings with the image features spliced in.</summary>
-    public Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks = null)
+    /// <param name="imageLayouts">per batch row, its image layout (LLaVA-NeXT packs its tiles by it; the others may leave it null).</param>
+    public Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)
     {
-        if (Llava is not null) return Llava.Embed(inputIds, pixels, hooks);
+        if (Vision is not null) return Vision.Embed(inputIds, pixels, hooks, imageLayouts);
         if (pixels is not null) throw new ArgumentException("a text-only model takes no pixels");
         return LanguageModel.Model.EmbedTokens.call(inputIds);
     }

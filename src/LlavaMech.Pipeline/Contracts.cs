@@ -233,6 +233,15 @@ public sealed record SummaryCausalPaired(
     [property: Id(6)] double? DiffHi,
     [property: Id(7)] double ShareLogIncreaseCostsMore);
 
+/// <summary>Per task and image part (base, grid, newline) of a LLaVA-NeXT run: the mean shares of <c>image_part_shares</c>.</summary>
+[GenerateSerializer, Immutable]
+public sealed record SummaryImagePart(
+    [property: Id(0)] string Task,
+    [property: Id(1)] string Part,
+    [property: Id(2)] long Examples,
+    [property: Id(3)] double MeanAttnShare,
+    [property: Id(4)] double? MeanLogIncreaseShare);
+
 /// <summary>One point of the knockout curve in the run summary: mean delta of <c>last:image</c> knocked out in layers start..end, per task.</summary>
 [GenerateSerializer, Immutable]
 public sealed record SummaryKnockout(
@@ -268,6 +277,9 @@ public sealed record RunSummary(
 
     /// <summary>log_increase against each other selection on the same examples (paired; empty without <c>--causal</c>).</summary>
     [Id(10)] public SummaryCausalPaired[] CausalPaired { get; init; } = [];
+
+    /// <summary>Per task, the image parts' mean attention and log-increase shares (LLaVA-NeXT; empty otherwise).</summary>
+    [Id(11)] public SummaryImagePart[] ImageParts { get; init; } = [];
 
     public long WithExpected => Tasks.Sum(t => t.WithExpected);
     public long Correct => Tasks.Sum(t => t.Correct);

@@ -40,6 +40,8 @@ public static class Finalizer
             var knockout = (await Aggregates.KnockoutCurveAsync(store, ct).ConfigureAwait(false))
                 .Select(c => new SummaryKnockout(c.Task, c.Window, c.StartLayer, c.EndLayer, c.N, c.MeanDelta, c.DeltaLo, c.DeltaHi, c.FlipRate)).ToArray();
             files.AddRange(await CausalFiguresAsync(store, spec.RunId, causal, knockout, scratch, ct).ConfigureAwait(false));
+            var parts = (await Aggregates.ImagePartSummaryAsync(store, ct).ConfigureAwait(false))
+                .Select(p => new SummaryImagePart(p.Task, p.Part, p.Examples, p.MeanAttnShare, p.MeanLogIncreaseShare)).ToArray();
 
             var committer = new ShardCommitter(store);
             var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
@@ -53,7 +55,7 @@ public static class Finalizer
                 .ToArray();
             files.Add(SummaryKey);
             var summary = new RunSummary(tables.GetValueOrDefault(TableNames.Examples), tables.GetValueOrDefault(TableNames.Rejects), tasks, top, tables, files.ToArray(),
-                manifests.Count, store.Location) { Causal = causal, Knockout = knockout, CausalPaired = paired };
+                manifests.Count, store.Location) { Causal = causal, Knockout = knockout, CausalPaired = paired, ImageParts = parts };
             await store.PutAsync(SummaryKey, JsonSerializer.SerializeToUtf8Bytes(SummaryJson(spec, modelFingerprint, summary), new JsonSerializerOptions { WriteIndented = true }), ct)
                 .ConfigureAwait(false);
             return summary;
@@ -216,6 +218,11 @@ public static class Finalizer
         {
             ["task"] = k.Task, ["window"] = k.Window, ["start_layer"] = k.StartLayer, ["end_layer"] = k.EndLayer, ["n"] = k.N,
             ["mean_delta"] = k.MeanDelta, ["mean_delta_ci95"] = k.DeltaLo is null ? null : new[] { k.DeltaLo, k.DeltaHi }, ["flip_rate"] = k.FlipRate,
+        }).ToArray(),
+        ["image_parts"] = s.ImageParts.Select(p => new Dictionary<string, object?>
+        {
+            ["task"] = p.Task, ["part"] = p.Part, ["examples"] = p.Examples, ["mean_attn_share"] = p.MeanAttnShare,
+            ["mean_log_increase_share"] = p.MeanLogIncreaseShare,
         }).ToArray(),
         ["intervals"] = "mean_delta_ci95, mean_diff_ci95: Student t, mean ± t(0.975, n-1)·sd/√n; flip_rate_ci95: Wilson score, 95%; " +
                         "causal_paired.mean_diff: mean over the same examples of delta(log_increase) − delta(versus), negative: the log-increase heads cost more",

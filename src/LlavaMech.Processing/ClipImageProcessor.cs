@@ -20,7 +20,14 @@ public sealed record ImageGeometry(int OriginalWidth, int OriginalHeight, int Re
 /// <param name="PixelValues">[3, CropHeight, CropWidth] row-major, rescaled and normalized (float32, as the Hugging Face processor computes it).</param>
 /// <param name="Geometry">How the original maps onto the crop.</param>
 /// <param name="CroppedRgb">[CropHeight, CropWidth, 3] uint8: the crop the model saw, before rescale and normalization (for overlays).</param>
-public sealed record PreprocessedImage(float[] PixelValues, ImageGeometry Geometry, byte[] CroppedRgb);
+public sealed record PreprocessedImage(float[] PixelValues, ImageGeometry Geometry, byte[] CroppedRgb)
+{
+    /// <summary>Tiles in <see cref="PixelValues"/> ([Tiles, 3, CropHeight, CropWidth]): 1 for CLIP, 1 + GR*GC for LLaVA-NeXT.</summary>
+    public int Tiles { get; init; } = 1;
+
+    /// <summary>LLaVA-NeXT's plan of this image (tiles, unpadding, token count); null for a single CLIP crop.</summary>
+    public AnyresPlan? Anyres { get; init; }
+}
 
 /// <summary>The settings of a CLIPImageProcessor (<c>preprocessor_config.json</c>), with Hugging Face's defaults.</summary>
 /// <param name="ShortestEdge">size.shortest_edge: resize so the short side has this length, keeping the aspect ratio; null when <paramref name="ResizeHeight"/>/<paramref name="ResizeWidth"/> are used.</param>
@@ -57,7 +64,7 @@ public sealed record ClipImageProcessorConfig(
 /// 16-bit and CMYK images are decoded by Skia's rules, not checked against Pillow.
 /// <c>do_convert_rgb: false</c> is ignored: the vision tower needs three channels.
 /// </summary>
-public sealed class ClipImageProcessor
+public sealed class ClipImageProcessor : IImageProcessor
 {
     /// <summary>The settings in use.</summary>
     public ClipImageProcessorConfig Config { get; }
@@ -202,6 +209,13 @@ public sealed class ClipImageProcessor
         ArgumentNullException.ThrowIfNull(encoded);
         nameForErrors ??= "image";
         var (rgb, w, h) = DecodeRgb(encoded, nameForErrors, MaxPixels);
+        return PreprocessRgb(rgb, w, h, nameForErrors);
+    }
+
+    /// <summary>The CLIP steps (resize, center crop, rescale, normalize) on decoded RGB [h, w, 3], as <c>_preprocess</c> does
+    /// them for each image (or, in LLaVA-NeXT, each tile).</summary>
+    internal PreprocessedImage PreprocessRgb(byte[] rgb, int w, int h, string nameForErrors)
+    {
 
         // Resize (HF get_resize_output_image_size with default_to_square=False, then PIL resize).
         int rw = w, rh = h;

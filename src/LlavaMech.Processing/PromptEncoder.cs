@@ -54,13 +54,17 @@ public sealed class PromptEncoder
     /// <param name="maxTokens">The longest accepted sequence (BOS and image tokens included); 0 or more than the model's
     /// max_position_embeddings: that. A prompt whose length in characters alone shows it is over is refused without
     /// being tokenized (see <see cref="MaxCharsPerToken"/>), so no huge prompt reaches the tokenizer.</param>
-    public PromptEncoding Encode(string prompt, bool hasImage, int maxTokens = 0)
+    /// <param name="imageTokens">Image tokens of this prompt's image, when they follow the image's size (LLaVA-NeXT); null:
+    /// the model's fixed count.</param>
+    public PromptEncoding Encode(string prompt, bool hasImage, int maxTokens = 0, int? imageTokens = null)
     {
         ArgumentNullException.ThrowIfNull(prompt);
+        if (imageTokens is <= 0) throw new ArgumentOutOfRangeException(nameof(imageTokens), imageTokens, "an image has at least one token");
+        int imageSeqLength = imageTokens ?? _imageSeqLength;
         int limit = maxTokens > 0 && maxTokens < _maxPositions ? maxTokens : _maxPositions;
         string limitName = limit == _maxPositions ? $"{_maxPositions} positions (max_position_embeddings) of the model in {_modelDir}" : $"{limit} tokens (--max-prompt-tokens)";
         // Every token covers at most MaxCharsPerToken characters, so a longer text has more tokens than fit.
-        long textBudget = Math.Max(0, limit - 1 - (hasImage && _imageTokenId != null ? _imageSeqLength : 0));
+        long textBudget = Math.Max(0, limit - 1 - (hasImage && _imageTokenId != null ? imageSeqLength : 0));
         long maxChars = textBudget * MaxCharsPerToken + (hasImage ? ImagePlaceholder.Length : 0);
         if (MaxCharsPerToken > 0 && prompt.Length > maxChars)
             throw new ProcessingException(
@@ -91,7 +95,7 @@ public sealed class PromptEncoder
                 $"prompt has {count} {ImagePlaceholder} placeholder{(count > 1 ? "s" : "")} but no image was given: remove {(count > 1 ? "them" : "it")} or give an image");
         }
 
-        var ids = new List<long>(64 + (hasImage ? _imageSeqLength : 0)) { _bosId };
+        var ids = new List<long>(64 + (hasImage ? imageSeqLength : 0)) { _bosId };
         var positions = Array.Empty<int>();
         if (hasImage)
         {
@@ -101,13 +105,13 @@ public sealed class PromptEncoder
             // LlavaProcessor writes imageSeqLength placeholders into the text; the empty text between them yields nothing.
             foreach (var id in _tokenizer.Encode(before)) ids.Add(id);
             int first = ids.Count;
-            for (int i = 0; i < _imageSeqLength; i++) ids.Add(_imageTokenId!.Value);
+            for (int i = 0; i < imageSeqLength; i++) ids.Add(_imageTokenId!.Value);
             foreach (var id in _tokenizer.EncodeAfterSpecialToken(after)) ids.Add(id);
-            positions = Enumerable.Range(first, _imageSeqLength).ToArray();
+            positions = Enumerable.Range(first, imageSeqLength).ToArray();
             // The text itself must not contribute image tokens (a tokenizer mapping some piece to the image id).
             int total = 0;
             foreach (var id in ids) if (id == _imageTokenId) total++;
-            if (total != _imageSeqLength)
+            if (total != imageSeqLength)
                 throw new ProcessingException($"prompt text encodes to the image token id {_imageTokenId} outside the {ImagePlaceholder} placeholder (model {_modelDir})");
         }
         else
@@ -119,7 +123,7 @@ public sealed class PromptEncoder
 
         if (ids.Count > limit)
             throw new ProcessingException(
-                $"prompt is {ids.Count} tokens long{(hasImage ? $" ({_imageSeqLength} of them image tokens)" : "")}, more than the limit of {limitName}");
+                $"prompt is {ids.Count} tokens long{(hasImage ? $" ({imageSeqLength} of them image tokens)" : "")}, more than the limit of {limitName}");
 
         return new PromptEncoding(ids.ToArray(), positions);
     }

@@ -25,11 +25,12 @@ public static class CheckpointValidator
         if (!Directory.Exists(dir)) throw new CheckpointException($"model directory '{dir}' does not exist");
         var config = ModelConfig.Load(dir);
         _ = TokenizerLoader.Load(dir);
-        if (config.Kind == ModelKind.Llava) _ = ClipImageProcessor.FromDirectory(dir);
+        if (config.Kind == ModelKind.LlavaNext) _ = AnyresImageProcessor.FromDirectory(dir, config.ImageGridPinpoints!, config.Vision!.PatchSize);
+        else if (config.IsVision) _ = ClipImageProcessor.FromDirectory(dir);
         using (var ckpt = Checkpoint.Open(dir))
             ConfigWeightsCheck.Validate(config, ckpt);
         var t = config.Text;
         return new CheckpointSummary(dir, config.Kind.ToString(), t.NumHiddenLayers, t.NumAttentionHeads, t.IntermediateSize, t.VocabSize,
-            config.Kind == ModelKind.Llava, config.Kind == ModelKind.Llava ? config.ImageSeqLength : 0, ModelFingerprint.Compute(dir));
+            config.IsVision, config.Kind == ModelKind.Llava ? config.ImageSeqLength : 0, ModelFingerprint.Compute(dir));
     }
 }

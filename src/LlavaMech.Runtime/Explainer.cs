@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using LlavaMech.Analysis;
 using LlavaMech.Datasets.Manifest;
 using LlavaMech.Explanation;
+using LlavaMech.Hooks;
 using LlavaMech.Model;
 using LlavaMech.Reports;
 using LlavaMech.Runtime.Stats;
@@ -105,6 +106,8 @@ public static class Explainer
             ["top_heads"] = new JsonArray(byHead.Select(g => (JsonNode)new JsonArray(g.Key.Layer, g.Key.Head, headScore[g.Key])).ToArray()),
             ["position_increase"] = positions,
             ["image_positions"] = new JsonArray(img.ImagePositions.Select(p => (JsonNode)p).ToArray()),
+            ["image_layout"] = Layout(a.Input.ImageLayout),
+            ["image_part_shares"] = PartShares(rows.Of<ImagePartShareRow>()),
             ["attention_baseline_image"] = Arr(img.AttentionBaseline),
             ["log_increase_heatmap"] = new JsonArray(img.Heatmap.Select(r => (JsonNode)Arr(r)).ToArray()),
             ["heatmap_heads"] = new JsonArray(img.HeatmapHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head)).ToArray()),
@@ -124,6 +127,49 @@ public static class Explainer
             }).ToArray()),
             ["timings_ms"] = new JsonObject { ["forward"] = a.ForwardMs, ["statistics"] = a.StatisticsMs },
         };
+    }
+
+    /// <summary>
+    /// Where each image position lies (in the order of <c>image_positions</c>): [part, row, col] with part base / grid /
+    /// newline / cls (the columns of <c>position_stats</c>), and for LLaVA-NeXT the tiling (tile grid, feature grid, the kept
+    /// rows and columns after unpadding, the original size) that maps the grid back onto the picture.
+    /// </summary>
+    private static JsonNode? Layout(ImageTokenLayout? layout)
+    {
+        if (layout is null) return null;
+        var t = layout.Tiling;
+        return new JsonObject
+        {
+            ["places"] = new JsonArray(layout.Positions.Select(p =>
+            {
+                var (part, row, col) = ImagePlaces.At(layout, p);
+                return (JsonNode)new JsonArray(part, row, col);
+            }).ToArray()),
+            ["tiling"] = t is null ? null : new JsonObject
+            {
+                ["image_size_hw"] = new JsonArray(t.ImageHeight, t.ImageWidth),
+                ["tile_grid_rows_cols"] = new JsonArray(t.TileRows, t.TileCols),
+                ["feature_grid_rows_cols"] = new JsonArray(t.FeatureRows, t.FeatureCols),
+                ["unpadded_grid_rows_cols"] = new JsonArray(t.KeptRows, t.KeptCols),
+                ["unpadded_first_row_col"] = new JsonArray(t.KeepRowStart, t.KeepColStart),
+                ["base_tokens"] = t.PatchesPerTile * t.PatchesPerTile,
+                ["newline_tokens"] = t.KeptRows,
+            },
+        };
+    }
+
+    /// <summary>Per head "L_H": { part: [attention share, log-increase share or null] } (<c>image_part_shares</c>); null without rows.</summary>
+    private static JsonNode? PartShares(IReadOnlyList<ImagePartShareRow> rows)
+    {
+        if (rows.Count == 0) return null;
+        var o = new JsonObject();
+        foreach (var g in rows.GroupBy(r => (r.Layer, r.Head)))
+        {
+            var parts = new JsonObject();
+            foreach (var r in g) parts[r.Part] = new JsonArray(r.AttnShare, r.LogIncreaseShare);
+            o[$"{g.Key.Layer}_{g.Key.Head}"] = parts;
+        }
+        return o;
     }
 
     private static JsonArray Arr(IEnumerable<double> v) => new(v.Select(x => (JsonNode)x).ToArray());

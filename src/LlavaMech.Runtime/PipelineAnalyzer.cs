@@ -107,9 +107,10 @@ public sealed class PipelineAnalyzer : IDisposable
         return outcomes;
     }
 
-    /// <summary>What must be equal for examples to share a pass: sequence length, image or not, and the image's size.</summary>
-    private static (int SeqLen, bool Image, int Height, int Width, int ImageTokens) BatchKey(ModelInput input) =>
-        (input.SeqLen, input.PixelValues is not null, input.Image?.Geometry.CropHeight ?? 0, input.Image?.Geometry.CropWidth ?? 0, input.ImagePositions.Length);
+    /// <summary>What must be equal for examples to share a pass: sequence length, image or not, the image's size and tiles.</summary>
+    private static (int SeqLen, bool Image, int Height, int Width, int Tiles, int ImageTokens) BatchKey(ModelInput input) =>
+        (input.SeqLen, input.PixelValues is not null, input.Image?.Geometry.CropHeight ?? 0, input.Image?.Geometry.CropWidth ?? 0, input.Image?.Tiles ?? 0,
+         input.ImagePositions.Length);
 
     /// <summary>The example's input and target, or its rejected outcome.</summary>
     private (ModelInput? Input, int? Target, ExampleOutcome? Reject) Prepare(ManifestExample work, AnalysisSettings settings)

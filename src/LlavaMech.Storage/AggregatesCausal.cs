@@ -21,8 +21,26 @@ public sealed record CausalPairedRow(string Task, string Versus, int K, long N, 
 public sealed record KnockoutCurveRow(string Task, int Window, int StartLayer, int EndLayer, long N, double MeanDelta, double? DeltaLo, double? DeltaHi,
     double FlipRate, double FlipLo, double FlipHi);
 
+/// <summary>Per task and image part of <c>image_part_shares</c> (LLaVA-NeXT): examples, the mean attention share over examples and
+/// heads, the mean log-increase share over examples and top heads (null when none has one).</summary>
+public sealed record ImagePartSummaryRow(string Task, string Part, long Examples, double MeanAttnShare, double? MeanLogIncreaseShare);
+
 public static partial class Aggregates
 {
+    /// <summary>Does the answer come from the thumbnail or the tiles? <see cref="ImagePartSummaryRow"/> per task and part, ordered
+    /// by task then base, grid, newline (empty when the run has no LLaVA-NeXT image).</summary>
+    public static async Task<IReadOnlyList<ImagePartSummaryRow>> ImagePartSummaryAsync(IObjectStore store, CancellationToken ct = default)
+    {
+        var rows = await QueryAsync(store, "image_part_shares", from => $"""
+            SELECT task, part, count(DISTINCT example_id)::BIGINT, avg(attn_share)::DOUBLE, avg(log_increase_share)::DOUBLE
+            FROM {from} GROUP BY task, part
+            """, ct).ConfigureAwait(false);
+        string[] order = ["base", "grid", "newline"];
+        return rows.Select(r => new ImagePartSummaryRow((string)r[0]!, (string)r[1]!, Convert.ToInt64(r[2]), Convert.ToDouble(r[3]),
+                r[4] is null or DBNull ? null : Convert.ToDouble(r[4])))
+            .OrderBy(r => r.Task, StringComparer.Ordinal).ThenBy(r => Array.IndexOf(order, r.Part)).ToList();
+    }
+
     /// <summary>Mean delta and flip rate per task, selection and k of <c>causal_effects</c> (empty when the run has none), ordered by task, then selection as written (log_increase, attention, random), then k.</summary>
     public static async Task<IReadOnlyList<CausalSummaryRow>> CausalSummaryAsync(IObjectStore store, CancellationToken ct = default)
     {

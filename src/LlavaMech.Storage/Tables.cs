@@ -153,3 +153,26 @@ public sealed record RejectRow(int Line, string Reason, string Raw, long RawByte
         return s[..n];
     }
 }
+
+/// <summary>
+/// The image-token place columns, declared once for every table whose rows describe sequence positions
+/// (<c>position_stats</c>, <c>logit_lens</c>): the part of the image a position belongs to and its row and column in that
+/// part's grid. LLaVA-1.5: every patch is <c>base</c> (its one grid), the class token <c>cls</c> (no row, column);
+/// LLaVA-NeXT: <c>base</c> (the downscaled whole image, p x p), <c>grid</c> (the unpadded high-resolution grid) or
+/// <c>newline</c> (row = the grid row it ends, column = the grid's width). All three are null at text positions.
+/// </summary>
+public interface IImagePlaceColumns
+{
+    /// <summary><see cref="ImageParts"/>: base, grid, newline or cls; null for a text position.</summary>
+    string? ImagePart { get; }
+    /// <summary>Row in the part's grid.</summary>
+    int? PatchRow { get; }
+    /// <summary>Column in the part's grid.</summary>
+    int? PatchCol { get; }
+}
+
+/// <summary>The values of <see cref="IImagePlaceColumns.ImagePart"/>.</summary>
+public static class ImageParts
+{
+    public const string Base = "base", Grid = "grid", Newline = "newline", Cls = "cls";
+}

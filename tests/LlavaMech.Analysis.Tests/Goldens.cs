@@ -84,6 +84,8 @@ public sealed class GoldenCase
         ("tiny-llava-mha", "circle"), ("tiny-llava-mha", "square_wide"), ("tiny-llava-mha", "llava_text_banana"),
         ("tiny-llava-mha", "llava_text_sky"), ("tiny-vicuna", "vicuna_banana"), ("tiny-vicuna", "vicuna_sky"),
         ("tiny-llava-336", "photo"),
+        ("tiny-llava-next-vicuna", "wide_circle"), ("tiny-llava-next-vicuna", "tall_triangle"), ("tiny-llava-next-vicuna", "square_near"),
+        ("tiny-llava-next-vicuna", "text_banana"),
     };
 
     public static IEnumerable<object[]> Cases => All.Select(c => new object[] { c.Model, c.Case });
@@ -111,7 +113,15 @@ public sealed class GoldenCase
             var v = doc.RootElement.GetProperty("vision_config");
             int side = v.GetProperty("image_size").GetInt32() / v.GetProperty("patch_size").GetInt32();
             bool cls = doc.RootElement.TryGetProperty("vision_feature_select_strategy", out var st) && st.GetString() == "full";
-            return ImageTokenLayout.SingleGrid((int)T["image_positions"][0].item<long>(), side, side, cls);
+            int offset = (int)T["image_positions"][0].item<long>();
+            if (Json.TryGetProperty("unpadded_grid_rows_cols", out var kept))
+            {
+                // LLaVA-NeXT: the base tile's grid, then the kept high-resolution grid with a newline ending each row.
+                int rows = kept[0].GetInt32(), cols = kept[1].GetInt32();
+                return new ImageTokenLayout(offset, side * side + rows * (cols + 1), false,
+                    [new ImageGrid(0, side, side), new ImageGrid(side * side, rows, cols, cols + 1)]);
+            }
+            return ImageTokenLayout.SingleGrid(offset, side, side, cls);
         }
     }
     public int TargetId => Json.GetProperty("target_id").GetInt32();

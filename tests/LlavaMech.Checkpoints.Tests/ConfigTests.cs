@@ -211,8 +211,13 @@ public class ConfigTests
     [Theory]
     [InlineData("{ \"model_type\": \"llava\", ", "is not valid JSON")]
     [InlineData("[1, 2]", "expected a JSON object at the top level, found Array")]
-    [InlineData("""{ "model_type": "llava_next" }""", "unsupported model_type 'llava_next'; supported model types are 'llava' and 'llama'")]
-    [InlineData("""{ "model_type": "llava", "text_config": { "model_type": "mistral" } }""", "unsupported text_config.model_type 'mistral'")]
+    [InlineData("""{ "model_type": "qwen2_vl" }""", "unsupported model_type 'qwen2_vl'; supported model types are 'llava', 'llava_next' and 'llama'")]
+    [InlineData("""{ "model_type": "llava", "text_config": { "model_type": "qwen2" } }""", "unsupported text_config.model_type 'qwen2'")]
+    [InlineData("""{ "model_type": "llava_next", "vision_feature_select_strategy": "full" }""", "vision_feature_select_strategy 'full' is refused for llava_next")]
+    [InlineData("""{ "model_type": "llava_next", "image_grid_pinpoints": [[336, 672], [700, 336]] }""", "image_grid_pinpoints[1] = [700, 336] is not a multiple of the tile side vision_config.image_size = 336")]
+    [InlineData("""{ "model_type": "llava_next", "image_grid_pinpoints": [[336]] }""", "image_grid_pinpoints[0] must be a [height, width] pair")]
+    [InlineData("""{ "model_type": "llava_next", "vision_feature_layer": [-2, 30] }""", "vision_feature_layer 30 is out of range")]
+    [InlineData("""{ "model_type": "llava_next", "text_config": { "model_type": "mistral", "sliding_window": 0 } }""", "text_config.sliding_window must be a positive integer or null")]
     [InlineData("""{ "model_type": "llava", "vision_config": { "model_type": "siglip_vision_model" } }""", "unsupported vision_config.model_type 'siglip_vision_model'")]
     [InlineData("""{ "vocab_size": 10 }""", "has no model_type")]
     [InlineData("""{ "model_type": "llama", "hidden_size": 0 }""", "hidden_size must be positive, found 0")]
@@ -250,5 +255,30 @@ public class ConfigTests
         File.WriteAllText(tmp.File("config.json"), """{ "model_type": "llava", "vision_feature_select_strategy": "x" }""");
         var e = Assert.Throws<CheckpointException>(() => ModelConfig.Load(tmp.Path));
         Assert.Equal($"config '{tmp.File("config.json")}': unknown vision_feature_select_strategy 'x'; expected 'default' or 'full'", e.Message);
+    }
+
+    [Fact]
+    public void Llava_next_reads_pinpoints_feature_layer_lists_and_mistral_defaults()
+    {
+        var c = ModelConfig.Parse("""{ "model_type": "llava_next", "vision_feature_layer": [-2, -5], "text_config": { "model_type": "mistral", "rope_theta": 1000000.0, "sliding_window": null } }""", Src);
+        Assert.Equal(ModelKind.LlavaNext, c.Kind);
+        Assert.True(c.IsVision);
+        Assert.Equal([-2, -5], c.FeatureLayers);
+        Assert.Equal([(336, 672), (672, 336), (672, 672), (1008, 336), (336, 1008)], c.ImageGridPinpoints!);
+        Assert.Equal("mistral", c.Text.ModelType);
+        Assert.Null(c.Text.SlidingWindow);
+        Assert.Equal(1e6, c.Text.RopeTheta);
+        Assert.Equal(8, c.Text.NumKeyValueHeads);      // MistralConfig defaults
+        Assert.Equal(14336, c.Text.IntermediateSize);
+        Assert.Equal(128, c.Text.HeadDim);
+        Assert.Equal([4096L, 2048], c.ExpectedWeights()["multi_modal_projector.linear_1.weight"]);
+        Assert.Equal([4096L], c.ExpectedWeights()["image_newline"]);
+
+        var d = ModelConfig.Parse("""{ "model_type": "llava_next", "text_config": { "model_type": "mistral" } }""", Src);
+        Assert.Equal(4096, d.Text.SlidingWindow);       // absent: MistralConfig's default
+        Assert.Equal(1e-6, d.Text.RmsNormEps);
+        var l = ModelConfig.Parse("""{ "model_type": "llava_next" }""", Src);
+        Assert.Null(l.Text.SlidingWindow);             // llama: none
+        Assert.Equal("llama", l.Text.ModelType);
     }
 }

@@ -15,6 +15,8 @@ public class ExplainCommandTests : IDisposable
     [Theory]
     [InlineData("tiny-llava-mha", "circle")]
     [InlineData("tiny-llava-336", "photo")]
+    [InlineData("tiny-llava-next-vicuna", "wide_circle")]
+    [InlineData("tiny-llava-next-vicuna", "tall_triangle")]
     public void Explain_json_carries_the_reference_statistics(string model, string caseId)
     {
         var g = JsonDocument.Parse(File.ReadAllText(Fixtures.File(model, $"golden_{caseId}.json"))).RootElement;

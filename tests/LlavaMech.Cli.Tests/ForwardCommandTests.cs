@@ -23,6 +23,9 @@ public class ForwardCommandTests
     [InlineData("tiny-llava-336", "photo")]
     [InlineData("tiny-llava-mha", "llava_text_banana")]
     [InlineData("tiny-vicuna", "vicuna_sky")]
+    [InlineData("tiny-llava-next-vicuna", "wide_circle")]
+    [InlineData("tiny-llava-next-vicuna", "square_near")]
+    [InlineData("tiny-llava-next-vicuna", "text_banana")]
     public void Forward_json_reports_the_reference_ids_target_and_top5(string model, string caseId)
     {
         var g = GoldenJson(model, caseId);

@@ -26,6 +26,8 @@ public class EndToEndStatisticsTests
         ["tiny-llava-mha", "circle"], ["tiny-llava-mha", "square_wide"], ["tiny-llava-336", "photo"],
         ["tiny-llava-mha", "llava_text_banana"], ["tiny-llava-mha", "llava_text_sky"],
         ["tiny-vicuna", "vicuna_banana"], ["tiny-vicuna", "vicuna_sky"],
+        ["tiny-llava-next-vicuna", "wide_circle"], ["tiny-llava-next-vicuna", "tall_triangle"], ["tiny-llava-next-vicuna", "square_near"],
+        ["tiny-llava-next-vicuna", "text_banana"],
     ];
 
     private static void Near(double expected, double actual, string what) =>

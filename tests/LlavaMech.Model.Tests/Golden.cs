@@ -39,8 +39,12 @@ public sealed class Golden : IDisposable
 
     public void Dispose() => _file.Dispose();
 
-    public static IEnumerable<object[]> VisionCases() => [["tiny-llava-mha", "circle"], ["tiny-llava-mha", "square_wide"], ["tiny-llava-336", "photo"]];
-    public static IEnumerable<object[]> TextCases() => [["tiny-llava-mha", "llava_text_banana"], ["tiny-llava-mha", "llava_text_sky"], ["tiny-vicuna", "vicuna_banana"], ["tiny-vicuna", "vicuna_sky"]];
+    public static IEnumerable<object[]> VisionCases() => [["tiny-llava-mha", "circle"], ["tiny-llava-mha", "square_wide"], ["tiny-llava-336", "photo"],
+        .. NextVisionCases()];
+    public static IEnumerable<object[]> TextCases() => [["tiny-llava-mha", "llava_text_banana"], ["tiny-llava-mha", "llava_text_sky"], ["tiny-vicuna", "vicuna_banana"], ["tiny-vicuna", "vicuna_sky"],
+        ["tiny-llava-next-vicuna", "text_banana"]];
+    /// <summary>LLaVA-NeXT (anyres): a wide, a tall and a near-square image, each with its own tiling and token count.</summary>
+    public static IEnumerable<object[]> NextVisionCases() => [["tiny-llava-next-vicuna", "wide_circle"], ["tiny-llava-next-vicuna", "tall_triangle"], ["tiny-llava-next-vicuna", "square_near"]];
 }
 
 public static class Close

@@ -13,6 +13,7 @@ public class ModelFamilyTests : IDisposable
     [Theory]
     [InlineData("tiny-llava-mha", "llava")]
     [InlineData("tiny-llava-336", "llava")]
+    [InlineData("tiny-llava-next-vicuna", "llava_next")]
     [InlineData("llava-1.5-7b-hf", "llava")]
     [InlineData("tiny-vicuna", "llama")]
     public void The_shipped_fixtures_resolve_to_their_family(string fixture, string family)
@@ -46,7 +47,7 @@ public class ModelFamilyTests : IDisposable
             var e = Assert.Throws<CheckpointException>(act);
             Assert.Contains(path, e.Message);
             Assert.Contains("model_type 'qwen2_vl'", e.Message);
-            Assert.Contains("known families: llava (model_type llava; LlavaForConditionalGeneration), llama (model_type llama; LlamaForCausalLM)", e.Message);
+            Assert.Contains("known families: llava (model_type llava; LlavaForConditionalGeneration), llava_next (model_type llava_next; LlavaNextForConditionalGeneration), llama (model_type llama; LlamaForCausalLM)", e.Message);
         }
     }
 

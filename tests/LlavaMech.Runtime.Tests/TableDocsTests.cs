@@ -38,9 +38,9 @@ public class TableDocsTests
             ["examples"] = "example_id task prompt target_id target_token target_prob expected? correct? seq_len num_image_tokens metadata",
             ["layer_stats"] = "example_id layer component log_prob_increase",
             ["head_stats"] = "example_id layer head log_prob_increase attn_to_image?",
-            ["position_stats"] = "example_id layer head position is_image patch_row? patch_col? log_prob_increase attn_weight",
+            ["position_stats"] = "example_id layer head position is_image image_part? patch_row? patch_col? log_prob_increase attn_weight",
             ["neuron_stats"] = "example_id layer neuron log_prob_increase coefficient",
-            ["logit_lens"] = "example_id position rank token_id token",
+            ["logit_lens"] = "example_id position image_part? patch_row? patch_col? rank token_id token",
             ["rejects"] = "line reason raw raw_bytes raw_sha256",
         };
         foreach (var table in StatisticCatalog.ShardTables.Where(t => expected.ContainsKey(t.Name)))

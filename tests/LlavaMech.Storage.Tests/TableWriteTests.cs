@@ -56,12 +56,12 @@ public class TableWriteTests
         for (int k = 0; k < 6; k++)
         {
             bool image = k is >= 1 and < 5;
-            positions.Add(new PositionStatRow("e0", 4, 7, k, image, image ? (k - 1) / 2 : null, image ? (k - 1) % 2 : null, pl[k], pw[k]));
+            positions.Add(new PositionStatRow("e0", 4, 7, k, image, image ? "base" : null, image ? (k - 1) / 2 : null, image ? (k - 1) % 2 : null, pl[k], pw[k]));
         }
         var neurons = new RowBatch<NeuronStatRow>("r", "m");
         neurons.AddRange([new("e0", 3, 11008, 0.5, 2), new("e0", 3, 7, -0.25, -1)]);
         var lens = new RowBatch<LogitLensRow>("r", "m");
-        foreach (var (pos, id) in new[] { (5, 10), (5, 11), (6, 20), (6, 21) }) lens.Add(new LogitLensRow("e0", pos, id % 10, id, $"tok{id}"));
+        foreach (var (pos, id) in new[] { (5, 10), (5, 11), (6, 20), (6, 21) }) lens.Add(new LogitLensRow("e0", pos, "base", 0, pos, id % 10, id, $"tok{id}"));
         var rejects = new RowBatch<RejectRow>("r", "m");
         rejects.Add(RejectRow.Of(17, "bad json", "{oops"));
 
@@ -163,7 +163,7 @@ public class TableWriteTests
     public void Shard_tables_hold_every_statistic_table_then_rejects_in_order()
     {
         var t = Sample.Shard(3, 2);
-        Assert.Equal(["examples", "layer_stats", "head_stats", "position_stats", "neuron_stats", "logit_lens", "resid_norms", "causal_effects", "knockout_effects", "rejects"], t.All.Select(b => b.Table));
+        Assert.Equal(["examples", "layer_stats", "head_stats", "position_stats", "neuron_stats", "logit_lens", "image_part_shares", "resid_norms", "causal_effects", "knockout_effects", "rejects"], t.All.Select(b => b.Table));
         Assert.Equal(StatisticCatalog.ShardTableNames, t.All.Select(b => b.Table));
         var counts = Sample.RowCounts(2);
         foreach (var b in t.All) Assert.Equal(counts[b.Table], b.RowCount);

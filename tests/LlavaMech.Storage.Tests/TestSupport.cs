@@ -81,11 +81,11 @@ internal static class Sample
             var heads = new float[Layers * Heads];
             for (int h = 0; h < heads.Length; h++) heads[h] = (float)(offset + h * 0.25 + i);
             for (int h = 0; h < heads.Length; h++) t.Add(new HeadStatRow(id, h / Heads, h % Heads, heads[h]));
-            t.Add(new PositionStatRow(id, 1, 2, 5, true, 0, 1, 0.75, 0.125));
-            t.Add(new PositionStatRow(id, 1, 2, 600, false, null, null, -0.5, 0.25));
+            t.Add(new PositionStatRow(id, 1, 2, 5, true, "base", 0, 1, 0.75, 0.125));
+            t.Add(new PositionStatRow(id, 1, 2, 600, false, null, null, null, -0.5, 0.25));
             t.Add(new NeuronStatRow(id, 2, 1234 + i, 1.5, -0.5));
-            t.Add(new LogitLensRow(id, 5, 0, 42, "▁red"));
-            t.Add(new LogitLensRow(id, 5, 1, 43, "‘q’"));
+            t.Add(new LogitLensRow(id, 5, "base", 0, 4, 0, 42, "▁red"));
+            t.Add(new LogitLensRow(id, 5, "base", 0, 4, 1, 43, "‘q’"));
         }
         t.Add(RejectRow.Of(shard * 100 + 1, "missing image", "{\"id\": 1}"));
         return t;
@@ -100,6 +100,7 @@ internal static class Sample
         [TableNames.PositionStats] = examples * 2,
         [TableNames.NeuronStats] = examples,
         [TableNames.LogitLens] = examples * 2,
+        ["image_part_shares"] = 0,
         ["resid_norms"] = 0,
         ["causal_effects"] = 0,
         ["knockout_effects"] = 0,

@@ -31,9 +31,9 @@ public static class InspectCommand
         var (c, t, weights, tensors) = (info.Config, info.Config.Text, info.WeightDtypes, info.WeightTensors);
         if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(info, indented: true)); return 0; }
         Console.WriteLine($"model          {dir} ({c.Kind})");
-        Console.WriteLine($"language       {t.NumHiddenLayers} layers x {t.NumAttentionHeads} heads ({t.NumKeyValueHeads} kv) x {t.HeadDim}, hidden {t.HiddenSize}, MLP {t.IntermediateSize}, vocab {t.VocabSize}");
+        Console.WriteLine($"language       {t.NumHiddenLayers} layers x {t.NumAttentionHeads} heads ({t.NumKeyValueHeads} kv) x {t.HeadDim}, hidden {t.HiddenSize}, MLP {t.IntermediateSize}, vocab {t.VocabSize} ({c.DescribeTextModel()})");
         if (c.Vision is { } v)
-            Console.WriteLine($"vision         CLIP {v.NumHiddenLayers} layers x {v.HiddenSize}, {v.ImageSize} px / {v.PatchSize} px patches, feature layer {c.VisionFeatureLayer}, {c.VisionFeatureSelectStrategy}: {c.ImageSeqLength} image tokens");
+            Console.WriteLine($"vision         CLIP {v.NumHiddenLayers} layers x {v.HiddenSize}, {v.ImageSize} px / {v.PatchSize} px patches, feature layer {string.Join(",", c.FeatureLayers)}, {c.VisionFeatureSelectStrategy}: {c.DescribeImageTokens()}");
         Console.WriteLine($"parameters     {c.ParameterCount():N0} ({c.ParameterCount() / 1e9:0.00} B)");
         Console.WriteLine($"weight memory  {info.BytesFloat16 / 1e9:0.00} GB in float16/bfloat16, {info.BytesFloat32 / 1e9:0.00} GB in float32");
         Console.WriteLine(weights is null ? "weights        none in the folder (config only)" : $"weights        {tensors} tensors ({weights}), names and shapes match the config");

@@ -1,4 +1,5 @@
 using LlavaMech.Model.Language;
+using LlavaMech.Processing;
 
 namespace LlavaMech.Model;
 
@@ -33,8 +34,33 @@ public abstract class DecoderFamily(string name, IReadOnlyList<string> modelType
     /// <summary>The image-token layout of an image whose first token is at <paramref name="offset"/>.</summary>
     public virtual ImageTokenLayout ImageLayout(ModelConfig config, int offset) =>
         throw new InvalidOperationException($"the {Name} family takes no images");
+
+    /// <summary>The layout of a given preprocessed image (families whose layout follows the image's size override it).</summary>
+    public virtual ImageTokenLayout ImageLayout(ModelConfig config, int offset, PreprocessedImage? image) => ImageLayout(config, offset);
+
+    /// <summary>Whether the number of image tokens follows each image's size (then the image is read before the prompt is encoded).</summary>
+    public virtual bool TokensFollowImage => false;
+
+    /// <summary>Image tokens of one preprocessed image: image_seq_length unless the family computes it from the image.</summary>
+    public virtual int ImageTokens(ModelConfig config, PreprocessedImage image) => config.ImageSeqLength;
+
+    /// <summary>The image processor of a checkpoint folder (CLIP's unless the family has its own).</summary>
+    internal virtual IImageProcessor LoadImageProcessor(string dir, ModelConfig config) => ClipImageProcessor.FromDirectory(dir);
 }
 
 /// <summary>What a <see cref="DecoderFamily"/> builds: the whole network (weights load into it), its Llama decoder and, with
-/// vision, the Llava wrapper that embeds images.</summary>
-internal sealed record DecoderNetwork(nn.Module Network, LlamaForCausalLM LanguageModel, LlavaForConditionalGeneration? Llava);
+/// vision, the network that embeds images.</summary>
+internal sealed record DecoderNetwork(nn.Module Network, LlamaForCausalLM LanguageModel, IVisionLanguageNetwork? Vision);
+
+/// <summary>A vision-language network around the Llama decoder (LLaVA-1.5, LLaVA-NeXT): embeds images into the prompt and runs the pass.</summary>
+public interface IVisionLanguageNetwork
+{
+    /// <summary>Vision encoder layers a pass runs.</summary>
+    int VisionLayersRun { get; }
+
+    /// <summary>Token embeddings [B, T, D] with the image features spliced in.</summary>
+    Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null);
+
+    /// <summary>logits [B, R, V] (float32) at <paramref name="logitPositions"/> (null: last position).</summary>
+    Tensor Forward(Tensor inputIds, Tensor? pixels, IHookSet? hooks, long[]? logitPositions = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null);
+}

@@ -24,7 +24,7 @@ public interface IModelFamily
 public static class ModelFamilies
 {
     /// <summary>Every family, in lookup order. A new family is one folder under Families and one entry here.</summary>
-    public static IReadOnlyList<IModelFamily> Known { get; } = [LlavaFamily.Instance, LlamaFamily.Instance];
+    public static IReadOnlyList<IModelFamily> Known { get; } = [LlavaFamily.Instance, LlavaNextFamily.Instance, LlamaFamily.Instance];
 
     /// <summary>The family of the checkpoint at <paramref name="modelDirOrConfig"/> (a folder or its config.json), from the raw JSON.</summary>
     /// <exception cref="CheckpointException">No config, or a model_type / architectures no family claims (the message lists the known families).</exception>

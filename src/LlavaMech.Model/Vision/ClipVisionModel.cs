@@ -169,6 +169,24 @@ public sealed class ClipVisionModel : nn.Module
         return x;
     }
 
+    /// <summary>Several hidden states of one pass (HF indexing), in the order of <paramref name="featureLayers"/>, each [B, P+1, Dv].</summary>
+    public Tensor[] HiddenStates(Tensor pixels, IReadOnlyList<int> featureLayers, HookPass? hooks = null)
+    {
+        var index = featureLayers.Select(LayersRun).ToArray();
+        var result = new Tensor[index.Length];
+        var x = pre_layrnorm.call(embeddings.call(pixels));
+        for (int k = 0; k < index.Length; k++) if (index[k] == 0) result[k] = x;
+        for (int i = 0; i < index.Max(); i++)
+        {
+            using var scope = NewDisposeScope();
+            x = encoder.Layers[i].call(x);
+            if (hooks is not null) x = hooks.Apply(_hookResidPost[i], x, i);
+            x = x.MoveToOuterDisposeScope();
+            for (int k = 0; k < index.Length; k++) if (index[k] == i + 1) result[k] = x;
+        }
+        return result;
+    }
+
     /// <summary>How many encoder layers run to produce hidden state <paramref name="featureLayer"/> (HF indexing).</summary>
     public int LayersRun(int featureLayer)
     {

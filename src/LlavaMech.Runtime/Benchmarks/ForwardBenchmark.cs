@@ -44,20 +44,24 @@ public sealed class ForwardBenchmark
     /// </summary>
     public double RunPasses(LoadedModel model, string what, int iterations, int examples, Action<string> log, IProgress<int>? memoryProgress = null)
     {
-        var llava = model.Llava ?? throw new InvalidOptionException("bench needs a Llava model (with a vision tower)");
+        if (!model.HasVision) throw new InvalidOptionException("bench needs a Llava model (with a vision tower)");
 
-        var c = llava.Config;
-        var dev = llava.parameters().First().device;
-        // A realistic VQA prompt: BOS, a few text tokens, the image tokens, the question.
-        int textTokens = 40, imageTokens = c.ImageSeqLength;
+        var c = model.Config;
+        var dev = model.Device;
+        // A realistic VQA prompt: BOS, a few text tokens, the image tokens, the question. The image is the family's:
+        // LLaVA-1.5's one crop, LLaVA-NeXT's tiles of a 640 x 427 photo (2,144 image tokens at llava-v1.6 shapes).
+        var image = RandomImage(model, 3);
+        int textTokens = 40, imageTokens = model.DecoderFamily.ImageTokens(c, image);
         var idsArr = new long[textTokens + imageTokens];
         var rng = new Random(0);
         for (int i = 0; i < idsArr.Length; i++) idsArr[i] = rng.Next(3, Math.Min(c.Text.VocabSize, c.ImageTokenId));
         idsArr[0] = c.Text.BosTokenId;
         for (int i = 0; i < imageTokens; i++) idsArr[5 + i] = c.ImageTokenId;
-        using var ids = tensor(idsArr, device: dev).unsqueeze(0);
-        int side = c.Vision!.ImageSize;
-        using var pixels = randn(1, 3, side, side, device: dev);
+        var input = new ModelInput(idsArr, image.PixelValues, model.DecoderFamily.ImageLayout(c, 5, image), image, "(random ids)", null);
+        var (ids, pixels) = model.ToTensors(input);
+        using var idsScope = ids;
+        using var pixelsScope = pixels;
+        ImageTokenLayout?[] layouts = [input.ImageLayout];
         var plan = CapturePlan.ForLastPositionAnalysis(c.Text.NumHiddenLayers, hasVision: true);
 
         double Pass(bool hooked)
@@ -66,11 +70,11 @@ public sealed class ForwardBenchmark
             using var mode = inference_mode();
             using var cache = hooked ? new ActivationCache(plan) : null;
             var sw = Stopwatch.StartNew();
-            _ = llava.Forward(ids, pixels, cache).sum().item<float>(); // item() waits for the device
+            _ = model.Forward(ids, pixels, cache, null, layouts).sum().item<float>(); // item() waits for the device
             return sw.Elapsed.TotalMilliseconds;
         }
 
-        log($"bench: {what}; {idsArr.Length} tokens ({imageTokens} image); {dev}, {llava.parameters().First().dtype}; {get_num_threads()} threads");
+        log($"bench: {what}; {idsArr.Length} tokens ({imageTokens} image{(image.Tiles > 1 ? $", {image.Tiles} tiles" : "")}); {dev}, {model.DType}; {get_num_threads()} threads");
         Pass(false); Pass(true);   // warm-up: allocator, kernels, first-call paths
         // Interleaved, so drift in machine load hits both modes alike; medians resist outliers.
         var plainMs = new List<double>(); var hookedMs = new List<double>();
@@ -87,7 +91,7 @@ public sealed class ForwardBenchmark
                 using (var mode = inference_mode())
                 using (var cache = new ActivationCache(plan))
                 {
-                    _ = llava.Forward(ids, pixels, cache).sum().item<float>();
+                    _ = model.Forward(ids, pixels, cache, null, layouts).sum().item<float>();
                 }
                 if (i == Math.Min(50, examples)) rss50 = ResourceUsage.ResidentBytes();
                 memoryProgress?.Report(i);
@@ -102,6 +106,7 @@ public sealed class ForwardBenchmark
             ["model"] = what,
             ["tokens"] = idsArr.Length,
             ["image_tokens"] = imageTokens,
+            ["image_tiles"] = image.Tiles,
             ["device"] = dev.ToString(),
             ["dtype"] = model.DType.ToString(),
             ["threads"] = get_num_threads(),
@@ -119,12 +124,28 @@ public sealed class ForwardBenchmark
         if (examples > 0)
             Lines.Add($"resident memory   {ResourceUsage.Mib(rss50)} at example {Math.Min(50, examples)}, {ResourceUsage.Mib(rssEnd)} at {examples} ({SignedNumber.Percent(growth)}); peak {ResourceUsage.Mib(peak)}");
         _ids = idsArr;
+        _input = input;
         _imageTokens = imageTokens;
         _plainMs = plain;
         return plain;
     }
 
     private long[] _ids = [];
+    private ModelInput? _input;
+
+    /// <summary>Random pixels of the model family's image: one crop (LLaVA-1.5), or the tiles of a 640 x 427 photo (LLaVA-NeXT).</summary>
+    private static Processing.PreprocessedImage RandomImage(LoadedModel model, int seed)
+    {
+        var c = model.Config;
+        int side = c.Vision!.ImageSize;
+        var plan = c.ImageGridPinpoints is { } pins ? Processing.AnyresPlan.For(640, 427, side, c.Vision.PatchSize, pins) : null;
+        int tiles = plan?.Tiles ?? 1;
+        var pixels = new float[(long)tiles * 3 * side * side];
+        var rng = new Random(seed);
+        for (int i = 0; i < pixels.Length; i++) pixels[i] = (float)(rng.NextDouble() * 2 - 1);
+        var geometry = new Processing.ImageGeometry(plan?.ImageWidth ?? side, plan?.ImageHeight ?? side, side, side, 0, 0, side, side);
+        return new Processing.PreprocessedImage(pixels, geometry, new byte[side * side * 3]) { Tiles = tiles, Anyres = plan };
+    }
     private int _imageTokens;
     private double _plainMs;
 
@@ -140,13 +161,7 @@ public sealed class ForwardBenchmark
         long[] ids = _ids;
         int imageTokens = _imageTokens;
         double plainMs = _plainMs;
-        var c = model.Config;
-        int side = c.Vision!.ImageSize;
-        var pixels = new float[3 * side * side];
-        var rng = new Random(3);
-        for (int i = 0; i < pixels.Length; i++) pixels[i] = (float)(rng.NextDouble() * 2 - 1);
-        var geometry = new Processing.ImageGeometry(side, side, side, side, 0, 0, side, side);
-        var input = new ModelInput(ids, pixels, LlavaImageLayout.For(c, 5), new Processing.PreprocessedImage(pixels, geometry, new byte[side * side * 3]), "(random ids)", null);
+        var input = _input ?? throw new InvalidOperationException("RunAnalysis runs after RunPasses, on its input");
         using var analyzer = new ExampleAnalyzer(model);
         var neurons = new NeuronOptions(NeuronRoute.Auto, settings.ScreenK);
 

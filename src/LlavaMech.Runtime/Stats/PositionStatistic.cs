@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace LlavaMech.Runtime.Stats;
 
 /// <summary>One row of <c>position_stats</c>: one head's contribution through one source position.</summary>
-/// <param name="PatchRow">row of the image patch on the input's image-token layout; null for text positions (and the CLS token).</param>
+/// <param name="ImagePart">the image part of the position (<see cref="IImagePlaceColumns"/>); null for text positions.</param>
+/// <param name="PatchRow">row in that part's grid; null for text positions (and the CLS token).</param>
 [Table(TableNames.PositionStats)]
 public sealed record PositionStatRow(
     string ExampleId,
@@ -12,10 +13,11 @@ public sealed record PositionStatRow(
     int Head,
     int Position,
     bool IsImage,
+    string? ImagePart,
     int? PatchRow,
     int? PatchCol,
     double LogProbIncrease,
-    double AttnWeight) : ITableRow<PositionStatRow>
+    double AttnWeight) : ITableRow<PositionStatRow>, IImagePlaceColumns
 {
     public PositionStatRow Checked() { RowChecks.NonEmpty(ExampleId, nameof(ExampleId)); return this; }
 }
@@ -42,10 +44,21 @@ public sealed class PositionStatistic : Statistic<PositionStatRow>
             var p = s.PositionIncrease[i];
             for (int t = 0; t < p.Scores.Length; t++)
             {
-                var cell = layout?.CellAt(t);
-                rows.Add(new PositionStatRow(x.ExampleId, p.Layer, p.Head, t, layout?.Contains(t) == true, cell?.Row, cell?.Col, p.Scores[t], weights[i * T + t]));
+                var (part, row, col) = ImagePlaces.At(layout, t);
+                rows.Add(new PositionStatRow(x.ExampleId, p.Layer, p.Head, t, layout?.Contains(t) == true, part, row, col, p.Scores[t], weights[i * T + t]));
             }
         }
         return rows;
+    }
+}
+
+/// <summary>The <see cref="IImagePlaceColumns"/> values of a sequence position, from the input's image-token layout.</summary>
+public static class ImagePlaces
+{
+    /// <summary>(part, row, col) at <paramref name="position"/>; all null for a text position, row and col null for the class token.</summary>
+    public static (string? Part, int? Row, int? Col) At(LlavaMech.Hooks.ImageTokenLayout? layout, int position)
+    {
+        if (layout?.PlaceAt(position) is not { } place) return (null, null, null);
+        return place.Part == LlavaMech.Hooks.ImagePart.Cls ? (ImageParts.Cls, null, null) : (place.PartName, place.Row, place.Col);
     }
 }

@@ -15,6 +15,7 @@ public static class StatisticCatalog
         new PositionStatistic(),
         new NeuronStatistic(),
         new VisualTokenLens(),
+        new ImagePartShares(),
         new ResidualNorms(),
         new CausalEffects(),
         new KnockoutEffects(),

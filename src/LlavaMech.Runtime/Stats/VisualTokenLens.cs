@@ -2,9 +2,11 @@ using LlavaMech.Storage;
 
 namespace LlavaMech.Runtime.Stats;
 
-/// <summary>One row of <c>logit_lens</c>: the token at <paramref name="Rank"/> (0 = top) of the lens at one position.</summary>
+/// <summary>One row of <c>logit_lens</c>: the token at <paramref name="Rank"/> (0 = top) of the lens at one position, with the
+/// position's image part, row and column (<see cref="IImagePlaceColumns"/>).</summary>
 [Table(TableNames.LogitLens)]
-public sealed record LogitLensRow(string ExampleId, int Position, int Rank, int TokenId, string Token) : ITableRow<LogitLensRow>
+public sealed record LogitLensRow(string ExampleId, int Position, string? ImagePart, int? PatchRow, int? PatchCol, int Rank, int TokenId, string Token)
+    : ITableRow<LogitLensRow>, IImagePlaceColumns
 {
     public LogitLensRow Checked()
     {
@@ -24,7 +26,10 @@ public sealed class VisualTokenLens : Statistic<LogitLensRow>
         if (x.Statistics.Image?.VisualTokenLens is not { } lens) yield break;
         var positions = x.Input.ImagePositions;
         for (int p = 0; p < lens.TopIds.Length && p < positions.Length; p++)
+        {
+            var (part, row, col) = ImagePlaces.At(x.Input.ImageLayout, positions[p]);
             for (int r = 0; r < lens.TopIds[p].Length; r++)
-                yield return new LogitLensRow(x.ExampleId, positions[p], r, lens.TopIds[p][r], x.Model.TokenText(lens.TopIds[p][r]));
+                yield return new LogitLensRow(x.ExampleId, positions[p], part, row, col, r, lens.TopIds[p][r], x.Model.TokenText(lens.TopIds[p][r]));
+        }
     }
 }

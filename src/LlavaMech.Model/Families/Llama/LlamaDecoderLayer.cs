@@ -16,7 +16,7 @@ public sealed class LlamaDecoderLayer : nn.Module
         _hookPre = HookNames.ResidPre(layer); _hookAttnOut = HookNames.AttnOut(layer); _hookMid = HookNames.ResidMid(layer);
         _hookMlpOut = HookNames.MlpOut(layer); _hookPost = HookNames.ResidPost(layer);
         input_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
-        self_attn = new LlamaAttention(layer, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.AttentionBias, device, dtype);
+        self_attn = new LlamaAttention(layer, c.HiddenSize, c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.AttentionBias, device, dtype, c.SlidingWindow);
         post_attention_layernorm = new LlamaRMSNorm(c.HiddenSize, c.RmsNormEps, device, dtype);
         mlp = new LlamaMLP(layer, c.HiddenSize, c.IntermediateSize, c.MlpBias, c.HiddenAct, device, dtype);
         RegisterComponents();

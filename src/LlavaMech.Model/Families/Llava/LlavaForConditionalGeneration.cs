@@ -7,7 +7,7 @@ namespace LlavaMech.Model;
 /// LLaVA-1.5: CLIP features of the image, projected, replace the image tokens' embeddings in
 /// the prompt; the Llama decoder does the rest.
 /// </summary>
-public sealed class LlavaForConditionalGeneration : nn.Module
+public sealed class LlavaForConditionalGeneration : nn.Module, IVisionLanguageNetwork
 {
     private readonly ClipVisionModel vision_tower;
     private readonly LlavaMultiModalProjector multi_modal_projector;
