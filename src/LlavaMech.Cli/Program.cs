@@ -9,35 +9,48 @@ namespace LlavaMech.Cli
     using LlavaMech.Cli.Commands;
 
     /// <summary>One command: option specs (for parsing and --help), its help text and what it runs.</summary>
-    public sealed record CommandInfo(string Name, string Summary, CommandLine.OptionSpec[] Specs, string Description, string? Examples, Func<CommandLine, int> Handler);
+    public sealed record CommandInfo(string Name, string Summary, CommandLine.OptionSpec[] Specs, string Description, string? Examples, Func<CommandLine, int> Handler)
+    {
+        /// <summary>The command that <typeparamref name="T"/> declares (a file with one command).</summary>
+        public static CommandInfo Of<T>(string name, string summary) where T : ICliCommand => new(name, summary, T.Specs, T.Description, T.Examples, T.Run);
+    }
+
+    /// <summary>A file that holds one command: its options, help, examples and handler (registered with <see cref="CommandInfo.Of{T}"/>).</summary>
+    public interface ICliCommand
+    {
+        static abstract CommandLine.OptionSpec[] Specs { get; }
+        static abstract string Description { get; }
+        static abstract string Examples { get; }
+        static abstract int Run(CommandLine cl);
+    }
 
     public static class Cli
     {
         public static readonly CommandInfo[] Commands =
         [
-            new("forward", "one forward pass: next-token distribution at the last position", ForwardCommand.Specs, ForwardCommand.Description, ForwardCommand.Examples, ForwardCommand.Run),
-            new("explain", "the paper's tool for one image: layers, heads, patches, neurons behind the answer; PNG figures", ExplainCommand.Specs, ExplainCommand.Description, ExplainCommand.Examples, ExplainCommand.Run),
-            new("intervene", "ablate heads, knock out attention or patch activations: how the answer's log-probability moves", InterveneCommand.Specs, InterveneCommand.Description, InterveneCommand.Examples, InterveneCommand.Run),
+            CommandInfo.Of<ForwardCommand>("forward", "one forward pass: next-token distribution at the last position"),
+            CommandInfo.Of<ExplainCommand>("explain", "the paper's tool for one image: layers, heads, patches, neurons behind the answer; PNG figures"),
+            CommandInfo.Of<InterveneCommand>("intervene", "ablate heads, knock out attention or patch activations: how the answer's log-probability moves"),
             new("compare-methods", "log-increase heatmap vs raw attention, gradients, occlusion: faithfulness and time on a dataset", MethodsCommand.Specs(false), MethodsCommand.Description(false), MethodsCommand.Examples(false), MethodsCommand.RunCompare),
             new("score-methods", "attribution methods against known object boxes: pointing game, mass in object, deletion AUC", MethodsCommand.Specs(true), MethodsCommand.Description(true), MethodsCommand.Examples(true), MethodsCommand.RunScore),
-            new("findings", "the paper's findings on a dataset with object boxes: layers, heads, visual-token lens, head attention on the object", FindingsCommand.Specs, FindingsCommand.Description, FindingsCommand.Examples, FindingsCommand.Run),
-            new("compare-tasks", "VQA vs TQA (or Llava vs Vicuna): head-map correlation, top-k overlap, layer profiles", CompareTasksCommand.Specs, CompareTasksCommand.Description, CompareTasksCommand.Examples, CompareTasksCommand.Run),
+            CommandInfo.Of<FindingsCommand>("findings", "the paper's findings on a dataset with object boxes: layers, heads, visual-token lens, head attention on the object"),
+            CommandInfo.Of<CompareTasksCommand>("compare-tasks", "VQA vs TQA (or Llava vs Vicuna): head-map correlation, top-k overlap, layer profiles"),
             new("dataset validate", "check a manifest: every bad line with its number and reason", DatasetCommands.ValidateSpecs, DatasetCommands.ValidateDescription, "  ./llavamech dataset validate datasets/shapes-colors-mini/manifest.jsonl", DatasetCommands.Validate),
             new("dataset synth-colors", "generate the synthetic colour world (VQA with object boxes + TQA)", DatasetCommands.SynthSpecs, DatasetCommands.SynthDescription, "  ./llavamech dataset synth-colors --count 64 --seed 17 --out datasets/shapes-colors-mini", DatasetCommands.Synth),
             new("dataset import-coco", "colour questions from COCO annotations, with object boxes", DatasetCommands.CocoSpecs, DatasetCommands.CocoDescription, "  ./llavamech dataset import-coco --instances instances_val2017.json --images val2017 --out datasets/coco-colors", DatasetCommands.Coco),
-            new("train-toy", "train the toy LLaVA of the synthetic colour world on CPU; saves a loadable Hugging Face folder, reports held-out accuracy", TrainToyCommand.Specs, TrainToyCommand.Description, TrainToyCommand.Examples, TrainToyCommand.Run),
-            new("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)", InspectCommand.Specs, InspectCommand.Description, InspectCommand.Examples, InspectCommand.Run),
-            new("bench", "benchmark plain vs hooked forward passes and memory over many examples", BenchCommand.Specs, BenchCommand.Description, BenchCommand.Examples, BenchCommand.Run),
+            CommandInfo.Of<TrainToyCommand>("train-toy", "train the toy LLaVA of the synthetic colour world on CPU; saves a loadable Hugging Face folder, reports held-out accuracy"),
+            CommandInfo.Of<InspectCommand>("inspect", "read a checkpoint's config and headers: shapes, parameters, memory (no weights loaded)"),
+            CommandInfo.Of<BenchCommand>("bench", "benchmark plain vs hooked forward passes and memory over many examples"),
             new("run", "the whole dataset through the distributed pipeline on this machine: sharded, committed Parquet tables, summaries", PipelineCommands.RunSpecs, PipelineCommands.RunDescription, PipelineCommands.RunExamples, PipelineCommands.Run),
             new("silo", "run one silo of a pipeline cluster (devices, clustering, ports from config, env or options)", PipelineCommands.SiloSpecs, PipelineCommands.SiloDescription, PipelineCommands.SiloExamples, PipelineCommands.Silo),
             new("submit", "submit a pipeline job to a running cluster (--wait to follow it)", PipelineCommands.SubmitSpecs, PipelineCommands.SubmitDescription, PipelineCommands.SubmitExamples, PipelineCommands.Submit),
             new("status", "where a pipeline job stands (or the cluster's jobs)", PipelineCommands.StatusSpecs, PipelineCommands.StatusDescription, PipelineCommands.StatusExamples, PipelineCommands.Status),
             new("cancel", "cancel a pipeline job (committed shards stay; resubmit to resume)", PipelineCommands.CancelSpecs, PipelineCommands.CancelDescription, PipelineCommands.CancelExamples, PipelineCommands.Cancel),
             new("reanalyze", "nightly run of a model version: run id from the model fingerprint, resumes what is already computed for it", ReanalysisCommands.ReanalyzeSpecs, ReanalysisCommands.ReanalyzeDescription, ReanalysisCommands.ReanalyzeExamples, ReanalysisCommands.Reanalyze),
-            new("bench-pipeline", "examples/s of the pipeline (1 or 2 worker processes) vs a plain loop, overhead, worker memory over a long run", BenchPipelineCommand.Specs, BenchPipelineCommand.Description, BenchPipelineCommand.Examples, BenchPipelineCommand.Run),
+            CommandInfo.Of<BenchPipelineCommand>("bench-pipeline", "examples/s of the pipeline (1 or 2 worker processes) vs a plain loop, overhead, worker memory over a long run"),
             new("diff", "which heads and layers changed importance between two runs: tables, heatmap, Spearman", ReanalysisCommands.DiffSpecs, ReanalysisCommands.DiffDescription, ReanalysisCommands.DiffExamples, ReanalysisCommands.Diff),
-            new("serve", "a web viewer over a run: overview, examples with overlays, JSON API (read-only, loopback by default)", ServeCommand.Specs, ServeCommand.Description, ServeCommand.Examples, ServeCommand.Run),
-            new("bench-viewer", "latency of serve's pages on a large run made by replicating a real run's rows", BenchViewerCommand.Specs, BenchViewerCommand.Description, BenchViewerCommand.Examples, BenchViewerCommand.Run),
+            CommandInfo.Of<ServeCommand>("serve", "a web viewer over a run: overview, examples with overlays, JSON API (read-only, loopback by default)"),
+            CommandInfo.Of<BenchViewerCommand>("bench-viewer", "latency of serve's pages on a large run made by replicating a real run's rows"),
         ];
 
         public static int Run(string[] args)

@@ -15,10 +15,11 @@ public static class DuckDbSql
         cmd.ExecuteNonQuery();
     }
 
-    public static List<object?[]> Rows(DuckDBConnection db, string sql)
+    public static List<object?[]> Rows(DuckDBConnection db, string sql, params (string Name, object Value)[] args)
     {
         using var cmd = db.CreateCommand();
         cmd.CommandText = sql;
+        foreach (var (name, value) in args) cmd.Parameters.Add(new DuckDBParameter(name, value));
         using var r = cmd.ExecuteReader();
         var rows = new List<object?[]>();
         while (r.Read())

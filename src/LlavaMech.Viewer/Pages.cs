@@ -24,6 +24,18 @@ internal static class Pages
     public static string Pct(double? v) => v is { } x ? (x * 100).ToString("F1", C) + "%" : "n/a";
     public static string R(double v) => v.ToString("R", C);
 
+    /// <summary>
+    /// A titled table when <paramref name="rows"/> has any: fixed column names, one row's cells from <paramref name="cells"/>
+    /// (formatted invariantly; run text must go through <see cref="E"/>).
+    /// </summary>
+    private static void Table<T>(StringBuilder b, string title, string id, string[] columns, IReadOnlyCollection<T> rows, Func<T, FormattableString> cells)
+    {
+        if (rows.Count == 0) return;
+        b.Append(C, $"<h2>{title}</h2><table id=\"{id}\"><thead><tr>{string.Concat(columns.Select(c => $"<th>{c}</th>"))}</tr></thead><tbody>");
+        foreach (var row in rows) b.Append("<tr>").Append(cells(row).ToString(C)).Append("</tr>");
+        b.Append("</tbody></table>");
+    }
+
     private static string Layout(string title, string body, string? script = null) => $"""
         <!DOCTYPE html>
         <html lang="en"><head><meta charset="utf-8"><title>{E(title)}</title>
@@ -78,13 +90,8 @@ internal static class Pages
         }
         b.Append("</div>");
 
-        if (o.Causal.Count > 0)
-        {
-            b.Append("<h2>Causal effects (zero-ablation of K heads)</h2><table id=\"causal\"><thead><tr><th>task</th><th>selection</th><th>K</th><th>n</th><th>mean Δ log p</th><th>flip rate</th></tr></thead><tbody>");
-            foreach (var c in o.Causal)
-                b.Append(CultureInfo.InvariantCulture, $"<tr><td>{E(c.Task)}</td><td>{E(c.Selection)}</td><td>{c.K}</td><td>{c.N}</td><td data-value=\"{R(c.MeanDelta)}\">{F(c.MeanDelta)}</td><td>{Pct(c.FlipRate)}</td></tr>");
-            b.Append("</tbody></table>");
-        }
+        Table(b, "Causal effects (zero-ablation of K heads)", "causal", ["task", "selection", "K", "n", "mean Δ log p", "flip rate"], o.Causal,
+            c => $"<td>{E(c.Task)}</td><td>{E(c.Selection)}</td><td>{c.K}</td><td>{c.N}</td><td data-value=\"{R(c.MeanDelta)}\">{F(c.MeanDelta)}</td><td>{Pct(c.FlipRate)}</td>");
         return Layout($"run {o.RunId}", b.ToString(), "viewer.js");
     }
 
@@ -162,20 +169,10 @@ internal static class Pages
         b.Append("<h2>Prompt positions: the last token's attention (selected head)</h2><div id=\"text-attention\"></div>");
         b.Append("<h2>Logit lens over the patch grid (top-1 token of each image position)</h2>");
         b.Append(LensGrid(d));
-        if (d.Causal.Count > 0)
-        {
-            b.Append("<h2>Causal effects (heads zero-ablated)</h2><table id=\"example-causal\"><thead><tr><th>selection</th><th>K</th><th>heads</th><th>Δ log p</th><th>flipped</th></tr></thead><tbody>");
-            foreach (var cv in d.Causal)
-                b.Append(CultureInfo.InvariantCulture, $"<tr><td>{E(cv.Selection)}</td><td>{cv.K}</td><td>{E(cv.Heads)}</td><td data-value=\"{R(cv.Delta)}\">{F(cv.Delta)}</td><td>{(cv.Flipped ? "yes" : "no")}</td></tr>");
-            b.Append("</tbody></table>");
-        }
-        if (d.Neurons.Count > 0)
-        {
-            b.Append("<h2>Top neurons</h2><table id=\"neurons\"><thead><tr><th>layer</th><th>neuron</th><th>Δ log p</th><th>coefficient</th></tr></thead><tbody>");
-            foreach (var n in d.Neurons)
-                b.Append(CultureInfo.InvariantCulture, $"<tr><td>{n.Layer}</td><td>{n.Neuron}</td><td>{F(n.LogProbIncrease)}</td><td>{F(n.Coefficient)}</td></tr>");
-            b.Append("</tbody></table>");
-        }
+        Table(b, "Causal effects (heads zero-ablated)", "example-causal", ["selection", "K", "heads", "Δ log p", "flipped"], d.Causal,
+            cv => $"<td>{E(cv.Selection)}</td><td>{cv.K}</td><td>{E(cv.Heads)}</td><td data-value=\"{R(cv.Delta)}\">{F(cv.Delta)}</td><td>{(cv.Flipped ? "yes" : "no")}</td>");
+        Table(b, "Top neurons", "neurons", ["layer", "neuron", "Δ log p", "coefficient"], d.Neurons,
+            n => $"<td>{n.Layer}</td><td>{n.Neuron}</td><td>{F(n.LogProbIncrease)}</td><td>{F(n.Coefficient)}</td>");
         // The data the script draws from; JsonSerializer escapes <, > and & (no </script> can close this block).
         b.Append("<script id=\"example-data\" type=\"application/json\">")
             .Append(JsonSerializer.Serialize(new { heads = d.Heads, positions = d.Positions, num_image_tokens = x.NumImageTokens }, ViewerServer.Json))

@@ -200,17 +200,5 @@ internal static class Sql
         return cmd;
     }
 
-    public static List<object?[]> Rows(DuckDBConnection db, string sql, params (string Name, object Value)[] args)
-    {
-        using var cmd = Command(db, sql, args);
-        using var r = cmd.ExecuteReader();
-        var rows = new List<object?[]>();
-        while (r.Read())
-        {
-            var row = new object?[r.FieldCount];
-            for (int i = 0; i < row.Length; i++) row[i] = r.IsDBNull(i) ? null : r.GetValue(i);
-            rows.Add(row);
-        }
-        return rows;
-    }
+    public static List<object?[]> Rows(DuckDBConnection db, string sql, params (string Name, object Value)[] args) => DuckDbSql.Rows(db, sql, args);
 }

@@ -3,9 +3,9 @@ using LlavaMech.Runtime.Benchmarks;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>bench</c>: parses the options of <see cref="ForwardBenchmark"/> and prints its figures.</summary>
-public static class BenchCommand
+public sealed class BenchCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "a checkpoint folder to benchmark (e.g. tests/fixtures/tiny-llava-mha)"),
         new("config", "FILE", "a config.json to instantiate with random weights instead (e.g. the llava-1.5-7b-hf config)"),
@@ -23,7 +23,7 @@ public static class BenchCommand
         .. DeviceOptions.Specs,
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Measures, on one model and input shape: milliseconds per example of a plain forward pass
         (fused attention, nothing kept) and of a hooked pass that keeps everything the paper's
         statistics need at the last position (residual stream, attention and MLP outputs, MLP
@@ -33,7 +33,7 @@ public static class BenchCommand
         published llava-1.5-7b config cut to 2 decoder layers.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech bench --model tests/fixtures/tiny-llava-mha
           ./llavamech bench --config tests/fixtures/llava-1.5-7b-hf/config.json --layers 2 --examples 20
         """;

@@ -5,9 +5,9 @@ namespace LlavaMech.Cli.Commands;
 /// <summary>
 /// <c>bench-pipeline</c>: parses the options of <see cref="PipelineBenchmark"/> and prints its figures.
 /// </summary>
-public static class BenchPipelineCommand
+public sealed class BenchPipelineCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "checkpoint folder", Required: true),
         new("dataset", "MANIFEST", "manifest.jsonl; its accepted examples are repeated (new ids) up to --examples", Required: true),
@@ -27,7 +27,7 @@ public static class BenchPipelineCommand
             "processor and image geometry: text=HIDDENxLAYERS[,vision=HIDDENxLAYERS], e.g. text=1024x8,vision=512x4 (heads of 64 dims)"),
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Measures what the distributed pipeline costs over a plain loop. The manifest's accepted
         examples are repeated (new ids) to --examples. First a plain single-process loop runs
         ExampleAnalyzer (the hooked pass and the statistics, nothing kept) over them with the same
@@ -43,7 +43,7 @@ public static class BenchPipelineCommand
         and of every worker process at 10% and at 100% of the examples, with the peak (VmHWM).
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech bench-pipeline --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --examples 2000 --processes 1,2
           ./llavamech bench-pipeline --model tests/fixtures/tiny-llava-mha --dataset datasets/shapes-colors-mini/manifest.jsonl --examples 300 --warmup 16 --random-weights text=1024x8,vision=512x4
         """;

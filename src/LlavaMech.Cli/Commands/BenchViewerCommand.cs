@@ -3,9 +3,9 @@ using LlavaMech.Viewer;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>bench-viewer</c>: parses the options and runs <see cref="ViewerBenchmark"/>.</summary>
-public static class BenchViewerCommand
+public sealed class BenchViewerCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("run", "DIR", "a finished local run whose rows are replicated", Required: true),
         new("out", "DIR", "new folder for the replicated run (kept)", Required: true),
@@ -14,14 +14,14 @@ public static class BenchViewerCommand
         new("samples", "N", "requests per page", "20") { Range = CommandLine.NumericRange.Int(1, 10_000) },
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Latency of the viewer (serve) on a large run: replicates the rows of a real run with DuckDB
         into a run of --examples examples (committed shards in the run layout), serves it on a free
         loopback port and times full HTTP requests: the first page (the first request is cold), an
         example page and its JSON, the examples list, the wrong answers, the heads.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech bench-viewer --run out/demo --out /tmp/viewer-20k --examples 20000
         """;
 

@@ -4,9 +4,9 @@ namespace LlavaMech.Cli.Commands;
 /// <c>compare-tasks</c>: the paper's findings (a) and (c): do the same heads and layers carry the
 /// answer for visual and textual questions, and for Llava's language model and the base Vicuna?
 /// </summary>
-public static class CompareTasksCommand
+public sealed class CompareTasksCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "model of set A (a LLaVA checkpoint for VQA)", Required: true),
         new("dataset", "MANIFEST", "manifest with the examples of both sets", Required: true),
@@ -20,7 +20,7 @@ public static class CompareTasksCommand
         .. DeviceOptions.Specs,
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Computes the head-level and layer-level log-probability increase for every example of two
         sets, A and B, and compares them: Pearson and Spearman correlation of the mean head maps,
         the mean per-example correlation, Jaccard overlap of the top-k heads, and the layer profiles.
@@ -30,7 +30,7 @@ public static class CompareTasksCommand
         heads_a.png, heads_b.png, heads_diff.png, layers_a.png, layers_b.png.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech compare-tasks --model datasets/shapes-colors-mini/toy-llava --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/tasks
           ./llavamech compare-tasks --model tests/fixtures/tiny-llava-mha --model-b tests/fixtures/tiny-vicuna --task-a tqa --task-b tqa \
               --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/llava-vs-vicuna

@@ -4,12 +4,12 @@ using static TorchSharp.torch;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>explain</c>: the paper's tool for one image: which layers, heads, image patches and neurons raise the answer's probability.</summary>
-public static class ExplainCommand
+public sealed class ExplainCommand : ICliCommand
 {
     /// <summary>The options of the pipeline's analysis settings that one example takes (the same names and defaults as <c>run</c>'s).</summary>
     private static readonly string[] AnalysisOptions = ["top-heads", "top-neurons", "neurons", "screen-k", "lens-top-k"];
 
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "Hugging Face LLaVA checkpoint folder", Required: true),
         new("image", "FILE", "PNG, JPEG or WebP image", Required: true),
@@ -24,7 +24,7 @@ public static class ExplainCommand
         .. DeviceOptions.Specs,
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         One hooked forward pass, then the log-probability-increase statistics of Yu & Ananiadou
         (arXiv 2411.10950) for the target token at the last position: every layer's attention and
         FFN increase, every head's increase, per-position scores of the top heads, every FFN
@@ -41,7 +41,7 @@ public static class ExplainCommand
         any non-finite number as null.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech explain --model tests/fixtures/tiny-llava-mha --image tests/fixtures/tiny-llava-mha/red_circle.png \
               --prompt $'USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is' --out out/explain
           ./llavamech explain ... --target red --heads 5 --json > explain.json

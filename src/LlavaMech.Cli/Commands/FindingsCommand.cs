@@ -3,9 +3,9 @@ using System.Text.Json;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>findings</c>: the paper's mechanism findings measured on a dataset whose object locations are known.</summary>
-public static class FindingsCommand
+public sealed class FindingsCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "LLaVA checkpoint folder", Required: true),
         new("dataset", "MANIFEST", "manifest with VQA examples that have object_box (and ideally expected)", Required: true),
@@ -15,7 +15,7 @@ public static class FindingsCommand
         .. DeviceOptions.Specs,
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         For every VQA example with an object box: accuracy, which layers (attention vs FFN) and which
         heads raise the answer's log-probability, whether the logit lens of the visual tokens at the
         object's patches already ranks the answer (colour) word highly compared with the other
@@ -26,7 +26,7 @@ public static class FindingsCommand
         fell on the asked object and on the named one, and a figure of each (binding/<id>.png).
         """;
 
-    public const string Examples = "  ./llavamech findings --model datasets/shapes-colors-mini/toy-llava --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/findings";
+    public static string Examples { get; } = "  ./llavamech findings --model datasets/shapes-colors-mini/toy-llava --dataset datasets/shapes-colors-mini/manifest.jsonl --out out/findings";
 
     public static int Run(CommandLine cl)
     {

@@ -3,9 +3,9 @@ using static TorchSharp.torch;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>forward</c>: one pass of a checkpoint on one prompt (and image); the next-token distribution.</summary>
-public static class ForwardCommand
+public sealed class ForwardCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "Hugging Face checkpoint folder (LlavaForConditionalGeneration or LlamaForCausalLM)", Required: true),
         new("image", "FILE", "PNG, JPEG or WebP image (omit for a text-only prompt)"),
@@ -15,7 +15,7 @@ public static class ForwardCommand
         .. DeviceOptions.Specs,
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Runs one forward pass and reports the model's next token at the last position: the input
         ids (with <image> expanded to the image sequence length), the argmax target and the most
         probable next tokens. This is the pass every analysis starts from.
@@ -25,7 +25,7 @@ public static class ForwardCommand
         overflow, a corrupt weight) is written as null, so the output stays valid JSON.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech forward --model datasets/models/tiny-llava --image datasets/images/red_circle.png \
               --prompt $'USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is'
           ./llavamech forward --model ckpt/llava-1.5-7b-hf --device cuda --image dog.jpg --prompt "..." --json

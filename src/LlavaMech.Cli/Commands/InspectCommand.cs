@@ -4,22 +4,22 @@ using LlavaMech.Checkpoints;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>inspect</c>: what a checkpoint is and what it needs, from config.json and the safetensors headers only.</summary>
-public static class InspectCommand
+public sealed class InspectCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "checkpoint folder (config.json; weights optional)", Required: true),
         new("json", null, "print JSON"),
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Parses config.json with Hugging Face's defaults for omitted fields and reports the
         architecture, the exact parameter count and the memory the weights need in each dtype,
         without allocating them. When safetensors files are present, their headers are validated
         (offsets, sizes, dtypes) and checked against the expected weight names and shapes.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech inspect --model tests/fixtures/llava-1.5-7b-hf
           ./llavamech inspect --model tests/fixtures/tiny-llava-336 --json
         """;

@@ -3,9 +3,9 @@ using static TorchSharp.torch;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>intervene</c>: one input, a clean and an edited pass (head ablation, attention knockout, activation patching); how log p(target) moves.</summary>
-public static class InterveneCommand
+public sealed class InterveneCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("model", "DIR", "Hugging Face checkpoint folder (LlavaForConditionalGeneration or LlamaForCausalLM)", Required: true),
         new("image", "FILE", "PNG, JPEG or WebP image (omit for a text-only prompt)"),
@@ -17,7 +17,7 @@ public static class InterveneCommand
         .. DeviceOptions.Specs,
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Does the answer need these components? Runs the input clean, then again with the edits
         (docs/METHOD.md, "Interventions"), and reports the target's log-probability at the last
         position in both passes (real model, no frozen scale), delta = edited - clean, and whether
@@ -45,7 +45,7 @@ public static class InterveneCommand
         tokens; with --patch-layer all the delta per layer), all or nothing.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech intervene --model tests/fixtures/tiny-llava-mha --image tests/fixtures/tiny-llava-mha/red_circle.png \
               --prompt $'USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is' \
               --ablate-heads 1.2,2.1,3.1 --ablation mean

@@ -3,9 +3,9 @@ using LlavaMech.Viewer;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>serve</c>: parses the options and runs the viewer (<see cref="ViewerServer"/>) until Ctrl+C or SIGTERM.</summary>
-public static class ServeCommand
+public sealed class ServeCommand : ICliCommand
 {
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("run", "RUN", "the run: its output folder, az://container/prefix or https blob URL (finished or still running)", Required: true),
         new("port", "N", "TCP port (0: a free one)", "8080") { Range = CommandLine.NumericRange.Int(0, 65535) },
@@ -13,7 +13,7 @@ public static class ServeCommand
         new("model", "DIR", "a LLaVA checkpoint: adds /explain (upload an image and a prompt, click a head to ablate it)"),
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         A read-only web viewer over one run, reading its Parquet tables in place with DuckDB:
         /  model, fingerprint, examples per task, accuracy, rejects, top heads, head grid and layer
            profile per task side by side, causal effects, links to the wrong answers;
@@ -28,7 +28,7 @@ public static class ServeCommand
         request path with '..', and binds to loopback unless --host says otherwise.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech serve --run out/demo
           ./llavamech serve --run az://nightly/eval/fp-3f2a9c1d0b7e41aa --port 9000
         """;

@@ -3,11 +3,11 @@ using LlavaMech.Training;
 namespace LlavaMech.Cli.Commands;
 
 /// <summary><c>train-toy</c>: trains the toy LLaVA of the synthetic colour world on CPU (<see cref="ToyTrainer"/>).</summary>
-public static class TrainToyCommand
+public sealed class TrainToyCommand : ICliCommand
 {
     private static readonly ToyTrainingOptions Defaults = new();
 
-    public static readonly CommandLine.OptionSpec[] Specs =
+    public static CommandLine.OptionSpec[] Specs { get; } =
     [
         new("data", "DIR", "where the training data comes from: a folder to generate it in (kept), or a folder holding a manifest.jsonl to train on (see above)"),
         new("out", "DIR", "folder the trained model is written to, Hugging Face layout (created; files in it overwritten)", Required: true),
@@ -20,7 +20,7 @@ public static class TrainToyCommand
         new("config", "FILE", "JSON file of ToyTrainingOptions overrides, e.g. {\"TextLayers\": 2, \"TrainCount\": 4000}, or a training_record.json (its options)"),
     ];
 
-    public const string Description = """
+    public static string Description { get; } = """
         Trains, from random weights and on CPU (TorchSharp), a small LLaVA: a CLIP-style vision tower
         (84 px images, 14 px patches: 36 image tokens), a two-layer projector and a Llama decoder, with
         the tokenizer and image processor of the tiny fixture (tests/fixtures/tiny-llava-mha, built in),
@@ -70,7 +70,7 @@ public static class TrainToyCommand
         bad lines or without answers), 2 on a usage mistake.
         """;
 
-    public const string Examples = """
+    public static string Examples { get; } = """
           ./llavamech train-toy --data /tmp/toydata --out /tmp/toy-llava
           ./llavamech train-toy --out /tmp/toy-quick --steps 300 --time-budget 3m --held-out 200
           ./llavamech train-toy --data datasets/shapes-colors-mini --out /tmp/toy-mini --held-out-manifest /tmp/toydata/heldout/manifest.jsonl

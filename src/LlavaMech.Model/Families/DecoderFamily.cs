@@ -50,13 +50,20 @@ public abstract class DecoderFamily(string name, IReadOnlyList<string> modelType
 
 /// <summary>What a <see cref="DecoderFamily"/> builds: the whole network (weights load into it), its Llama decoder and, with
 /// vision, the network that embeds images.</summary>
-internal sealed record DecoderNetwork(nn.Module Network, LlamaForCausalLM LanguageModel, IVisionLanguageNetwork? Vision);
+internal sealed record DecoderNetwork(nn.Module Network, LlamaForCausalLM LanguageModel, IVisionLanguageNetwork? Vision)
+{
+    /// <summary>A vision-language network: the whole network, with its decoder, that also embeds the images.</summary>
+    public static DecoderNetwork Of<T>(T network) where T : nn.Module, IVisionLanguageNetwork => new(network, network.LanguageModel, network);
+}
 
 /// <summary>A vision-language network around the Llama decoder (LLaVA-1.5, LLaVA-NeXT): embeds images into the prompt and runs the pass.</summary>
 public interface IVisionLanguageNetwork
 {
     /// <summary>Vision encoder layers a pass runs.</summary>
     int VisionLayersRun { get; }
+
+    /// <summary>The Llama (or Mistral) decoder the image features feed.</summary>
+    LlamaForCausalLM LanguageModel { get; }
 
     /// <summary>Token embeddings [B, T, D] with the image features spliced in.</summary>
     Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null);

@@ -6,11 +6,7 @@ public sealed class LlavaFamily() : DecoderFamily("llava", ["llava"], ["LlavaFor
 {
     public static LlavaFamily Instance { get; } = new();
 
-    internal override DecoderNetwork Build(ModelConfig config, Device device, ScalarType dtype)
-    {
-        var llava = new LlavaForConditionalGeneration(config, device, dtype);
-        return new DecoderNetwork(llava, llava.LanguageModel, llava);
-    }
+    internal override DecoderNetwork Build(ModelConfig config, Device device, ScalarType dtype) => DecoderNetwork.Of(new LlavaForConditionalGeneration(config, device, dtype));
 
     public override ImageTokenLayout ImageLayout(ModelConfig config, int offset) => LlavaImageLayout.For(config, offset);
 }

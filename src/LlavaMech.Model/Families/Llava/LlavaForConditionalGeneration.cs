@@ -50,23 +50,9 @@ public sealed class LlavaForConditionalGeneration : nn.Module, IVisionLanguageNe
         finally { pass?.Info.Release(); }
     }
 
-    private Tensor Embed(Tensor inputIds, Tensor? pixels, HookPass? hooks)
-    {
-        var isImage = inputIds.eq(Config.ImageTokenId);
-        // The image token may lie past the embedding table (transformers 5 checkpoints): look up a placeholder.
-        var embeds = language_model.Model.EmbedTokens.call(inputIds.masked_fill(isImage, 0));
-        long imageTokens = isImage.sum().item<long>();
-        if (pixels is null)
-        {
-            if (imageTokens != 0) throw new ArgumentException($"the input has {imageTokens} image tokens but no image");
-            return embeds;
-        }
-        var features = ImageFeatures(pixels, hooks);                                // [B, P, D]
-        if (hooks is not null) features = hooks.Apply(HookNames.ImageFeatures, features);
-        if (imageTokens != features.shape[0] * features.shape[1])
-            throw new ArgumentException($"the input has {imageTokens} image tokens but the image gives {features.shape[0] * features.shape[1]} features");
-        return embeds.masked_scatter(isImage.unsqueeze(-1), features.to(embeds.dtype));
-    }
+    private Tensor Embed(Tensor inputIds, Tensor? pixels, HookPass? hooks) =>
+        // The image token may lie past the embedding table (transformers 5 checkpoints): ImageEmbedding looks up a placeholder.
+        ImageEmbedding.Embed(language_model.Model.EmbedTokens.call, inputIds, Config.ImageTokenId, pixels, hooks, p => ImageFeatures(p, hooks), "features");
 
     /// <param name="inputIds">[B, T]</param><param name="pixels">[B, C, S, S] or null.</param>
     /// <param name="hooks">hook consumers (an <see cref="ActivationCache"/>, <see cref="HookEdits"/>, a <see cref="HookChain"/>), or null.</param>

@@ -12,11 +12,7 @@ public sealed class LlavaNextFamily() : DecoderFamily("llava_next", ["llava_next
 {
     public static LlavaNextFamily Instance { get; } = new();
 
-    internal override DecoderNetwork Build(ModelConfig config, Device device, ScalarType dtype)
-    {
-        var next = new LlavaNextForConditionalGeneration(config, device, dtype);
-        return new DecoderNetwork(next, next.LanguageModel, next);
-    }
+    internal override DecoderNetwork Build(ModelConfig config, Device device, ScalarType dtype) => DecoderNetwork.Of(new LlavaNextForConditionalGeneration(config, device, dtype));
 
     internal override IImageProcessor LoadImageProcessor(string dir, ModelConfig config) =>
         AnyresImageProcessor.FromDirectory(dir, config.ImageGridPinpoints!, config.Vision!.PatchSize);

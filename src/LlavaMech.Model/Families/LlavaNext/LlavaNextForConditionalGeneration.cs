@@ -86,17 +86,14 @@ public sealed class LlavaNextForConditionalGeneration : nn.Module, IVisionLangua
         finally { pass?.Info.Release(); }
     }
 
-    private Tensor Embed(Tensor inputIds, Tensor? pixels, HookPass? hooks, IReadOnlyList<ImageTokenLayout?>? layouts)
+    private Tensor Embed(Tensor inputIds, Tensor? pixels, HookPass? hooks, IReadOnlyList<ImageTokenLayout?>? layouts) =>
+        ImageEmbedding.Embed(language_model.Model.EmbedTokens.call, inputIds, Config.ImageTokenId, pixels, hooks,
+            p => PackedFeatures(p, inputIds.shape[0], hooks, layouts), "packed features");
+
+    /// <summary>The packed image features of each row: base tile, then the unpadded grid with a newline after each row.</summary>
+    /// <returns>[B, N, D]</returns>
+    private Tensor PackedFeatures(Tensor pixels, long batch, HookPass? hooks, IReadOnlyList<ImageTokenLayout?>? layouts)
     {
-        var isImage = inputIds.eq(Config.ImageTokenId);
-        var embeds = language_model.Model.EmbedTokens.call(inputIds.masked_fill(isImage, 0));
-        long imageTokens = isImage.sum().item<long>();
-        if (pixels is null)
-        {
-            if (imageTokens != 0) throw new ArgumentException($"the input has {imageTokens} image tokens but no image");
-            return embeds;
-        }
-        long batch = inputIds.shape[0];
         if (pixels.dim() != 5 || pixels.shape[0] != batch)
             throw new ArgumentException($"LLaVA-NeXT pixels are [B, n_tiles, 3, S, S] with B = {batch}; got [{string.Join(", ", pixels.shape)}]");
         if (layouts is null || layouts.Count != batch || layouts.Any(l => l?.Tiling is null))
@@ -111,11 +108,7 @@ public sealed class LlavaNextForConditionalGeneration : nn.Module, IVisionLangua
             int used = 1 + t.TileRows * t.TileCols;                                          // batch padding tiles are dropped
             packed.Add(Pack(tileFeatures[b].narrow(0, 0, used), t));
         }
-        var features = stack(packed, 0);                                                     // [B, N, D] (rows of one batch share N)
-        if (hooks is not null) features = hooks.Apply(HookNames.ImageFeatures, features);
-        if (imageTokens != features.shape[0] * features.shape[1])
-            throw new ArgumentException($"the input has {imageTokens} image tokens but the image gives {features.shape[0] * features.shape[1]} packed features");
-        return embeds.masked_scatter(isImage.unsqueeze(-1), features.to(embeds.dtype));
+        return stack(packed, 0);                                                             // [B, N, D] (rows of one batch share N)
     }
 
     /// <returns>logits [B, R, V] (float32) at <paramref name="logitPositions"/> (null: last position).</returns>
