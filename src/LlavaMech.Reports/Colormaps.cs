@@ -26,10 +26,7 @@ public static class Colormaps
     internal static ScottPlot.IColormap Diverging() =>
         new ScottPlot.Colormaps.CustomInterpolated(BlueWhiteRed.Select(ScottPlot.Color.FromHex).ToArray());
 
-    /// <summary>Matplotlib Blues: near-white for 0 to dark blue for the highest values.</summary>
+    /// <summary>Matplotlib Blues: near-white for 0 to dark blue for the highest values (<see cref="MatrixFigure"/>).</summary>
     internal static readonly string[] WhiteBlue = ["#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b"];
 
-    /// <summary>A sequential ScottPlot colormap for shares and counts (0 is white).</summary>
-    internal static ScottPlot.IColormap Sequential() =>
-        new ScottPlot.Colormaps.CustomInterpolated(WhiteBlue.Select(ScottPlot.Color.FromHex).ToArray());
 }

@@ -1,13 +1,12 @@
-using ScottPlot;
 using SkiaSharp;
 
 namespace LlavaMech.Reports.Tests;
 
-/// <summary>Labelled share matrices (confusion matrices): cells on their labels, white for 0, dark for 1, a colour bar.</summary>
+/// <summary>Labelled share matrices (confusion matrices): uniform cells where the layout says, white for 0, dark for 1, a colour bar.</summary>
 public class MatrixFigureTests
 {
     [Fact]
-    public void Cells_are_uniform_and_centred_on_their_labels_with_the_first_row_on_top()
+    public void Every_cell_is_the_same_size_in_its_place_with_its_colour_from_corner_to_corner()
     {
         using var tmp = new TempDir();
         var v = new double[2, 3];
@@ -15,43 +14,32 @@ public class MatrixFigureTests
         v[1, 2] = 0.5;          // bottom-right: half
         v[1, 1] = double.NaN;   // grey
         string[] rows = ["red", "blue"], cols = ["red", "blue", "(other)"];
-        string path = MatrixFigure.Write(tmp.File("m.png"), v, rows, cols, "t", "expected", "answered", "share");
-        using var png = Png.Load(path);
-        var (w, h) = MatrixFigure.Size(2, 3);
-        Assert.Equal((w, h), (png.Width, png.Height));
-        var plot = MatrixFigure.Build(v, rows, cols, "t", "expected", "answered", "share");
-        plot.GetImage(w, h);
+        using var png = Png.Load(MatrixFigure.Write(tmp.File("m.png"), v, rows, cols, "t", "expected", "answered", "share"));
+        var layout = MatrixFigure.ComputeLayout(2, 3);
+        Assert.Equal((layout.Width, layout.Height), (png.Width, png.Height));
 
-        SKColor At(double x, double y)
-        {
-            var p = plot.GetPixel(new Coordinates(x, y));
-            return png.GetPixel((int)MathF.Round(p.X), (int)MathF.Round(p.Y));
-        }
-        // Row 0 is drawn at y = 1 (top), row 1 at y = 0; sample off-centre to miss the printed values.
-        var full = At(0 - 0.3, 1 + 0.3);
-        var half = At(2 - 0.3, 0 + 0.3);
-        var zero = At(1 - 0.3, 1 + 0.3);
-        var nan = At(1 - 0.3, 0 + 0.3);
-        Assert.True(full.Blue > 80 && full.Red < 40, $"1.0 should be dark blue, got {full}");
-        Assert.True(zero.Red > 240 && zero.Green > 240 && zero.Blue > 240, $"0 should be white, got {zero}");
-        Assert.True(half.Red > full.Red + 40 && half.Red < zero.Red - 40, $"0.5 between, got {half}");
-        Assert.True(Math.Abs(nan.Red - nan.Blue) < 10 && nan.Red < 200, $"NaN should be grey, got {nan}");
+        for (int r = 0; r < 2; r++)
+            for (int c = 0; c < 3; c++)
+            {
+                var rect = layout.CellRect(r, c);
+                Assert.Equal((MatrixFigure.Cell, MatrixFigure.Cell), (rect.Width, rect.Height));
+                var want = double.IsNaN(v[r, c]) ? new SKColor(160, 160, 160) : MatrixFigure.Color(v[r, c]);
+                // The four corners (inside the cell, clear of the printed value) have the cell's colour exactly.
+                foreach (var (x, y) in new[] { (rect.Left + 1, rect.Top + 1), (rect.Right - 2, rect.Top + 1), (rect.Left + 1, rect.Bottom - 2), (rect.Right - 2, rect.Bottom - 2) })
+                    Assert.Equal(want, png.GetPixel(x, y));
+            }
+        // Cells meet exactly: the last column of the dark cell and the first of its white neighbour.
+        var dark = layout.CellRect(0, 0);
+        Assert.Equal(MatrixFigure.Color(1), png.GetPixel(dark.Right - 1, dark.MidY - 15));
+        Assert.Equal(MatrixFigure.Color(0), png.GetPixel(dark.Right, dark.MidY - 15));
+        Assert.True(MatrixFigure.Color(1) is { Blue: > 80, Red: < 40 } && MatrixFigure.Color(0) is { Red: > 240, Green: > 240 });
+        var half = MatrixFigure.Color(0.5);
+        Assert.True(half.Red > MatrixFigure.Color(1).Red + 40 && half.Red < MatrixFigure.Color(0).Red - 40, $"0.5 between, got {half}");
 
-        // Uniform cells: every column and every row spans the same number of pixels.
-        var a = plot.GetPixel(new Coordinates(-0.5, -0.5));
-        var b = plot.GetPixel(new Coordinates(0.5, 0.5));
-        var c = plot.GetPixel(new Coordinates(2.5, 1.5));
-        Assert.Equal(b.X - a.X, (c.X - a.X) / 3, 1);
-        Assert.Equal(a.Y - b.Y, (a.Y - c.Y) / 2, 1);
-        Assert.InRange(b.X - a.X, 0.8 * (a.Y - b.Y), 1.25 * (a.Y - b.Y));   // near-square cells
-
-        // The colour bar right of the matrix holds the dark end.
-        var data = plot.LastRender.DataRect;
-        bool dark = false;
-        for (int y = (int)data.Top; y < (int)data.Bottom; y += 2)
-            for (int x = (int)data.Right + 5; x < png.Width; x += 2)
-                dark |= png.GetPixel(x, y) is var p && p.Blue > 80 && p.Red < 30;
-        Assert.True(dark, "colour bar expected right of the matrix");
+        // The colour bar runs from the dark end on top to white at the bottom.
+        var bar = layout.ColorBar;
+        Assert.Equal(MatrixFigure.Color(1 - 0.5 / bar.Height), png.GetPixel(bar.MidX, bar.Top));
+        Assert.True(png.GetPixel(bar.MidX, bar.Bottom - 1) is { Red: > 240, Green: > 240, Blue: > 240 });
     }
 
     [Fact]
