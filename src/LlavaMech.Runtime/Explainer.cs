@@ -107,7 +107,7 @@ public static class Explainer
             ["position_increase"] = positions,
             ["image_positions"] = new JsonArray(img.ImagePositions.Select(p => (JsonNode)p).ToArray()),
             ["image_layout"] = Layout(a.Input.ImageLayout),
-            ["image_part_shares"] = PartShares(rows.Of<ImagePartShareRow>()),
+            [TableNames.ImagePartShares] = PartShares(rows.Of<ImagePartShareRow>()),
             ["attention_baseline_image"] = Arr(img.AttentionBaseline),
             ["log_increase_heatmap"] = new JsonArray(img.Heatmap.Select(r => (JsonNode)Arr(r)).ToArray()),
             ["heatmap_heads"] = new JsonArray(img.HeatmapHeads.Select(h => (JsonNode)new JsonArray(h.Layer, h.Head)).ToArray()),

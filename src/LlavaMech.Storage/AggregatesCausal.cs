@@ -31,7 +31,7 @@ public static partial class Aggregates
     /// by task then base, grid, newline (empty when the run has no LLaVA-NeXT image).</summary>
     public static async Task<IReadOnlyList<ImagePartSummaryRow>> ImagePartSummaryAsync(IObjectStore store, CancellationToken ct = default)
     {
-        var rows = await QueryAsync(store, "image_part_shares", from => $"""
+        var rows = await QueryAsync(store, TableNames.ImagePartShares, from => $"""
             SELECT task, part, count(DISTINCT example_id)::BIGINT, avg(attn_share)::DOUBLE, avg(log_increase_share)::DOUBLE
             FROM {from} GROUP BY task, part
             """, ct).ConfigureAwait(false);

@@ -13,6 +13,8 @@ public static class TableNames
     public const string LogitLens = "logit_lens";
     public const string CausalEffects = "causal_effects";
     public const string KnockoutEffects = "knockout_effects";
+    /// <summary>LLaVA-NeXT only: per example and head, the shares of base tile, grid and newlines (empty for other families).</summary>
+    public const string ImagePartShares = "image_part_shares";
     public const string Rejects = "rejects";
     public const string HeadSummary = "head_summary";
     public const string LayerSummary = "layer_summary";

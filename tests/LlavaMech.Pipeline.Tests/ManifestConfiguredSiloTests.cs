@@ -178,10 +178,11 @@ public class ManifestConfiguredSiloTests(AzuriteFixture azurite, ITestOutputHelp
             Assert.Equal(ids.Order(StringComparer.Ordinal), examples.Concat(rejected).Order(StringComparer.Ordinal));
             Assert.Equal(ids.Count - rejected.Count, examples.Count);
             // Per-example tables: every example's rows (logit_lens: the visual tokens', so the examples with an image; no
-            // neuron_stats with --top-neurons 0; causal_effects and knockout_effects are off by default, so empty).
+            // neuron_stats with --top-neurons 0; causal_effects and knockout_effects are off by default, and image_part_shares
+            // is LLaVA-NeXT's, so empty).
             var withImage = File.ReadLines(manifest).Where(l => l.Trim().Length > 0).Select(l => JsonNode.Parse(l)!)
                 .Where(o => o["image"] is not null).Select(o => (string)o["id"]!).ToHashSet();
-            foreach (var table in StatisticCatalog.ShardTableNames.Where(t => t is not (TableNames.Rejects or TableNames.NeuronStats or TableNames.CausalEffects or TableNames.KnockoutEffects)))
+            foreach (var table in StatisticCatalog.ShardTableNames.Where(t => t is not (TableNames.Rejects or TableNames.NeuronStats or TableNames.CausalEffects or TableNames.KnockoutEffects or TableNames.ImagePartShares)))
             {
                 var expected = (table == TableNames.LogitLens ? examples.Where(withImage.Contains) : examples).Order(StringComparer.Ordinal).ToList();
                 var actual = DuckDbSql.Rows(db, $"SELECT DISTINCT example_id FROM {table}").Select(r => (string)r[0]!).Order(StringComparer.Ordinal).ToList();

@@ -12,7 +12,7 @@ namespace LlavaMech.Runtime.Stats;
 /// <param name="AttnShare">attention on the part's positions / attention on all image positions (0 when the head gives the image none).</param>
 /// <param name="LogIncreaseShare">the head's log-prob increase through the part's positions / through all image positions (signed;
 /// the parts sum to 1); null for heads without position scores (not among the top heads) or a zero total.</param>
-[Table("image_part_shares")]
+[Table(TableNames.ImagePartShares)]
 public sealed record ImagePartShareRow(string ExampleId, string Task, int Layer, int Head, string Part, double AttnShare, double? LogIncreaseShare)
     : ITableRow<ImagePartShareRow>
 {
