@@ -77,10 +77,12 @@ public static class MatrixFigure
         return bitmap;
     }
 
+    private static readonly SKColor[] Stops = Colormaps.WhiteBlue.Select(SKColor.Parse).ToArray();
+
     /// <summary>The colour of a share: <see cref="Colormaps.WhiteBlue"/> interpolated.</summary>
     internal static SKColor Color(double share)
     {
-        var stops = Colormaps.WhiteBlue.Select(SKColor.Parse).ToArray();
+        var stops = Stops;
         double x = Math.Clamp(share, 0, 1) * (stops.Length - 1);
         int i = Math.Min((int)x, stops.Length - 2);
         double t = x - i;

@@ -41,6 +41,7 @@ public sealed record ColourWorldScore(int Total, int Correct, IReadOnlyList<Grou
     {
         var byId = examples.ToDictionary(e => e.Id);
         var vqa = result.Predictions.Where(p => p.Task == ManifestTasks.Vqa).ToList();
+        var index = colours.Select((c, i) => (c, i)).ToDictionary(x => x.c, x => x.i);
         var labels = colours.Append(OtherLabel).ToArray();
         var confusion = new int[colours.Count, labels.Length];
         var wrong = new List<WrongAnswer>();
@@ -50,8 +51,8 @@ public sealed record ColourWorldScore(int Total, int Correct, IReadOnlyList<Grou
             var e = byId[p.Id];
             var objects = SceneObjects.Of(e);
             string shape = objects.Count > 0 ? objects[0].Shape : "?";
-            int row = colours.ToList().IndexOf(p.Expected);
-            int col = colours.ToList().IndexOf(p.Predicted);
+            int row = index.GetValueOrDefault(p.Expected, -1);
+            int col = index.GetValueOrDefault(p.Predicted, -1);
             if (row >= 0) confusion[row, col >= 0 ? col : labels.Length - 1]++;
             var (n, ok) = shapes.GetValueOrDefault(shape);
             shapes[shape] = (n + 1, ok + (p.IsCorrect ? 1 : 0));
