@@ -12,6 +12,20 @@ public sealed record ResidualSplitTensors(int[] Layers, Tensor Resid, Tensor Att
 /// <summary>One chosen layer of the residual-stream lens.</summary>
 public sealed record ResidualLensTensors(int Layer, LensTensors Resid, LensTensors AttentionPart, LensTensors FfnPart);
 
+/// <summary>
+/// The visual-token lens logits [N, V] of one image, kept for every question about it (<see cref="LogitLens.VisualTokens"/>):
+/// the lens reads only the image's projector outputs, so examples that share the image share them. Owns its tensor.
+/// </summary>
+public sealed class SharedLensLogits : IDisposable
+{
+    public Tensor? Logits { get; internal set; }
+
+    /// <summary>Bytes the logits of <paramref name="rows"/> image tokens take over <paramref name="vocab"/> tokens in float32.</summary>
+    public static long BytesFor(long rows, long vocab) => rows * vocab * sizeof(float);
+
+    public void Dispose() { Logits?.Dispose(); Logits = null; }
+}
+
 /// <summary>Logit lens of visual tokens and of the residual stream at image positions.</summary>
 public static class LogitLens
 {
@@ -29,7 +43,11 @@ public static class LogitLens
     /// Lens of x [N, D], chunked over rows: with <paramref name="ownNorm"/> each row through the final norm with its own
     /// RMS, otherwise through the frozen-scale unembedding (s of the real pass).
     /// </summary>
-    public static LensTensors Project(Tensor x, FrozenScaleReadout readout, bool ownNorm, int topK = 5)
+    public static LensTensors Project(Tensor x, FrozenScaleReadout readout, bool ownNorm, int topK = 5) =>
+        Read(x, readout, topK, (xc, _) => ownNorm ? OwnNormLogits(xc, readout) : nn.functional.linear(xc * readout.ScaledNorm, readout.Unembedding));
+
+    /// <summary>The lens of x [N, D] read from <paramref name="logitsOf"/>(rows of x, first row index), chunk by chunk.</summary>
+    private static LensTensors Read(Tensor x, FrozenScaleReadout readout, int topK, Func<Tensor, long, Tensor> logitsOf)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -41,8 +59,7 @@ public static class LogitLens
         var lps = new List<Tensor>();
         for (long i = 0; i < n; i += rows)
         {
-            var xc = v.narrow(0, i, Math.Min(rows, n - i));
-            var logits = ownNorm ? OwnNormLogits(xc, readout) : nn.functional.linear(xc * readout.ScaledNorm, readout.Unembedding);
+            var logits = logitsOf(v.narrow(0, i, Math.Min(rows, n - i)), i);
             var ly = logits.index_select(1, readout.TargetTensor);                      // [n, 1]
             ids.Add(logits.topk(k, 1).Item2);
             ranks.Add((logits > ly).sum(1, type: ScalarType.Int64));
@@ -60,8 +77,24 @@ public static class LogitLens
     /// Logit lens of visual tokens: projector outputs e_p [P, D] through the final norm with their own RMS and W_U; top-k
     /// ids per position, and the readout target's rank and log-probability.
     /// </summary>
-    public static LensTensors VisualTokens(Tensor imageFeatures, FrozenScaleReadout readout, int topK = 5) =>
-        Project(imageFeatures, readout, ownNorm: true, topK);
+    /// <param name="shared">logits shared by the examples of one image (the lens of the image, not of the question): computed
+    /// by the first example, chunk by chunk as without it, and read by the others; null: computed for this example alone.</param>
+    public static LensTensors VisualTokens(Tensor imageFeatures, FrozenScaleReadout readout, int topK = 5, SharedLensLogits? shared = null)
+    {
+        if (shared is null) return Project(imageFeatures, readout, ownNorm: true, topK);
+        if (shared.Logits is null)
+        {
+            var chunks = new List<Tensor>();
+            using (var scope = NewDisposeScope())
+            {
+                Read(imageFeatures, readout, topK, (xc, _) => { var l = OwnNormLogits(xc, readout); chunks.Add(l.clone().DetachFromDisposeScope()); return l; });
+            }
+            shared.Logits = cat(chunks, 0).DetachFromDisposeScope();
+            foreach (var c in chunks) c.Dispose();
+        }
+        var logits = shared.Logits;
+        return Read(imageFeatures, readout, topK, (xc, i) => logits.narrow(0, i, xc.shape[0]).to(readout.ComputeType));
+    }
 
     /// <summary>
     /// The notebook's split at the chosen <paramref name="layers"/> (0..L; L is the final residual before the norm),

@@ -30,6 +30,9 @@ public sealed record StatisticsOptions
     /// <summary>Projector outputs [P, D] for the visual-token logit lens; null: skipped.</summary>
     public Tensor? ImageFeatures { get; init; }
 
+    /// <summary>The image's visual-lens logits, shared by the examples of one image (null: computed for this example alone).</summary>
+    public SharedLensLogits? SharedLens { get; init; }
+
     /// <summary>How many top heads the log-increase heatmap sums (the notebook uses the best one).</summary>
     public int HeatmapHeads { get; init; } = 1;
 
@@ -206,7 +209,7 @@ public static class Statistics
         }
         if (o.ImageFeatures is not null)
         {
-            visLens = LensSlots.Add(host, LogitLens.VisualTokens(o.ImageFeatures, readout, o.LensTopK));
+            visLens = LensSlots.Add(host, LogitLens.VisualTokens(o.ImageFeatures, readout, o.LensTopK, o.SharedLens));
             Mark("visual_lens");
         }
         (int Layer, LensSlots Resid, LensSlots Attn, LensSlots Ffn)[]? residSlots = null;

@@ -61,8 +61,10 @@ public sealed class ExampleAnalyzer : IDisposable
     /// </summary>
     /// <param name="options">statistics options of batch row i.</param>
     /// <param name="residualLensLayers">layers whose residual stream at image positions gets the logit lens (none by default).</param>
+    /// <param name="prefix">the inputs' shared prefix, already run (<see cref="Prefix"/>): the pass covers only the tokens after
+    /// it and every statistic comes out as from a full pass (docs/METHOD.md, "Prefix reuse"); null: a full pass.</param>
     public IReadOnlyList<T> Run<T>(IReadOnlyList<ModelInput> inputs, Func<int, StatisticsOptions> options, CapturePlan? extra,
-        IReadOnlyList<int>? residualLensLayers, Func<int, ExampleAnalysis, RowCaptures, T> each)
+        IReadOnlyList<int>? residualLensLayers, Func<int, ExampleAnalysis, RowCaptures, T> each, ImagePrefix? prefix = null)
     {
         using var scope = NewDisposeScope();
         var first = inputs[0];
@@ -70,6 +72,8 @@ public sealed class ExampleAnalyzer : IDisposable
         int layers = Model.Layers, B = inputs.Count;
         var plan = CapturePlan.ForLastPositionAnalysis(layers, image);
         bool lens = image && residualLensLayers is { Count: > 0 };
+        if (lens && prefix is not null)
+            throw new ArgumentException("the residual-stream lens reads every image position, which a reused prefix does not recompute: run it without one", nameof(prefix));
         if (lens)
         {
             plan.Add(HookNames.Embed, PositionSelector.At(first.ImagePositions));
@@ -80,7 +84,10 @@ public sealed class ExampleAnalyzer : IDisposable
                 if (!plan.Wants(hook)) plan.Add(hook, at);
         using var cache = new ActivationCache(plan);
         var sw = Stopwatch.StartNew();
-        var logits = Model.Forward(inputs, cache);   // hooks see each row's image-token layout
+        // Hooks see each row's image-token layout; after a prefix, the projector outputs are the prefix's.
+        var logits = prefix is null ? Model.Forward(inputs, cache) : Model.ForwardAfter(prefix.Decoder, inputs, cache);
+        if (prefix?.ImageFeatures is { } features && plan.Wants(HookNames.ImageFeatures))
+            cache.Put(HookNames.ImageFeatures, features.expand(B, -1, -1));
         _ = logits.sum().item<float>();
         double forwardMs = sw.Elapsed.TotalMilliseconds / B;
 
@@ -97,12 +104,26 @@ public sealed class ExampleAnalyzer : IDisposable
                 ImageLayout = input.ImageLayout,
                 ImageFeatures = image ? cache[HookNames.ImageFeatures][b] : null,
                 ResidualLens = lens ? Captures.ImageResidual(cache, layers, imagePositions!, residualLensLayers!, b) : null,
+                SharedLens = prefix?.Lens,
             };
             var stats = Statistics.Compute(acts.To(ScalarType.Float32, Model.Device), _weights, o);
             var analysis = new ExampleAnalysis(input, stats, forwardMs, sw.Elapsed.TotalMilliseconds, []);
             results[b] = each(b, analysis, new RowCaptures(cache, b, acts));
         }
         return results;
+    }
+
+    /// <summary>
+    /// Runs the first <paramref name="length"/> tokens of <paramref name="input"/> (all its image tokens among them) once, for
+    /// <see cref="Run{T}"/> over any input that starts with them: the decoder's keys and values and the projector outputs.
+    /// </summary>
+    public ImagePrefix Prefix(ModelInput input, int length)
+    {
+        bool image = input.PixelValues is not null;
+        var keep = image ? new CapturePlan().Add(HookNames.ImageFeatures) : null;
+        using var kept = new ActivationCache(keep ?? new CapturePlan());
+        var decoder = Model.Prefix(input, length, keep, kept);
+        return new ImagePrefix(decoder, image ? kept.Take(HookNames.ImageFeatures) : null);
     }
 
     public void Dispose()

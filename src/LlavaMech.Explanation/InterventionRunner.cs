@@ -109,14 +109,18 @@ public static class InterventionRunner
     /// of the last-position logits, in the caller's dispose scope. Row i equals a pass of the input with row i's edits
     /// alone (float rounding of the batched matmuls aside).
     /// </summary>
-    public static Tensor EditedLogProbs(LoadedModel model, ModelInput input, IReadOnlyList<Action<HookEdits>> rows)
+    public static Tensor EditedLogProbs(LoadedModel model, ModelInput input, IReadOnlyList<Action<HookEdits>> rows, ImagePrefix? prefix = null)
     {
         if (rows.Count == 0) throw new ArgumentException("no edited pass", nameof(rows));
         using var mode = inference_mode();
-        var (ids, pixels) = model.ToTensors(input);
-        var embeds = model.Embed(ids, pixels, null, [input.ImageLayout]);                                                   // [1, T, D]
         var edits = new HookEdits();
         for (int i = 0; i < rows.Count; i++) edits.ForRow(i, rows[i]);
+        // Edits confined to the positions after a reused prefix (a knockout from the last position) run after it; an edit
+        // that reaches into the prefix throws there (Interventions), so such edits are run without one.
+        if (prefix is not null)
+            return model.ForwardAfter(prefix.Decoder, Enumerable.Repeat(input, rows.Count).ToArray(), edits)[.., 0].to(ScalarType.Float64).log_softmax(-1);
+        var (ids, pixels) = model.ToTensors(input);
+        var embeds = model.Embed(ids, pixels, null, [input.ImageLayout]);                                                   // [1, T, D]
         var logits = model.ForwardEmbeds(embeds.expand(rows.Count, -1, -1).contiguous(), edits, null,
             Enumerable.Repeat(input.ImageLayout, rows.Count).ToArray());                         // [n, 1, V]
         return logits[.., 0].to(ScalarType.Float64).log_softmax(-1);

@@ -37,16 +37,30 @@ public sealed class ActivationCache : IDisposable, IHookSet
     public Tensor Apply(string hook, Tensor value, HookContext context)
     {
         if (context.QueryRows is not null) Put(hook, value);
-        else Offer(hook, value, HookNames.SequenceAxis(hook));
+        else Offer(hook, value, HookNames.SequenceAxis(hook), context.Pass.QueryOffset, context.SeqLen);
         return value;
     }
 
-    /// <summary>Keeps <paramref name="value"/> if the plan wants it, selecting positions along <paramref name="seqAxis"/>.</summary>
-    public void Offer(string hook, Tensor value, int seqAxis = 1)
+    /// <summary>
+    /// Keeps <paramref name="value"/> if the plan wants it, selecting positions along <paramref name="seqAxis"/>. In a pass
+    /// after a reused prefix of <paramref name="queryOffset"/> positions (of <paramref name="seqLen"/>), a tensor holding only
+    /// the positions after the prefix is selected by the plan's positions in the whole sequence; a plan position inside the
+    /// prefix throws, since this pass never computed it.
+    /// </summary>
+    public void Offer(string hook, Tensor value, int seqAxis = 1, int queryOffset = 0, int seqLen = 0)
     {
         var sel = Plan.PositionsOf(hook);
         if (sel is null) return;
-        var idx = sel.Resolve((int)value.shape[seqAxis]);
+        long[]? idx;
+        if (queryOffset > 0 && value.shape[seqAxis] == seqLen - queryOffset)
+        {
+            var whole = sel.Resolve(seqLen) ?? throw new InvalidOperationException(
+                $"hook '{hook}' is planned at every position, but positions 0..{queryOffset - 1} come from a reused prefix: capture it from a full pass");
+            idx = whole.Select(p => p - queryOffset).ToArray();
+            if (idx.Any(p => p < 0))
+                throw new InvalidOperationException($"hook '{hook}' is planned at {sel}, inside the reused prefix of {queryOffset} positions: capture it from a full pass");
+        }
+        else idx = sel.Resolve((int)value.shape[seqAxis]);
         Tensor kept = idx is null
             ? value.detach().clone()
             : value.detach().index_select(seqAxis, tensor(idx, device: value.device));
@@ -58,6 +72,15 @@ public sealed class ActivationCache : IDisposable, IHookSet
     {
         if (!Plan.Wants(hook)) return;
         Store(hook, alreadySelected.detach());
+    }
+
+    /// <summary>Removes a kept tensor and hands it to the caller, who then owns it (and must dispose it).</summary>
+    public Tensor Take(string hook)
+    {
+        var t = this[hook];
+        _tensors.Remove(hook);
+        _order.Remove(hook);
+        return t;
     }
 
     private void Store(string hook, Tensor t)

@@ -36,16 +36,31 @@ public sealed class PassInfo
 
     /// <param name="batch">B</param><param name="seqLen">T</param><param name="device">device of the pass's tensors.</param>
     /// <param name="imageLayouts">one entry per batch row (null for a row without an image), or null when the caller did not say.</param>
-    public PassInfo(int batch, int seqLen, Device device, IReadOnlyList<ImageTokenLayout?>? imageLayouts)
+    /// <param name="queryOffset">P: positions 0..P-1 come from a reused prefix (their keys and values were cached by an earlier
+    /// pass), so this pass computes only positions P..T-1 (see <see cref="QueryOffset"/>); 0 for a full pass.</param>
+    public PassInfo(int batch, int seqLen, Device device, IReadOnlyList<ImageTokenLayout?>? imageLayouts, int queryOffset = 0)
     {
         if (imageLayouts is not null && imageLayouts.Count != batch)
             throw new ArgumentException($"{imageLayouts.Count} image layouts for a batch of {batch}", nameof(imageLayouts));
-        Batch = batch; SeqLen = seqLen; Device = device; ImageLayouts = imageLayouts;
+        if (queryOffset < 0 || queryOffset >= seqLen)
+            throw new ArgumentOutOfRangeException(nameof(queryOffset), queryOffset, $"a reused prefix leaves at least one of the {seqLen} positions to compute");
+        Batch = batch; SeqLen = seqLen; Device = device; ImageLayouts = imageLayouts; QueryOffset = queryOffset;
     }
 
     public int Batch { get; }
+    /// <summary>T: the whole sequence's length, a reused prefix included (positions and layouts are in this sequence).</summary>
     public int SeqLen { get; }
     public Device Device { get; }
+
+    /// <summary>
+    /// P: the length of a reused prefix (0: a full pass). With P &gt; 0 the position-wise hook points ([B, T - P, ...]: the
+    /// residual stream, q, z, MLP; the query rows of scores and pattern) hold positions P..T-1 only, while hook_k, hook_v and
+    /// the key axis of scores and pattern hold all T positions, the prefix's from the cache.
+    /// </summary>
+    public int QueryOffset { get; }
+
+    /// <summary>Rows in the position-wise hook points: T - P.</summary>
+    public int QueryLength => SeqLen - QueryOffset;
 
     /// <summary>Per batch row, where the image tokens are (null: no image in that row); null when unknown (a pass on raw tensors).</summary>
     public IReadOnlyList<ImageTokenLayout?>? ImageLayouts { get; }
@@ -100,8 +115,9 @@ public sealed class HookPass
         Hooks.Wants(hook) ? Hooks.Apply(hook, value, new HookContext(hook, layer, Info, queryRows)) : value;
 
     /// <summary>A pass for <paramref name="hooks"/> over ids or embeddings of <paramref name="batch"/> x <paramref name="seqLen"/>; null without hooks.</summary>
-    public static HookPass? For(IHookSet? hooks, int batch, int seqLen, Device device, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null) =>
-        hooks is null ? null : new HookPass(hooks, new PassInfo(batch, seqLen, device, imageLayouts));
+    /// <param name="queryOffset">the length of a reused prefix (<see cref="PassInfo.QueryOffset"/>; <paramref name="seqLen"/> counts it).</param>
+    public static HookPass? For(IHookSet? hooks, int batch, int seqLen, Device device, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null, int queryOffset = 0) =>
+        hooks is null ? null : new HookPass(hooks, new PassInfo(batch, seqLen, device, imageLayouts, queryOffset));
 }
 
 /// <summary>

@@ -78,8 +78,9 @@ public static class Interventions
         foreach (var layer in heads.GroupBy(h => h.Layer))
         {
             var idx = layer.Select(h => (long)h.Head).Distinct().Order().ToArray();
-            edits.Add(HookNames.AttnZ(layer.Key), (z, _) =>
+            edits.Add(HookNames.AttnZ(layer.Key), (z, ctx) =>
             {
+                RequireFullPass(ctx, "head ablation at every position");
                 if (idx[^1] >= z.shape[2]) throw new ArgumentOutOfRangeException(nameof(heads), $"head {idx[^1]} of layer {layer.Key}: the layer has {z.shape[2]} heads");
                 var i = tensor(idx, device: z.device);
                 if (mode == HeadAblation.Zero) return z.index_fill(2, i, 0);
@@ -102,9 +103,23 @@ public static class Interventions
             {
                 if (ctx.QueryRows is not null) throw new InvalidOperationException("knockout needs every query row of the scores");
                 var mask = KnockoutMask(ctx.Pass, queries, keys);                        // [B, 1, T, T]
+                // After a reused prefix the scores hold the query rows P..T-1 only (a knockout from a prefix row cannot run there).
+                if (ctx.Pass.QueryOffset > 0)
+                {
+                    if (mask.narrow(2, 0, ctx.Pass.QueryOffset).any().item<bool>())
+                        throw new InvalidOperationException($"knockout from {queries} edits query rows inside the reused prefix of {ctx.Pass.QueryOffset} positions: run it as a full pass");
+                    mask = mask.narrow(2, ctx.Pass.QueryOffset, ctx.Pass.QueryLength);
+                }
                 return scores.masked_fill(mask.to(scores.device), float.NegativeInfinity);
             });
         return edits;
+    }
+
+    /// <summary>An edit that changes the prefix's own computation cannot run after a reused prefix (docs/METHOD.md, "Prefix reuse").</summary>
+    private static void RequireFullPass(HookContext ctx, string what)
+    {
+        if (ctx.Pass.QueryOffset > 0)
+            throw new InvalidOperationException($"{what} changes positions inside the reused prefix of {ctx.Pass.QueryOffset}: run it as a full pass");
     }
 
     /// <summary>[B, 1, T, T] true where a query's score for a key is knocked out (see <see cref="Knockout"/>).</summary>
@@ -161,6 +176,7 @@ public static class Interventions
     {
         edits.Add(HookNames.ResidPre(layer), (x, ctx) =>
         {
+            RequireFullPass(ctx, "residual patching");
             if (!source.shape.SequenceEqual(x.shape))
                 throw new ArgumentException($"the source's residual stream [{string.Join(", ", source.shape)}] does not match the pass's [{string.Join(", ", x.shape)}]", nameof(source));
             var result = x;

@@ -213,6 +213,59 @@ public sealed class LoadedModel : IHookedModel
         return Forward(ids, pixels, hooks, logitPositions, inputs.Select(i => i.ImageLayout).ToArray());
     }
 
+    /// <summary>
+    /// Runs the first <paramref name="length"/> tokens of <paramref name="input"/> (its image, whose tokens must all lie
+    /// among them, included) once and keeps what later passes over the rest need (docs/METHOD.md, "Prefix reuse"): every
+    /// layer's keys and values (<see cref="DecoderPrefix"/>) and, with <paramref name="keep"/>, the hooks it names at the
+    /// positions it names (e.g. <c>vision.hook_image_features</c>), left in <paramref name="kept"/>.
+    /// </summary>
+    public DecoderPrefix Prefix(ModelInput input, int length, CapturePlan? keep = null, ActivationCache? kept = null)
+    {
+        if (length < 1 || length >= input.SeqLen)
+            throw new ArgumentOutOfRangeException(nameof(length), length, $"a prefix of a {input.SeqLen}-token input leaves at least one token after it");
+        if (input.ImagePositions.Length > 0 && input.ImagePositions[^1] >= length)
+            throw new ArgumentException($"the prefix of {length} tokens ends before the image's last token (position {input.ImagePositions[^1]})", nameof(length));
+        using var mode = inference_mode();
+        var plan = new CapturePlan();
+        for (int l = 0; l < Layers; l++) plan.Add(HookNames.AttnK(l)).Add(HookNames.AttnV(l));
+        if (keep is not null) foreach (var (hook, at) in keep.Hooks) plan.Add(hook, at);
+        using var cache = new ActivationCache(plan);
+        var (_, pixels) = ToTensors(input);
+        var ids = tensor(input.InputIds.AsSpan(0, length).ToArray(), [1, length], device: Device);
+        using (NewDisposeScope()) Forward(ids, pixels, cache, null, [input.ImageLayout]);
+        if (kept is not null && keep is not null)
+            foreach (var hook in keep.Hooks.Keys)
+            {
+                using var taken = cache.Take(hook);
+                kept.Put(hook, taken);   // keeps its own handle
+            }
+        return new DecoderPrefix(input.InputIds.AsSpan(0, length).ToArray(),
+            Enumerable.Range(0, Layers).Select(l => cache.Take(HookNames.AttnK(l))).ToArray(),
+            Enumerable.Range(0, Layers).Select(l => cache.Take(HookNames.AttnV(l))).ToArray());
+    }
+
+    /// <summary>
+    /// A pass over the tokens after <paramref name="prefix"/> of inputs that all start with it (equal lengths; no image
+    /// token after it), attending to its cached keys and values: the same logits and hook values at those positions as a
+    /// full pass over each input (docs/METHOD.md, "Prefix reuse"). Hooks see the whole sequence's positions
+    /// (<see cref="PassInfo.QueryOffset"/>); <paramref name="logitPositions"/> count from the prefix's end (null: last).
+    /// </summary>
+    /// <returns>logits [B, R, V], float32.</returns>
+    public Tensor ForwardAfter(DecoderPrefix prefix, IReadOnlyList<ModelInput> inputs, IHookSet? hooks = null, long[]? logitPositions = null)
+    {
+        if (inputs.Count == 0) throw new ArgumentException("a batch needs at least one input", nameof(inputs));
+        int p = prefix.Length, t = inputs[0].SeqLen;
+        foreach (var i in inputs)
+        {
+            if (!prefix.Precedes(i.InputIds)) throw new ArgumentException($"an input of {i.SeqLen} tokens does not start with the {p}-token prefix (or ends with it)", nameof(inputs));
+            if (i.SeqLen != t) throw new ArgumentException("inputs after one prefix need equal lengths", nameof(inputs));
+            if (i.ImagePositions.Length > 0 && i.ImagePositions[^1] >= p) throw new ArgumentException("an image token lies after the prefix", nameof(inputs));
+        }
+        using var mode = inference_mode();
+        var ids = tensor(inputs.SelectMany(i => i.InputIds.Skip(p)).ToArray(), [inputs.Count, t - p], device: Device);
+        return LanguageModel.Forward(LanguageModel.Model.EmbedTokens.call(ids), hooks, logitPositions, inputs.Select(i => i.ImageLayout).ToArray(), prefix);
+    }
+
     /// <summary>Input embeddings [B, T, D]: token embeddings with the image features spliced in.</summary>
     /// <param name="imageLayouts">per batch row, its image layout (LLaVA-NeXT packs its tiles by it; the others may leave it null).</param>
     public Tensor Embed(Tensor inputIds, Tensor? pixels, IHookSet? hooks = null, IReadOnlyList<ImageTokenLayout?>? imageLayouts = null)

@@ -7,7 +7,7 @@ using LlavaMech.Storage;
 
 namespace LlavaMech.Pipeline;
 
-/// <summary>One shard of a plan: a run of consecutive accepted examples plus the reader's rejects that fall among them.</summary>
+/// <summary>One shard of a plan: accepted examples (those of one image together, in manifest order otherwise) plus the reader's rejects that fall among them.</summary>
 public sealed record PlannedShard(int Index, ManifestExample[] Examples, ManifestReject[] Rejects);
 
 /// <summary>
@@ -31,8 +31,10 @@ public sealed record RunRecord(
     DateTimeOffset CreatedAt,
     long MaxLineBytes)
 {
-    /// <summary>Format 2: the analysis options as one <c>analysis</c> object (the <see cref="AnalysisSettings"/> record).</summary>
-    public const string CurrentFormat = "llavamech-run/2";
+    /// <summary>Format 2: the analysis options as one <c>analysis</c> object (the <see cref="AnalysisSettings"/> record).
+    /// Format 3: shards keep the examples of one image together (<see cref="JobPlanner.Cut"/>), so a format-2 run's shard
+    /// numbers hold other examples.</summary>
+    public const string CurrentFormat = "llavamech-run/3";
     public const string Key = "_pipeline/run.json";
 
     /// <summary>Reads a stored <c>_pipeline/run.json</c> (the viewer reads the manifest path from it).</summary>
@@ -147,26 +149,45 @@ public sealed record JobPlan(
     }
 
     /// <summary>
-    /// Examples in manifest order, <paramref name="shardSize"/> per shard; each reject goes with the shard of the next
+    /// Examples in manifest order, <paramref name="shardSize"/> per shard, except that the examples of one image stay
+    /// together, so that one shard runs the image (and the prompt text before the question) once for all its questions
+    /// (<see cref="AnalysisSettings.PrefixReuse"/>): the examples of an image join the shard of its first example, and a shard
+    /// closes early when the next image's examples would overflow it (an image with more than <paramref name="shardSize"/>
+    /// examples is cut into full shards). Text-only examples stay in place. Each reject goes with the shard of the next
     /// accepted example after it (the last shard for trailing rejects), so shard contents depend only on the manifest.
     /// </summary>
     public static List<PlannedShard> Cut(ManifestReadResult manifest, int shardSize)
     {
         var examples = manifest.Examples;
-        int count = Math.Max(1, (examples.Count + shardSize - 1) / shardSize);
-        var ex = new List<ManifestExample>[count];
-        var rej = new List<ManifestReject>[count];
-        for (int s = 0; s < count; s++) { ex[s] = []; rej[s] = []; }
-        for (int i = 0; i < examples.Count; i++)
+        // Units in the order of their first example: all examples of one image, or one text-only example.
+        var units = new List<List<ManifestExample>>();
+        var byImage = new Dictionary<string, List<ManifestExample>>(StringComparer.Ordinal);
+        foreach (var e in examples)
         {
-            var e = examples[i];
-            ex[i / shardSize].Add(e);
+            if (e.ImagePath is { } image && byImage.TryGetValue(image, out var unit)) { unit.Add(e); continue; }
+            units.Add(unit = [e]);
+            if (e.ImagePath is { } key) byImage[key] = unit;
         }
+        var ex = new List<List<ManifestExample>> { new() };
+        foreach (var unit in units)
+            for (int i = 0; i < unit.Count; )
+            {
+                var current = ex[^1];
+                if (current.Count > 0 && current.Count + Math.Min(unit.Count - i, shardSize) > shardSize) { ex.Add(current = []); }
+                int take = Math.Min(unit.Count - i, shardSize - current.Count);
+                current.AddRange(unit.Skip(i).Take(take));
+                i += take;
+            }
+        int count = ex.Count;
+        var shardOf = new Dictionary<int, int>();   // accepted example line -> shard
+        for (int s = 0; s < count; s++) foreach (var e in ex[s]) shardOf[e.Line] = s;
+        var rej = new List<ManifestReject>[count];
+        for (int s = 0; s < count; s++) rej[s] = [];
         int next = 0;   // index of the first accepted example after the reject
         foreach (var r in manifest.Rejects.OrderBy(r => r.Line))
         {
             while (next < examples.Count && examples[next].Line < r.Line) next++;
-            int shard = Math.Min(count - 1, next / shardSize);
+            int shard = next < examples.Count ? shardOf[examples[next].Line] : count - 1;
             rej[shard].Add(r);
         }
         return Enumerable.Range(0, count).Select(s => new PlannedShard(s, ex[s].ToArray(), rej[s].ToArray())).ToList();

@@ -1,3 +1,4 @@
+using LlavaMech.Datasets.Manifest;
 using System.Diagnostics;
 using LlavaMech.Runtime;
 using LlavaMech.Runtime.Stats;
@@ -252,20 +253,20 @@ public sealed class PipelineWorker(
 
         var model = new ModelSpec(Path.GetFullPath(spec.ModelDir), spec.Options.DType);
         var settings = spec.Options.Analysis;
-        // All examples go to the runner at once, in chunks of the batch size (one work item each; its bounded channel
-        // keeps the number in flight small). Chunks are cut from the examples ordered by image-or-not and prompt length,
-        // so that equal-length examples tend to share a chunk and so a batched pass; the outcomes keep the shard's order.
+        // All examples go to the runner at once, in chunks (one work item each; its bounded channel keeps the number in
+        // flight small). A chunk holds whole images: the questions about one image share one prefix pass (--prefix-reuse),
+        // and equal-length examples one batched pass; chunks fill up to the batch size with images in order, then prompt
+        // length. The outcomes keep the shard's order.
         var works = lease.Examples;
         var outcomes = new ExampleOutcome[works.Length];
-        if (settings.BatchSize <= 1)
+        if (settings.BatchSize <= 1 && settings.PrefixReuse == PrefixReuse.Off)
             outcomes = await Task.WhenAll(works.Select(w => runner.AnalyzeAsync(model, w, settings, token))).ConfigureAwait(false);
         else
         {
-            var order = Enumerable.Range(0, works.Length).OrderBy(i => works[i].ImagePath is null).ThenBy(i => works[i].Prompt.Length).ToArray();
-            var chunks = order.Chunk(settings.BatchSize).ToArray();
+            var chunks = ChunksByImage(works, settings.BatchSize);
             var results = await Task.WhenAll(chunks.Select(c => runner.AnalyzeBatchAsync(model, c.Select(i => works[i]).ToArray(), settings, token)))
                 .ConfigureAwait(false);
-            for (int c = 0; c < chunks.Length; c++)
+            for (int c = 0; c < chunks.Count; c++)
                 for (int j = 0; j < chunks[c].Length; j++)
                     outcomes[chunks[c][j]] = results[c][j];
         }
@@ -294,6 +295,30 @@ public sealed class PipelineWorker(
         Interlocked.Add(ref _examples, lease.Examples.Length);
         return new ShardReport(lease.Shard, result.Won ? ShardOutcome.Committed : ShardOutcome.AlreadyCommitted, lease.Examples.Length,
             result.Won ? rejected : 0, worker, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>
+    /// Indices of <paramref name="works"/> in chunks of whole images (an image's examples are never split, however many):
+    /// image examples first, by image then prompt length, then text-only ones by prompt length, a chunk closing when the
+    /// next image would take it past <paramref name="batchSize"/>.
+    /// </summary>
+    public static List<int[]> ChunksByImage(IReadOnlyList<ManifestExample> works, int batchSize)
+    {
+        var order = Enumerable.Range(0, works.Count).OrderBy(i => works[i].ImagePath is null)
+            .ThenBy(i => works[i].ImagePath, StringComparer.Ordinal).ThenBy(i => works[i].Prompt.Length).ToArray();
+        var chunks = new List<int[]>();
+        var current = new List<int>();
+        for (int k = 0; k < order.Length; )
+        {
+            int end = k + 1;
+            if (works[order[k]].ImagePath is { } image)
+                while (end < order.Length && works[order[end]].ImagePath == image) end++;
+            if (current.Count > 0 && current.Count + (end - k) > Math.Max(1, batchSize)) { chunks.Add(current.ToArray()); current.Clear(); }
+            for (int j = k; j < end; j++) current.Add(order[j]);
+            k = end;
+        }
+        if (current.Count > 0) chunks.Add(current.ToArray());
+        return chunks;
     }
 
     private async Task RenewAsync(IJobGrain job, WorkLease lease, string worker, Action onLost, CancellationToken token)

@@ -77,6 +77,20 @@ public sealed record AnalysisSettings
     public int KnockoutWindow { get; init; }
 
     /// <summary>
+    /// Examples that share an image and a token prefix (the system text and the image's tokens, at least) run the prefix
+    /// once, the vision tower and the decoder's keys and values, and each question from it (docs/METHOD.md, "Prefix
+    /// reuse"): every table comes out as with <see cref="Runtime.PrefixReuse.Off"/>, to float rounding.
+    /// </summary>
+    [Setting("prefix-reuse", "MODE", "on: the questions about one image share one pass over the image and the prompt text before the question (every table as with off, to float rounding); off: a full pass per question",
+        ResultNeutral = true)]
+    public PrefixReuse PrefixReuse { get; init; } = PrefixReuse.On;
+
+    /// <summary>Bytes (MiB) the reused prefixes may hold per model, least recently used evicted; 0: <see cref="PrefixCache.DefaultBytes"/>.</summary>
+    [Setting("prefix-cache-mib", "MIB", "MiB of reused prefixes kept per model, least recently used evicted (0: 2048 on CPU, 4096 on CUDA); a prefix larger than this runs as full passes",
+        Min = 0, Max = 1 << 22, ResultNeutral = true)]
+    public int PrefixCacheMiB { get; init; }
+
+    /// <summary>
     /// The checks that need the model: <see cref="Causal"/> at most its heads (layers x heads per layer),
     /// <see cref="KnockoutWindow"/> at most its layers. Throws <see cref="ArgumentException"/> naming the option.
     /// </summary>
@@ -99,6 +113,13 @@ public sealed record AnalysisSettings
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first option outside its declared range.</summary>
     public void Validate() => Settings.Check(this);
+}
+
+/// <summary>Whether the questions about one image share one pass over their common prefix (<see cref="AnalysisSettings.PrefixReuse"/>).</summary>
+public enum PrefixReuse
+{
+    On,
+    Off,
 }
 
 /// <summary>The model a request runs on: one warm copy per runner thread, reloaded only when this changes.</summary>

@@ -22,6 +22,7 @@ public sealed class PipelineAnalyzer : IDisposable
 {
     private readonly ExampleAnalyzer _analyzer;
     private readonly ILogger _log;
+    private readonly PrefixCache _prefixes = new(0);
 
     /// <param name="log">where a batch whose pass threw is reported (warning) before its examples run one by one.</param>
     public PipelineAnalyzer(LoadedModel model, ILogger? log = null)
@@ -38,6 +39,15 @@ public sealed class PipelineAnalyzer : IDisposable
 
     /// <summary>Batched passes that threw and whose examples were run again one by one.</summary>
     public long BatchFallbacks { get; private set; }
+
+    /// <summary>Shared prefixes run (<see cref="AnalysisSettings.PrefixReuse"/>): one per image and prompt prefix, unless cached.</summary>
+    public long PrefixPasses { get; private set; }
+
+    /// <summary>Examples analysed by a pass after a reused prefix.</summary>
+    public long ExamplesAfterPrefix { get; private set; }
+
+    /// <summary>The reused prefixes held (bounded by <see cref="AnalysisSettings.PrefixCacheMiB"/>).</summary>
+    public PrefixCache Prefixes => _prefixes;
 
     /// <summary>
     /// Analyzes one example. Input problems (unreadable or undecodable image, a prompt the model cannot take, an
@@ -65,7 +75,7 @@ public sealed class PipelineAnalyzer : IDisposable
     public ExampleOutcome[] RunBatch(IReadOnlyList<ManifestExample> works, AnalysisSettings settings)
     {
         var outcomes = new ExampleOutcome[works.Count];
-        if (settings.BatchSize <= 1 || works.Count == 1)
+        if ((settings.BatchSize <= 1 && settings.PrefixReuse == PrefixReuse.Off) || works.Count == 1)
         {
             for (int i = 0; i < works.Count; i++) outcomes[i] = Run(works[i], settings);
             return outcomes;
@@ -77,6 +87,8 @@ public sealed class PipelineAnalyzer : IDisposable
             if (reject is not null) outcomes[i] = reject;
             else accepted.Add((i, input!, target));
         }
+        if (settings.PrefixReuse == PrefixReuse.On)
+            accepted = RunPrefixGroups(works, accepted, settings, outcomes);
         foreach (var group in accepted.GroupBy(a => BatchKey(a.Input)))
         {
             var members = group.ToList();
@@ -105,6 +117,83 @@ public sealed class PipelineAnalyzer : IDisposable
             }
         }
         return outcomes;
+    }
+
+    /// <summary>
+    /// The examples that share an image and a token prefix (at least through the image's last token), two or more of them:
+    /// their longest common prefix (leaving each at least one token) runs once (<see cref="ExampleAnalyzer.Prefix"/>, kept in
+    /// <see cref="Prefixes"/>), then those of equal length go through passes of up to <see cref="AnalysisSettings.BatchSize"/>
+    /// after it. Their outcomes are filled in; the examples left (alone with their image, a prefix too large for the cache, a
+    /// failed prefix pass) are returned for full passes.
+    /// </summary>
+    private List<(int Index, ModelInput Input, int? Target)> RunPrefixGroups(IReadOnlyList<ManifestExample> works,
+        List<(int Index, ModelInput Input, int? Target)> accepted, AnalysisSettings settings, ExampleOutcome[] outcomes)
+    {
+        _prefixes.CapacityBytes = PrefixCache.BytesOf(settings, Model.Device);
+        _prefixes.Trim(_prefixes.CapacityBytes);
+        var rest = new List<(int Index, ModelInput Input, int? Target)>();
+        foreach (var group in accepted.GroupBy(a => ImageKey(a.Input)))
+        {
+            var members = group.ToList();
+            if (group.Key is null || members.Count < 2) { rest.AddRange(members); continue; }
+            int length = SharedLength(members.Select(m => m.Input.InputIds).ToList());
+            var first = members[0].Input;
+            string key = $"{first.ImagePath}\n{string.Join(",", first.InputIds.Take(length))}";
+            ImagePrefix? prefix;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                prefix = _prefixes.GetOrAdd(key, ImagePrefix.BytesFor(Model, length, first.ImagePositions.Length), () =>
+                {
+                    PrefixPasses++;
+                    return _analyzer.Prefix(first, length);
+                });
+            }
+            catch (Exception e) when (!IsDeviceFault(e))
+            {
+                _log.LogWarning("the shared prefix of {Count} examples of image {Image} failed, running them in full: {Error}", members.Count, first.ImagePath, e.Message);
+                prefix = null;
+            }
+            if (prefix is null) { rest.AddRange(members); continue; }
+            double prefixMs = clock.Elapsed.TotalMilliseconds / members.Count;
+            foreach (var sameLength in members.GroupBy(m => m.Input.SeqLen))
+                foreach (var batch in sameLength.Chunk(Math.Max(1, settings.BatchSize)))
+                {
+                    ExampleOutcome[]? results = null;
+                    try
+                    {
+                        results = RunBatched(batch.Select(b => (works[b.Index], b.Input, b.Target)).ToList(), settings, prefix);
+                        ExamplesAfterPrefix += batch.Length;
+                    }
+                    catch (Exception e) when (!IsDeviceFault(e))
+                    {
+                        BatchFallbacks++;
+                        _log.LogWarning("a pass of {Count} examples ({Ids}) after their shared prefix failed, running them one by one: {Error}", batch.Length,
+                            string.Join(", ", batch.Select(b => works[b.Index].Id)), e.Message);
+                    }
+                    for (int j = 0; j < batch.Length; j++)
+                    {
+                        var o = results?[j] ?? RunIsolated(works[batch[j].Index], batch[j].Input, batch[j].Target, settings);
+                        outcomes[batch[j].Index] = o with { ForwardMs = o.ForwardMs + (results is null ? 0 : prefixMs) };
+                    }
+                }
+        }
+        return rest;
+    }
+
+    /// <summary>What examples that may share a prefix have in common: the image file and the tokens through the image's last
+    /// token (null for a text-only example, which runs in full).</summary>
+    private static string? ImageKey(ModelInput input) => input.ImagePositions.Length == 0 || input.ImagePath is null ? null
+        : $"{input.ImagePath}\n{string.Join(",", input.InputIds.Take(input.ImagePositions[^1] + 1))}";
+
+    /// <summary>The longest prefix all <paramref name="ids"/> share, leaving each at least its last token.</summary>
+    public static int SharedLength(IReadOnlyList<long[]> ids)
+    {
+        int length = ids.Min(i => i.Length) - 1;
+        for (int p = 0; p < length; p++)
+            foreach (var other in ids)
+                if (other[p] != ids[0][p]) return p;
+        return length;
     }
 
     /// <summary>What must be equal for examples to share a pass: sequence length, image or not, the image's size and tiles.</summary>
@@ -167,7 +256,8 @@ public sealed class PipelineAnalyzer : IDisposable
     /// (<see cref="ExampleAnalyzer.Run{T}"/>), with the hooks of every statistic of <see cref="StatisticCatalog"/>; then
     /// each row's rows from every statistic, or its reject when a statistic is not finite.
     /// </summary>
-    private ExampleOutcome[] RunBatched(IReadOnlyList<(ManifestExample Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings)
+    private ExampleOutcome[] RunBatched(IReadOnlyList<(ManifestExample Work, ModelInput Input, int? Target)> batch, AnalysisSettings settings,
+        ImagePrefix? prefix = null)
     {
         var model = Model;
         var plan = StatisticCatalog.Plan(model.Layers, batch[0].Input.PixelValues is not null);
@@ -180,14 +270,18 @@ public sealed class PipelineAnalyzer : IDisposable
                 _log.LogWarning("example {Id} (line {Line}) rejected: non-finite statistic {Statistic}", work.Id, work.Line, bad);
                 return new ExampleOutcome(work, null, $"non-finite statistic {bad}", a.ForwardMs, a.StatisticsMs);
             }
-            var rows = StatisticCatalog.Rows(new StatisticInput(work, a.Input, a.Statistics, captures, model, settings));
+            var rows = StatisticCatalog.Rows(new StatisticInput(work, a.Input, a.Statistics, captures, model, settings, prefix));
             return new ExampleOutcome(work, rows, null, a.ForwardMs, a.StatisticsMs);
-        });
+        }, prefix);
         ForwardPasses++;
         return outcomes.ToArray();
     }
 
     private static ExampleOutcome Reject(ManifestExample work, string reason) => new(work, null, reason, 0, 0);
 
-    public void Dispose() => _analyzer.Dispose();
+    public void Dispose()
+    {
+        _prefixes.Dispose();
+        _analyzer.Dispose();
+    }
 }

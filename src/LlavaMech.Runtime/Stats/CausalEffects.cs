@@ -38,7 +38,8 @@ public sealed record CausalEffectRow(string ExampleId, string Task, string Selec
 /// <item><c>random</c>: K distinct heads drawn by SplitMix64 seeded with the first 8 bytes (little-endian) of
 /// SHA-256(UTF-8 example id): the same id always draws the same heads, on any machine (<see cref="RandomHeads"/>).</item>
 /// </list>
-/// Ties rank by (layer, head) ascending. K = 0: no rows and no pass. Captures nothing beyond the shared analysis.
+/// Ties rank by (layer, head) ascending. K = 0: no rows and no pass. Captures nothing beyond the shared analysis. A head
+/// ablated at every position changes the prefix's own computation, so this pass is a full one even after a reused prefix.
 /// </summary>
 public sealed class CausalEffects : Statistic<CausalEffectRow>
 {

@@ -22,7 +22,8 @@ public sealed record KnockoutEffectRow(string ExampleId, string Task, int StartL
 /// example, the attention knockout <c>last:image</c> of docs/METHOD.md ("Interventions") in each window of W consecutive
 /// layers, start = 0 .. L - W: L - W + 1 edited passes, run by the statistic as forwards of up to
 /// <see cref="AnalysisSettings.BatchSize"/> rows (the input repeated, each row its own window). Text-only examples and
-/// W = 0 give no rows and no pass. Captures nothing beyond the shared analysis.
+/// W = 0 give no rows and no pass. Captures nothing beyond the shared analysis. The knockout edits only the last query row, so
+/// after a reused prefix its passes run after the prefix too.
 /// </summary>
 public sealed class KnockoutEffects : Statistic<KnockoutEffectRow>
 {
@@ -38,7 +39,7 @@ public sealed class KnockoutEffects : Statistic<KnockoutEffectRow>
         {
             using var scope = NewDisposeScope();
             var logProbs = InterventionRunner.EditedLogProbs(model, x.Input, chunk.Select(start =>
-                (Action<HookEdits>)(e => e.Knockout(Enumerable.Range(start, w), PositionGroup.Last, PositionGroup.Image))).ToArray());
+                (Action<HookEdits>)(e => e.Knockout(Enumerable.Range(start, w), PositionGroup.Last, PositionGroup.Image))).ToArray(), x.Prefix);
             for (int i = 0; i < chunk.Length; i++)
             {
                 var m = InterventionRunner.Measure(logProbs[i], s.TargetId, s.TargetLogProb);

@@ -11,7 +11,9 @@ namespace LlavaMech.Runtime.Stats;
 /// What a statistic sees of one example: the example, its prepared input, the shared readout of docs/METHOD.md
 /// (<see cref="ExampleStatistics"/>: target, layer/head/position increases, neurons, image maps, lens) and the pass's
 /// captures for its batch row (the hooks of its <see cref="IStatistic.Plan"/> included). Tensors live in the row's
-/// dispose scope: copy out what the rows need.
+/// dispose scope: copy out what the rows need. <paramref name="Prefix"/>: the example's reused prefix when its pass ran after
+/// one (<see cref="AnalysisSettings.PrefixReuse"/>): the position-wise captures then hold the positions after it only, and an
+/// extra pass whose edits stay after it may run after it too (<see cref="InterventionRunner.EditedLogProbs"/>).
 /// </summary>
 public sealed record StatisticInput(
     ManifestExample Work,
@@ -19,7 +21,8 @@ public sealed record StatisticInput(
     ExampleStatistics Statistics,
     RowCaptures Captures,
     LoadedModel Model,
-    AnalysisSettings Settings)
+    AnalysisSettings Settings,
+    ImagePrefix? Prefix = null)
 {
     public string ExampleId => Work.Id;
 }

@@ -27,16 +27,18 @@ public sealed class LlamaDecoderLayer : nn.Module
 
     /// <param name="x">[B, T, D] residual stream x_l.</param>
     /// <param name="hooks">the pass's hook consumers, or null.</param>
+    /// <param name="prefix">a reused prefix (x then holds the positions after it), or null.</param>
     /// <returns>[B, T, D] x_{l+1}.</returns>
-    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, HookPass? hooks)
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, HookPass? hooks, DecoderPrefix? prefix = null)
     {
+        var (pk, pv) = prefix is null ? (null, null) : (prefix.Keys[_layer], prefix.Values[_layer]);
         if (hooks is null)
         {
-            var a = x + self_attn.Forward(input_layernorm.call(x), cos, sin, null);
+            var a = x + self_attn.Forward(input_layernorm.call(x), cos, sin, null, pk, pv);
             return a + mlp.Forward(post_attention_layernorm.call(a), null);
         }
         x = hooks.Apply(_hookPre, x, _layer);
-        var attnOut = hooks.Apply(_hookAttnOut, self_attn.Forward(input_layernorm.call(x), cos, sin, hooks), _layer);
+        var attnOut = hooks.Apply(_hookAttnOut, self_attn.Forward(input_layernorm.call(x), cos, sin, hooks, pk, pv), _layer);
         var mid = hooks.Apply(_hookMid, x + attnOut, _layer);
         var mlpOut = hooks.Apply(_hookMlpOut, mlp.Forward(post_attention_layernorm.call(mid), hooks), _layer);
         return hooks.Apply(_hookPost, mid + mlpOut, _layer);
