@@ -254,6 +254,15 @@ public static class SynthColors
         return c with { R = Ch(c.R), G = Ch(c.G), B = Ch(c.B) };
     }
 
+    /// <summary>A tint or a shade: <paramref name="c"/> mixed 15-55% toward white or toward black (light pink, dark green).</summary>
+    private static NamedColor Tint(DeterministicRandom rng, NamedColor c)
+    {
+        int to = rng.NextBool() ? 255 : 0;
+        double t = 0.15 + 0.4 * rng.NextDouble();
+        byte Ch(byte x) => (byte)Math.Clamp((int)Math.Round(x + (to - x) * t), 0, 255);
+        return c with { R = Ch(c.R), G = Ch(c.G), B = Ch(c.B) };
+    }
+
     /// <summary>
     /// A shade of <paramref name="color"/>: nearer it than any other palette colour by the margin, and contrasting with
     /// the background; the palette's exact value a share of the time.
@@ -263,7 +272,7 @@ public static class SynthColors
         if (rng.NextDouble() >= v.ExactShadeShare)
             for (int attempt = 0; attempt < 64; attempt++)
             {
-                var c = Near(rng, color, v.ShadeJitter);
+                var c = rng.NextDouble() < v.TintShare ? Near(rng, Tint(rng, color), v.ShadeJitter / 4) : Near(rng, color, v.ShadeJitter);
                 double own = color.DistanceTo(c.R, c.G, c.B);
                 if (SynthPalette.Colors.All(p => p.Name == color.Name || p.DistanceTo(c.R, c.G, c.B) >= own + v.ShadeMargin)
                     && bg.DistanceTo(c.R, c.G, c.B) >= v.MinContrast - 10)

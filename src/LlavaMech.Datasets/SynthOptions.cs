@@ -61,6 +61,8 @@ public sealed record SynthOptions
 /// <param name="ShadeJitter">largest per-channel change of an object's shade; a shade is kept only when it stays nearer its
 /// own colour than any other palette colour by <paramref name="ShadeMargin"/>.</param>
 /// <param name="ExactShadeShare">objects drawn in the palette's exact colour.</param>
+/// <param name="TintShare">of the other objects, those drawn in a tint or shade of their colour (mixed 15-55% toward white or
+/// black, then jittered by a quarter of <paramref name="ShadeJitter"/>; the same margin applies).</param>
 /// <param name="AntialiasShare">scenes drawn with anti-aliased edges.</param>
 /// <param name="DownscaledShare">scenes drawn at twice the size and scaled down (soft edges, as a resized photo has).</param>
 /// <param name="SameColourDistractorShare">distractors in the asked object's colour.</param>
@@ -70,4 +72,4 @@ public sealed record SynthOptions
 public sealed record SynthVariation(
     double GreyBackgroundShare = 0.35, double TexturedShare = 0.4, int ShadeJitter = 70, double ShadeMargin = 20, double ExactShadeShare = 0.25,
     double AntialiasShare = 0.5, double DownscaledShare = 0.3, double SameColourDistractorShare = 0.2, double TwinDistractorShare = 0.08,
-    double MinObjectShare = 0.15, double MaxObjectShare = 0.48, double MinContrast = 110);
+    double MinObjectShare = 0.15, double MaxObjectShare = 0.48, double MinContrast = 75, double TintShare = 0.35);

@@ -87,6 +87,24 @@ public sealed class PipelineAnalyzer : IDisposable
             if (reject is not null) outcomes[i] = reject;
             else accepted.Add((i, input!, target));
         }
+        RunAccepted(works, accepted, settings, outcomes);
+        return outcomes;
+    }
+
+    /// <summary>
+    /// <see cref="RunBatch"/> of inputs already prepared (one per work, explaining the argmax), e.g. token ids without a
+    /// tokenizer for a model with random weights (the benchmarks).
+    /// </summary>
+    public ExampleOutcome[] RunPrepared(IReadOnlyList<ManifestExample> works, IReadOnlyList<ModelInput> inputs, AnalysisSettings settings)
+    {
+        var outcomes = new ExampleOutcome[works.Count];
+        RunAccepted(works, inputs.Select((input, i) => (i, input, (int?)null)).ToList(), settings, outcomes);
+        return outcomes;
+    }
+
+    private void RunAccepted(IReadOnlyList<ManifestExample> works, List<(int Index, ModelInput Input, int? Target)> accepted, AnalysisSettings settings,
+        ExampleOutcome[] outcomes)
+    {
         if (settings.PrefixReuse == PrefixReuse.On)
             accepted = RunPrefixGroups(works, accepted, settings, outcomes);
         foreach (var group in accepted.GroupBy(a => BatchKey(a.Input)))
@@ -116,7 +134,6 @@ public sealed class PipelineAnalyzer : IDisposable
                     outcomes[batch[j].Index] = results?[j] ?? RunIsolated(works[batch[j].Index], batch[j].Input, batch[j].Target, settings);
             }
         }
-        return outcomes;
     }
 
     /// <summary>

@@ -9,7 +9,7 @@ public class PlanTests
     public void Shards_cut_examples_in_order_and_rejects_go_with_the_next_example()
     {
         using var tmp = new TempDir();
-        var data = TestData.Build(tmp.Path, perTask: 4, copies: 2);
+        var data = TestData.Build(tmp.Path, perTask: 8, copies: 1);   // every image once: manifest order
         var manifest = ManifestReader.Read(data.ManifestPath);
         var lines = File.ReadAllText(data.ManifestPath).Split('\n');
         var shards = JobPlan.Cut(manifest, 3);
@@ -27,6 +27,46 @@ public class PlanTests
             }
         Assert.All(shards.SelectMany(s => s.Examples), e => Assert.Equal(lines[e.Line - 1], e.RawLine));
         Assert.Equal(lines[manifest.Rejects[0].Line - 1], shards.SelectMany(s => s.Rejects).First().RawLine);
+    }
+
+    [Fact]
+    public void The_examples_of_one_image_share_a_shard_and_shards_stay_full()
+    {
+        using var tmp = new TempDir();
+        var data = TestData.Build(tmp.Path, perTask: 8, copies: 3);   // each image asked 3 times, far apart in the manifest
+        var manifest = ManifestReader.Read(data.ManifestPath);
+        var shards = JobPlan.Cut(manifest, 7);
+        var placed = shards.SelectMany(s => s.Examples).ToList();
+        Assert.Equal(manifest.Examples.Select(e => e.Id).Order(), placed.Select(e => e.Id).Order());   // each exactly once
+        Assert.All(shards, s => Assert.InRange(s.Examples.Length, 1, 7));
+        foreach (var image in manifest.Examples.Where(e => e.ImagePath is not null).GroupBy(e => e.ImagePath))
+            Assert.Single(shards.Where(s => s.Examples.Any(e => e.ImagePath == image.Key)));
+        // Images of 3 examples in shards of 7: at most 1 slot of 7 left empty per shard, text-only examples fill the rest.
+        Assert.True(shards.Count <= (manifest.Examples.Count + 6) / 7 + 1, $"{shards.Count} shards for {manifest.Examples.Count} examples");
+        Assert.Equal(manifest.Rejects.Select(r => r.Line).Order(), shards.SelectMany(s => s.Rejects).Select(r => r.Line).Order());
+        foreach (var s in shards)
+            foreach (var r in s.Rejects)
+            {
+                var next = manifest.Examples.FirstOrDefault(e => e.Line > r.Line);
+                Assert.True(next is null ? s == shards[^1] : s.Examples.Any(e => e.Id == next.Id), $"reject on line {r.Line} in shard {s.Index}");
+            }
+        Assert.Equal(shards.Select(s => s.Examples.Select(e => e.Id)), JobPlan.Cut(manifest, 7).Select(s => s.Examples.Select(e => e.Id)));   // deterministic
+    }
+
+    [Fact]
+    public void A_workers_chunks_keep_an_images_questions_together_however_many()
+    {
+        ManifestExample W(string id, string? image, string prompt) => new(id, image is null ? "tqa" : "vqa", image, image, prompt, null, null, "{}", 1);
+        var works = new[]
+        {
+            W("a1", "a.png", "q1"), W("t1", null, "text"), W("b1", "b.png", "q1"), W("a2", "a.png", "question 2"),
+            W("a3", "a.png", "q3"), W("b2", "b.png", "q22"), W("c1", "c.png", "q"), W("t2", null, "text 2"),
+        };
+        var chunks = PipelineWorker.ChunksByImage(works, 2);
+        string Ids(int[] c) => string.Join(",", c.Select(i => works[i].Id));
+        // a's three questions stay together though the batch size is 2; text-only examples come last, by prompt length.
+        Assert.Equal(["a1,a3,a2", "b1,b2", "c1,t1", "t2"], chunks.Select(Ids));
+        Assert.Equal(Enumerable.Range(0, works.Length), chunks.SelectMany(c => c).Order());
     }
 
     [Fact]

@@ -19,6 +19,8 @@ public sealed class BenchCommand : ICliCommand
         new("ig-steps", "N", "with --analysis: integrated-gradients steps", "20") { Range = CommandLine.NumericRange.Int(1, 10_000) },
         new("occlusion-patches", "N", "with --analysis: time occlusion on N patches and extrapolate to all (0 = all)", "0") { Range = CommandLine.NumericRange.Int(0, 1 << 20) },
         new("batch-size", "B", "with --analysis: batch of the intervention passes (IG steps, occluded copies)", "16") { Range = CommandLine.NumericRange.Int(1, 4096) },
+        new("questions", "Q,Q,..", "also time the pipeline's analysis with --prefix-reuse on and off at Q questions per image (e.g. 1,2,5,10), with the cost model"),
+        new("images", "N", "with --questions: images per measurement", "2") { Range = CommandLine.NumericRange.Int(1, 100_000) },
         new("json", null, "print figures as JSON"),
         .. DeviceOptions.Specs,
     ];
@@ -30,12 +32,15 @@ public sealed class BenchCommand : ICliCommand
         coefficients, last query row of every pattern, values); then resident memory over many
         consecutive hooked examples (growth from example 50 to the last should be ~0).
         With --config the model is built at that config's shapes with random weights, e.g. the
-        published llava-1.5-7b config cut to 2 decoder layers.
+        published llava-1.5-7b config cut to 2 decoder layers. With --questions, examples/s of the
+        pipeline's analysis (pass, statistics, rows) with prefix reuse on and off, peak memory, and
+        the cost model t_full vs t_prefix + Q t_after that predicts the ratio (README: "Prefix reuse").
         """;
 
     public static string Examples { get; } = """
           ./llavamech bench --model tests/fixtures/tiny-llava-mha
           ./llavamech bench --config tests/fixtures/llava-1.5-7b-hf/config.json --layers 2 --examples 20
+          ./llavamech bench --model datasets/shapes-colors-mini/toy-llava --questions 1,2,5,10 --iterations 1 --examples 0
         """;
 
     public static int Run(CommandLine cl)
@@ -56,6 +61,14 @@ public sealed class BenchCommand : ICliCommand
             int printed = bench.Lines.Count;
             bench.RunAnalysis(model, iterations, new AnalysisBenchmarkSettings(cl.GetInt("screen-k"), cl.GetInt("ig-steps"), cl.GetInt("occlusion-patches"), cl.GetInt("batch-size")));
             foreach (var line in bench.Lines.Skip(printed)) Console.WriteLine(line);
+        }
+        if (cl.Get("questions") is { } questions)
+        {
+            var reuse = new PrefixReuseBenchmark();
+            reuse.Run(model, questions.Split(',').Select(q => int.TryParse(q, out int n) && n >= 1 ? n : throw new ArgumentException($"--questions {questions}: give positive integers separated by commas, e.g. 1,2,5,10")).ToArray(), cl.GetInt("images"),
+                new Runtime.AnalysisSettings(), Console.Error.WriteLine);
+            reuse.Lines.ForEach(Console.WriteLine);
+            bench.Figures["prefix_reuse"] = reuse.Figures;
         }
         if (cl.Flag("json")) Console.WriteLine(Json.Serialize(bench.Figures, indented: true));
         return 0;

@@ -134,7 +134,7 @@ public sealed class ForwardBenchmark
     private ModelInput? _input;
 
     /// <summary>Random pixels of the model family's image: one crop (LLaVA-1.5), or the tiles of a 640 x 427 photo (LLaVA-NeXT).</summary>
-    private static Processing.PreprocessedImage RandomImage(LoadedModel model, int seed)
+    internal static Processing.PreprocessedImage RandomImage(LoadedModel model, int seed)
     {
         var c = model.Config;
         int side = c.Vision!.ImageSize;
