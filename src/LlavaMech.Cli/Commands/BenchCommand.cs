@@ -32,9 +32,8 @@ public sealed class BenchCommand : ICliCommand
         coefficients, last query row of every pattern, values); then resident memory over many
         consecutive hooked examples (growth from example 50 to the last should be ~0).
         With --config the model is built at that config's shapes with random weights, e.g. the
-        published llava-1.5-7b config cut to 2 decoder layers. With --questions, examples/s of the
-        pipeline's analysis (pass, statistics, rows) with prefix reuse on and off, peak memory, and
-        the cost model t_full vs t_prefix + Q t_after that predicts the ratio (README: "Prefix reuse").
+        published llava-1.5-7b config cut to 2 decoder layers. With --questions: the pipeline's examples/s
+        with prefix reuse on and off, peak memory, and the cost model (README: "Prefix reuse").
         """;
 
     public static string Examples { get; } = """
@@ -65,7 +64,7 @@ public sealed class BenchCommand : ICliCommand
         if (cl.Get("questions") is { } questions)
         {
             var reuse = new PrefixReuseBenchmark();
-            reuse.Run(model, questions.Split(',').Select(q => int.TryParse(q, out int n) && n >= 1 ? n : throw new ArgumentException($"--questions {questions}: give positive integers separated by commas, e.g. 1,2,5,10")).ToArray(), cl.GetInt("images"),
+            reuse.Run(model, PrefixReuseBenchmark.ParseQuestions(questions), cl.GetInt("images"),
                 new Runtime.AnalysisSettings(), Console.Error.WriteLine);
             reuse.Lines.ForEach(Console.WriteLine);
             bench.Figures["prefix_reuse"] = reuse.Figures;

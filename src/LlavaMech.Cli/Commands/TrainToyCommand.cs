@@ -133,11 +133,7 @@ public sealed class TrainToyCommand : ICliCommand
         return 0;
     }
 
-    private static int Fail(string message)
-    {
-        Console.Error.WriteLine($"llavamech train-toy: error: {message}");
-        return 1;
-    }
+    private static int Fail(string message) { Console.Error.WriteLine($"llavamech train-toy: error: {message}"); return 1; }
 
     /// <summary>One progress bar per phase, on stderr; reports arrive synchronously on the training thread.</summary>
     private sealed class BarProgress : IProgress<TrainingProgress>
@@ -170,11 +166,7 @@ public sealed class TrainToyCommand : ICliCommand
             _bar?.Report(p.Step, Note(p));
         }
 
-        public void Finish()
-        {
-            _bar?.Done();
-            _bar = null;
-        }
+        public void Finish() { _bar?.Done(); _bar = null; }
 
         private static string Note(TrainingProgress p)
         {

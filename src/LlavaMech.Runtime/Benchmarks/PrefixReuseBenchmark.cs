@@ -108,6 +108,10 @@ public sealed class PrefixReuseBenchmark
         }
     }
 
+    /// <summary>"1,2,5,10" as questions per image; an <see cref="ArgumentException"/> names the option otherwise.</summary>
+    public static int[] ParseQuestions(string text) => text.Split(',').Select(q => int.TryParse(q.Trim(), out int n) && n >= 1 && n <= 10_000 ? n
+        : throw new ArgumentException($"--questions {text}: give counts from 1 to 10000 separated by commas, e.g. 1,2,5,10")).ToArray();
+
     /// <summary>Wall milliseconds of <paramref name="work"/> and the highest resident memory sampled while it ran.</summary>
     private static (double Ms, long PeakRss) Timed(Action work)
     {
