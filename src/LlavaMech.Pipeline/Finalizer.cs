@@ -42,6 +42,7 @@ public static class Finalizer
             files.AddRange(await CausalFiguresAsync(store, spec.RunId, causal, knockout, scratch, ct).ConfigureAwait(false));
             var parts = (await Aggregates.ImagePartSummaryAsync(store, ct).ConfigureAwait(false))
                 .Select(p => new SummaryImagePart(p.Task, p.Part, p.Examples, p.MeanAttnShare, p.MeanLogIncreaseShare)).ToArray();
+            if (parts.Length > 0) files.Add(await ImagePartsFigureAsync(store, spec.RunId, parts, scratch, ct).ConfigureAwait(false));
 
             var committer = new ShardCommitter(store);
             var manifests = await committer.CommittedManifestsAsync(ct).ConfigureAwait(false);
@@ -135,6 +136,28 @@ public static class Finalizer
             written.Add(key);
         }
         return written;
+    }
+
+    /// <summary>
+    /// <c>figures/image_parts.png</c> (LLaVA-NeXT): does the answer come from the thumbnail or the tiles? Per task, the mean
+    /// share of the heads' image attention and of the top heads' image log-increase on the base tile, the grid and the newlines.
+    /// </summary>
+    private static async Task<string> ImagePartsFigureAsync(IObjectStore store, string runId, SummaryImagePart[] parts, string scratch, CancellationToken ct)
+    {
+        var groups = parts.Select(p => p.Task).Distinct().SelectMany(t => new[] { (t, "attention"), (t, "log-increase") }).ToArray();
+        var names = parts.Select(p => p.Part).Distinct().ToArray();
+        var mean = new double[groups.Length, names.Length];
+        for (int g = 0; g < groups.Length; g++)
+            for (int i = 0; i < names.Length; i++)
+            {
+                var p = parts.FirstOrDefault(x => x.Task == groups[g].Item1 && x.Part == names[i]);
+                mean[g, i] = p is null ? double.NaN : groups[g].Item2 == "attention" ? p.MeanAttnShare : p.MeanLogIncreaseShare ?? double.NaN;
+            }
+        string key = "figures/image_parts.png", file = Path.Combine(scratch, "image_parts.png");
+        CausalFigure.WriteSelections(file, groups.Select(g => $"{g.Item1} {g.Item2}").ToArray(), names, mean, new double[groups.Length, names.Length],
+            $"{runId}: share of the image on each part (mean over examples and heads)", "task and measure", "share of the image");
+        await store.PutFileAsync(key, file, ct).ConfigureAwait(false);
+        return key;
     }
 
     private static string Safe(string s) => new(s.Select(c => char.IsAsciiLetterOrDigit(c) ? c : '_').ToArray());

@@ -66,6 +66,9 @@ public static class JobText
         foreach (var g in sum.Knockout.GroupBy(k => (k.Task, k.Window)))
             yield return $"knockout {g.Key.Task,-5}W={g.Key.Window}: " + string.Join("  ", g.Select(k => $"L{k.StartLayer}-{k.EndLayer} {SignedNumber.Format(k.MeanDelta)}")) +
                          $"  (mean delta per window of last:image knocked out, n {g.First().N})";
+        foreach (var g in sum.ImageParts.GroupBy(p => p.Task))
+            yield return $"image parts {g.Key,-4}" + string.Join("  ", g.Select(p => $"{p.Part}: attention {p.MeanAttnShare:P0}" +
+                (p.MeanLogIncreaseShare is { } li ? $", log-increase {li:P0}" : ""))) + $"  (mean share of the image per part, n {g.First().Examples}; figures/image_parts.png)";
         yield return $"model         {s.ModelFingerprint?[..16]}  (model_fingerprint, sha256)";
         yield return $"tables        {sum.Output}/<table>/*.parquet:";
         foreach (var (table, rows) in sum.Tables)

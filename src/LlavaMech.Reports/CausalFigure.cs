@@ -16,7 +16,8 @@ public static class CausalFigure
     /// error bars ± <paramref name="halfWidth"/>[task, selection]. A NaN mean (a selection a task lacks) draws no bar.
     /// Writes PNG (1000 x 560), returns <paramref name="path"/>.
     /// </summary>
-    public static string WriteSelections(string path, string[] tasks, string[] selections, double[,] mean, double[,] halfWidth, string title)
+    public static string WriteSelections(string path, string[] tasks, string[] selections, double[,] mean, double[,] halfWidth, string title,
+        string xLabel = "task", string yLabel = "change of log p(target)")
     {
         if (mean.GetLength(0) != tasks.Length || mean.GetLength(1) != selections.Length || halfWidth.GetLength(0) != tasks.Length || halfWidth.GetLength(1) != selections.Length)
             throw new ArgumentException($"mean and halfWidth must be [{tasks.Length}, {selections.Length}]", nameof(mean));
@@ -51,8 +52,8 @@ public static class CausalFigure
         for (int t = 0; t < tasks.Length; t++) ticks.AddMajor(t, tasks[t]);
         plot.Axes.Bottom.TickGenerator = ticks;
         plot.Title(title ?? "");
-        plot.XLabel("task");
-        plot.YLabel("change of log p(target)");
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
         plot.ShowLegend(Edge.Right);
         plot.Axes.AutoScale();
         plot.Axes.SetLimitsX(-0.6, tasks.Length - 0.4);

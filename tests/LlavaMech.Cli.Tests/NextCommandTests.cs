@@ -138,6 +138,11 @@ public class NextCommandTests : IDisposable
             double expected = Convert.ToDouble(Scalar0($"select avg(attn_share) from {T("image_part_shares")} where part = '{p.GetProperty("part").GetString()}'"));
             Assert.Equal(expected, p.GetProperty("mean_attn_share").GetDouble(), 12);
         }
+        // The same shares in the printed summary (percent) and as a figure.
+        var basePart = parts[0];
+        Assert.Contains($"image parts vqa base: attention {basePart.GetProperty("mean_attn_share").GetDouble():P0}", r.Stdout);
+        var figure = Path.Combine(outDir, "figures", "image_parts.png");
+        Assert.True(File.Exists(figure) && new FileInfo(figure).Length > 1000, "figures/image_parts.png");
         object? Scalar0(string sql) { using var cmd = db.CreateCommand(); cmd.CommandText = sql; return cmd.ExecuteScalar(); }
     }
 
