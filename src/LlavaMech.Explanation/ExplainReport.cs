@@ -1,4 +1,5 @@
 using LlavaMech.Analysis;
+using LlavaMech.Hooks;
 using LlavaMech.Model;
 using LlavaMech.Reports;
 
@@ -30,11 +31,13 @@ public static class ExplainReport
     /// </summary>
     public static (float[] Grid, int Side)? LogIncreaseGrid(ExampleAnalysis a, int heatmapHeads) => OnSquareGrid(a, Heatmaps.LogIncrease(a.Statistics, heatmapHeads));
 
-    /// <summary>Writes explain.png (input crop | raw attention | log-increase heatmap), layers.png and heads.png into <paramref name="outDir"/>.</summary>
+    /// <summary>Writes explain.png (input crop | raw attention | log-increase heatmap), for LLaVA-NeXT explain_highres.png
+    /// (<see cref="WriteHighResFigure"/>), layers.png and heads.png into <paramref name="outDir"/>.</summary>
     public static void WriteFigures(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
     {
         var s = a.Statistics;
         WriteExplainFigure(model, a, Path.Combine(outDir, "explain.png"), heatmapHeads);
+        WriteHighResFigure(model, a, Path.Combine(outDir, "explain_highres.png"), heatmapHeads);
         LayerBars.Write(Path.Combine(outDir, "layers.png"), s.LayerAttnIncrease, s.LayerFfnIncrease, $"layer-level increase of log p('{model.TokenText(s.TargetId)}')");
         var grid = new double[s.HeadIncrease.Length, s.HeadIncrease[0].Length];
         for (int l = 0; l < grid.GetLength(0); l++) for (int h = 0; h < grid.GetLength(1); h++) grid[l, h] = s.HeadIncrease[l][h];
@@ -54,6 +57,30 @@ public static class ExplainReport
         var heads = string.Join(", ", s.TopHeads.Take(heatmapHeads).Select(h => $"L{h.Layer}H{h.Head}"));
         ExplanationFigure.Write(path, image.CroppedRgb, g.CropHeight, g.CropWidth, raw.Grid, tool.Grid, raw.Side,
             title ?? $"target '{model.TokenText(s.TargetId)}' (p = {Math.Exp(s.TargetLogProb):0.000})", "raw attention (mean of all heads)", $"log-probability increase ({heads})");
+    }
+
+    /// <summary>
+    /// LLaVA-NeXT: the log-increase map of the top <paramref name="heatmapHeads"/> heads on the high-resolution grid with its
+    /// padding removed, over the picture as given, and the row newlines beside it (<see cref="HighResHeatmap"/>); nothing for
+    /// an input without tiles. The base tile's map is explain.png's.
+    /// </summary>
+    public static void WriteHighResFigure(LoadedModel model, ExampleAnalysis a, string path, int heatmapHeads)
+    {
+        var layout = a.Input.ImageLayout;
+        if (layout?.Tiling is not { } t || a.Input.ImagePath is null) return;
+        var values = Heatmaps.LogIncrease(a.Statistics, heatmapHeads);        // [P], per image token
+        var grid = new float[t.KeptRows * t.KeptCols];
+        var newlines = new float[t.KeptRows];
+        for (int i = 0; i < layout.Count; i++)
+        {
+            var place = layout.PlaceOf(i);
+            if (place.Part == ImagePart.Grid) grid[place.Row * t.KeptCols + place.Col] = values[i];
+            else if (place.Part == ImagePart.Newline) newlines[place.Row] = values[i];
+        }
+        var s = a.Statistics;
+        var heads = string.Join(", ", s.TopHeads.Take(heatmapHeads).Select(h => $"L{h.Layer}H{h.Head}"));
+        HighResHeatmap.Write(path, a.Input.ImagePath, grid, t.KeptRows, t.KeptCols, newlines,
+            $"log-probability increase of '{model.TokenText(s.TargetId)}' ({heads}) on the high-resolution tiles");
     }
 
     /// <summary>Per-image-token values [P] on the base grid (grid 0: LLaVA-1.5's only grid, LLaVA-NeXT's base tile, whose

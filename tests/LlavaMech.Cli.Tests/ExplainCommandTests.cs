@@ -25,6 +25,8 @@ public class ExplainCommandTests : IDisposable
         var r = CliRunner.Run("explain", "--model", Fixtures.Model(model), "--image", Fixtures.File(model, g.GetProperty("image").GetString()!),
             "--prompt", g.GetProperty("prompt").GetString()!, "--out", outDir, "--json");
         Assert.True(r.ExitCode == 0, r.Stderr);
+        // LLaVA-NeXT also draws the high-resolution tiles' map over the picture (padding removed); LLaVA-1.5 has none.
+        Assert.Equal(model.Contains("next"), File.Exists(Path.Combine(outDir, "explain_highres.png")));
         var j = JsonDocument.Parse(r.Stdout).RootElement;
         Assert.Equal(g.GetProperty("target_id").GetInt32(), j.GetProperty("target_id").GetInt32());
         Assert.False(string.IsNullOrEmpty(j.GetProperty("target_token").GetString()));
