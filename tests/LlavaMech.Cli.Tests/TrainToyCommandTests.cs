@@ -20,7 +20,7 @@ public sealed class TrainToyCommandTests : IDisposable
         File.WriteAllText(path, """
             {
               // comments are allowed
-              "TrainCount": 8, "TrainTextQaCount": 8, "ConfusableTrainCount": 2, "HeldOutCount": 6,
+              "TrainCount": 8, "TrainTextQaCount": 8, "ConfusableTrainCount": 2, "VariedTrainCount": 0, "HeldOutCount": 6,
               "TrainSeed": 5, "HeldOutSeed": 6, "GreyPatchFilters": 24, "VisionPretrainSteps": 5, "VisionPretrainBatchSize": 8,
               "TextHiddenSize": 32, "TextIntermediateSize": 64, "TextLayers": 2, "TextHeads": 2,
               "VisionHiddenSize": 32, "VisionIntermediateSize": 64, "VisionLayers": 2, "VisionHeads": 2,

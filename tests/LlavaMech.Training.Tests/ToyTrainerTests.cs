@@ -37,6 +37,7 @@ public sealed class ToyTrainerTests : IDisposable
         MaskLossWeight = 1,
         VisionPretrainSteps = 5,
         VisionPretrainBatchSize = 8,
+        VariedTrainCount = 0,
         TextHiddenSize = 32,
         TextIntermediateSize = 64,
         TextLayers = 2,
