@@ -59,7 +59,7 @@ public sealed class TrainToyCommandTests : IDisposable
         Assert.Equal(2, o.GetProperty("TextLayers").GetInt32());            // config
         Assert.Equal(5, o.GetProperty("HeldOutCount").GetInt32());
         Assert.Equal(1, o.GetProperty("Threads").GetInt32());
-        Assert.Equal("00:15:00", o.GetProperty("TimeBudget").GetString());  // the CLI's safety stop
+        Assert.Equal("00:30:00", o.GetProperty("TimeBudget").GetString());  // the CLI's safety stop
         Assert.Equal(outDir, o.GetProperty("OutputDir").GetString());
         Assert.Equal(data, o.GetProperty("WorkDir").GetString());
         var result = doc.RootElement.GetProperty("result");

@@ -33,7 +33,7 @@ public sealed class BundledDatasetTests : IDisposable
         long data = files.Where(f => !f.FullName.StartsWith(model, StringComparison.Ordinal)).Sum(f => f.Length);
         long checkpoint = files.Where(f => f.FullName.StartsWith(model, StringComparison.Ordinal)).Sum(f => f.Length);
         Assert.True(data < 400_000, $"bundled data is {data} bytes");
-        Assert.InRange(checkpoint, 100_000, 4_000_000);
+        Assert.InRange(checkpoint, 100_000, 6_000_000);   // the toy LLaVA: 1.09M float32 parameters, 4.4 MB
     }
 
     [Fact]

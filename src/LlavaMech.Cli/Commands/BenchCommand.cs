@@ -65,7 +65,7 @@ public sealed class BenchCommand : ICliCommand
         {
             var reuse = new PrefixReuseBenchmark();
             reuse.Run(model, PrefixReuseBenchmark.ParseQuestions(questions), cl.GetInt("images"),
-                new Runtime.AnalysisSettings(), Console.Error.WriteLine);
+                new Runtime.AnalysisSettings(), Console.Error.WriteLine, iterations);
             reuse.Lines.ForEach(Console.WriteLine);
             bench.Figures["prefix_reuse"] = reuse.Figures;
         }

@@ -88,7 +88,7 @@ public sealed class TrainToyCommand : ICliCommand
             o = manifest is not null ? o with { TrainManifest = manifest } : o with { WorkDir = dataDir };
         }
         if (cl.Flag("steps")) o = o with { Steps = cl.GetInt("steps"), Epochs = null };
-        // The CLI's 15-minute safety stop applies unless --time-budget or the config says otherwise.
+        // The CLI's 30-minute safety stop applies unless --time-budget or the config says otherwise.
         if (cl.Flag("time-budget") || !configured.Contains(nameof(ToyTrainingOptions.TimeBudget)))
             o = o with { TimeBudget = ToyTrainingSetup.ParseDuration(cl.Require("time-budget")) };
         if (cl.Flag("seed")) o = o with { Seed = cl.GetInt("seed") };

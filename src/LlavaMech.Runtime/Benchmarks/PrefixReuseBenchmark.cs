@@ -19,7 +19,8 @@ public sealed class PrefixReuseBenchmark
 
     /// <param name="questions">questions per image, e.g. 1, 2, 5, 10.</param>
     /// <param name="images">images per measurement (each asked Q questions).</param>
-    public void Run(LoadedModel model, IReadOnlyList<int> questions, int images, AnalysisSettings settings, Action<string> log)
+    /// <param name="repeats">timings of each part of the cost model (the median is used).</param>
+    public void Run(LoadedModel model, IReadOnlyList<int> questions, int images, AnalysisSettings settings, Action<string> log, int repeats = 1)
     {
         if (!model.HasVision) throw new InvalidOptionException("bench --questions needs a model with a vision tower");
         const int questionTokens = 18;
@@ -56,26 +57,28 @@ public sealed class PrefixReuseBenchmark
         // The parts of the cost model, on one image: a full example, the prefix pass, a question after it (each after a warm-up).
         log("warm-up and the cost model's parts...");
         using (var warm = new PipelineAnalyzer(model)) Analyze(warm, [Example(0, 0), Example(0, 1)], on);
-        var sw = Stopwatch.StartNew();
-        using (var full = new PipelineAnalyzer(model)) Analyze(full, [Example(0, 0)], off);
-        double tFull = sw.Elapsed.TotalMilliseconds;
+        double Median(Action part)
+        {
+            var ms = new List<double>();
+            for (int r = 0; r < Math.Max(1, repeats); r++) { var sw = Stopwatch.StartNew(); part(); ms.Add(sw.Elapsed.TotalMilliseconds); }
+            ms.Sort();
+            return ms[ms.Count / 2];
+        }
+        double tFull = Median(() => { using var full = new PipelineAnalyzer(model); Analyze(full, [Example(0, 0)], off); });
         using var analyzer0 = new ExampleAnalyzer(model);
         var first = Example(0, 0).Input;
-        sw.Restart();
-        double tPrefix;
-        using (analyzer0.Prefix(first, prefix.Length)) tPrefix = sw.Elapsed.TotalMilliseconds;
-        sw.Restart();
-        using (var tower = TorchSharp.torch.NewDisposeScope())
+        double tPrefix = Median(() => analyzer0.Prefix(first, prefix.Length).Dispose());
+        double tVision = Median(() =>
         {
+            using var tower = TorchSharp.torch.NewDisposeScope();
             var (ids, pixels) = model.ToTensors(first);
             model.Embed(ids, pixels, null, [first.ImageLayout]);
-        }
-        double tVision = sw.Elapsed.TotalMilliseconds;
+        });
         Figures["full_example_ms"] = Math.Round(tFull, 1);
         Figures["prefix_pass_ms"] = Math.Round(tPrefix, 1);
         Figures["vision_tower_ms"] = Math.Round(tVision, 1);
         Lines.Add($"tokens            {prefix.Length} shared prefix ({imageTokens} image), {questionTokens} per question");
-        Lines.Add($"full example      {tFull,10:0.0} ms  (vision tower {tVision:0.0} ms = {tVision / tFull:P0}; prefix pass {tPrefix:0.0} ms = {tPrefix / tFull:P0})");
+        Lines.Add($"full example      {tFull,10:0.0} ms  (median of {Math.Max(1, repeats)}; vision tower {tVision:0.0} ms = {tVision / tFull:P0}; prefix pass {tPrefix:0.0} ms = {tPrefix / tFull:P0})");
 
         var rows = new List<Dictionary<string, object?>>();
         double? tAfter = null;
