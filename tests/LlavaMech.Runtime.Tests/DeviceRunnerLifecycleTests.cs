@@ -46,7 +46,8 @@ public class DeviceRunnerLifecycleTests
             Assert.Equal(g.TargetId, first.Rows!.Example.TargetId);
             var again = await runner.AnalyzeBatchAsync(Tiny(), [work, work with { Id = "twice" }], settings);
             Assert.Equal(2, again.Length);
-            Assert.Equal(first.Rows.Example.TargetProb, again[1].Rows!.Example.TargetProb, 1e-9);
+            // The two share the image, so the second runs after their shared prefix: the same number to float rounding.
+            Assert.Equal(first.Rows.Example.TargetProb, again[1].Rows!.Example.TargetProb, 1e-6);
             Assert.Equal(1, runner.Stats.ModelLoads);
             Assert.Empty(await runner.AnalyzeBatchAsync(Tiny(), [], settings));
 

@@ -88,13 +88,13 @@ public sealed class ApiTests(ViewerFixture fx)
         var heads = fx.Query($"SELECT layer, head, log_prob_increase FROM {{head_stats}} WHERE example_id = '{id}' ORDER BY layer, head");
         var got = d["heads"]!.AsArray();
         Assert.Equal(heads.Count, got.Count);
-        Assert.Equal(12, got.Count);   // 3 layers x 4 heads of the toy LLaVA
+        Assert.Equal(ViewerFixture.ToyHeads, got.Count);   // layers x heads of the toy LLaVA
         for (int i = 0; i < heads.Count; i++)
             Assert.Equal(ViewerFixture.D(heads[i][2]), (double)got[i]!["log_prob_increase"]!);
         var positions = fx.Query($"SELECT count(*), sum(attn_weight) FROM {{position_stats}} WHERE example_id = '{id}'")[0];
         Assert.Equal(Convert.ToInt32(positions[0]), d["positions"]!.AsArray().Count);
         Assert.Equal(ViewerFixture.D(positions[1]), d["positions"]!.AsArray().Sum(p => (double)p!["attn_weight"]!), 9);
-        Assert.Equal(6, d["layers"]!.AsArray().Count);
+        Assert.Equal(2 * ViewerFixture.ToyShape.Layers, d["layers"]!.AsArray().Count);
         Assert.True((bool)d["has_image"]!);
         Assert.Equal(3, d["causal"]!.AsArray().Count);
 
@@ -119,7 +119,7 @@ public sealed class ApiTests(ViewerFixture fx)
             Assert.Equal(7, (long)got[i]!["n_examples"]!);
         }
         Assert.All(got, h => Assert.Equal("vqa", (string)h!["task"]!));
-        Assert.Equal(24, (await fx.GetJsonAsync("/api/heads")).AsArray().Count);
+        Assert.Equal(2 * ViewerFixture.ToyHeads, (await fx.GetJsonAsync("/api/heads")).AsArray().Count);
     }
 
     [Fact]

@@ -91,7 +91,7 @@ public sealed class BrowserTests(ViewerFixture fx, BrowserFixture browser) : ICl
             SELECT e.task, h.layer, h.head, avg(h.log_prob_increase) FROM {head_stats} h JOIN {examples} e USING (example_id)
             GROUP BY ALL ORDER BY ALL
             """);
-        Assert.Equal(24, means.Count);
+        Assert.Equal(2 * ViewerFixture.ToyHeads, means.Count);
         foreach (var m in means)
         {
             var cell = _page.Locator($"svg#grid-{m[0]} rect.cell[data-layer=\"{m[1]}\"][data-head=\"{m[2]}\"]");
@@ -99,7 +99,7 @@ public sealed class BrowserTests(ViewerFixture fx, BrowserFixture browser) : ICl
         }
         // Cells are one size (the grid's columns line up with their tick labels).
         var widths = await _page.EvalOnSelectorAllAsync<double[]>("svg#grid-vqa rect.cell", "els => els.map(e => e.getBoundingClientRect().width)");
-        Assert.Equal(12, widths.Length);
+        Assert.Equal(ViewerFixture.ToyHeads, widths.Length);
         Assert.All(widths, w => Assert.Equal(widths[0], w, 3));
         // Top head of vqa first in its table.
         var top = means.Where(m => (string)m[0]! == "vqa").OrderByDescending(m => ViewerFixture.D(m[3])).First();

@@ -99,7 +99,7 @@ public sealed class DiffTests(DiffFixture fx) : IClassFixture<DiffFixture>
         Assert.Equal(fx.RunA, (string)d["a"]!);
         Assert.Equal(fx.RunB, (string)d["b"]!);
         var heads = d["heads"]!.AsArray();
-        Assert.Equal(2 * 12, heads.Count);
+        Assert.Equal(2 * ViewerFixture.ToyHeads, heads.Count);
         foreach (var h in heads)
         {
             string task = (string)h!["task"]!;
@@ -142,7 +142,7 @@ public sealed class DiffTests(DiffFixture fx) : IClassFixture<DiffFixture>
         int layer = int.Parse((await first.GetAttributeAsync("data-layer"))!), head = int.Parse((await first.GetAttributeAsync("data-head"))!);
         double expected = MeanOver(Path.Combine(fx.Root, fx.RunB), "vqa", layer, head) - MeanOver(Path.Combine(fx.Root, fx.RunA), "vqa", layer, head);
         Assert.Equal(expected, double.Parse((await first.Locator("td.diff").GetAttributeAsync("data-value"))!, System.Globalization.CultureInfo.InvariantCulture), 9);
-        Assert.Equal(12, await page.Locator("svg#diff-vqa rect.cell").CountAsync());
+        Assert.Equal(ViewerFixture.ToyHeads, await page.Locator("svg#diff-vqa rect.cell").CountAsync());
         }
         finally { await browser.DisposeAsync(); }
     }

@@ -38,20 +38,20 @@ public sealed class ExplainTests(ViewerFixture fx) : IClassFixture<BrowserFixtur
             try { await page.WaitForURLAsync(new System.Text.RegularExpressions.Regex("/explain/[0-9a-f]{32}$")); }
             catch (TimeoutException) { Assert.Fail("no explanation page: " + string.Join(" | ", log)); }
 
-            // explain's answer on this image (README: ' orange', p = 0.995).
-            var cli = ViewerFixture.Cli("intervene", "--model", Toy, "--image", Image, "--prompt", Prompt, "--ablate-heads", "0.2", "--json");
+            // explain's answer on this image (README: ' orange', p = 0.998); its top head is L0H3.
+            var cli = ViewerFixture.Cli("intervene", "--model", Toy, "--image", Image, "--prompt", Prompt, "--ablate-heads", "0.3", "--json");
             Assert.Equal(0, cli.ExitCode);
             var expected = JsonNode.Parse(cli.Stdout)!;
             Assert.Equal(((string)expected["target_token"]!).Trim(), (await page.TextContentAsync("#target-token"))!.Trim());
             Assert.Equal(Math.Exp((double)expected["clean_logprob"]!), double.Parse((await page.GetAttributeAsync("#target-prob", "data-value"))!, CultureInfo.InvariantCulture), 4);
-            Assert.Equal(12, await page.Locator("#explain-heads rect.cell").CountAsync());
+            Assert.Equal(ViewerFixture.ToyHeads, await page.Locator("#explain-heads rect.cell").CountAsync());
 
-            await page.ClickAsync("#explain-heads rect.cell[data-layer=\"0\"][data-head=\"2\"]");
+            await page.ClickAsync("#explain-heads rect.cell[data-layer=\"0\"][data-head=\"3\"]");
             await page.WaitForSelectorAsync("#ablation[data-state=done]");
             double delta = double.Parse((await page.GetAttributeAsync("#ablation", "data-delta"))!, CultureInfo.InvariantCulture);
             Assert.Equal((double)expected["delta"]!, delta, 6);
             Assert.True(delta < -0.01, $"ablating the top head should lower log p(target), got {delta}");
-            Assert.Contains("L0.H2 zero-ablated", await page.TextContentAsync("#ablation"));
+            Assert.Contains("L0.H3 zero-ablated", await page.TextContentAsync("#ablation"));
         }
         finally { await browser.DisposeAsync(); }
     }

@@ -26,6 +26,16 @@ public sealed class ViewerFixture : IAsyncLifetime
     public HttpClient Http { get; private set; } = null!;
     public Uri Address => Server.Address;
 
+    /// <summary>Layers and query heads of the shipped toy model (its config.json): the head grids the pages draw.</summary>
+    public static readonly (int Layers, int Heads) ToyShape = ReadToyShape();
+    public static int ToyHeads => ToyShape.Layers * ToyShape.Heads;
+
+    private static (int, int) ReadToyShape()
+    {
+        var text = JsonNode.Parse(File.ReadAllText(Path.Combine(Fixtures.RepoRoot, "datasets", "shapes-colors-mini", "toy-llava", "config.json")))!["text_config"]!;
+        return ((int)text["num_hidden_layers"]!, (int)text["num_attention_heads"]!);
+    }
+
     public async Task InitializeAsync()
     {
         Directory.CreateDirectory(Path.Combine(DataDir, "images"));
@@ -35,6 +45,8 @@ public sealed class ViewerFixture : IAsyncLifetime
         var hostile = chosen[0].DeepClone().AsObject();
         hostile["id"] = HostileId;
         hostile["prompt"] = ((string)hostile["prompt"]!).Replace("What is", HostilePromptMarker + " What is", StringComparison.Ordinal);
+        // A wrong expected answer, so the run has a wrong answer to list whatever the toy model gets right.
+        hostile["expected"] = (string)hostile["expected"]! == "green" ? "purple" : "green";
         chosen.Add(hostile);
         foreach (var o in chosen.Where(o => o["image"] is not null))
             File.Copy(Path.Combine(bundled, (string)o["image"]!), Path.Combine(DataDir, (string)o["image"]!), overwrite: true);
