@@ -28,7 +28,7 @@ public class ShutdownSignalTests(ITestOutputHelper output)
         string[] args =
         [
             "run", "--model", TestData.TinyModel, "--dataset", data.ManifestPath, "--out", outDir, "--run-id", "signals",
-            "--shard-size", "4", "--batch-size", "1", "--torch-threads", "1",
+            "--shard-size", "4", "--batch-size", "1", "--prefix-reuse", "off", "--torch-threads", "1",
         ];
         int committedAtSignal, total;
         await using (var run = ChildProcess.Start("run", args))
@@ -92,14 +92,15 @@ public class ShutdownSignalTests(ITestOutputHelper output)
             var submit = await ChildProcess.RunAsync("submit",
             [
                 "submit", "--model", TestData.TinyModel, "--dataset", data.ManifestPath, "--out", outDir, "--run-id", "silo-signal",
-                "--shard-size", "16", "--batch-size", "1", "--lease-seconds", $"{leaseSeconds}", "--gateway-port", $"{primaryGateway}", "--cluster-id", clusterId,
+                "--shard-size", "16", "--batch-size", "1", "--prefix-reuse", "off", "--lease-seconds", $"{leaseSeconds}", "--gateway-port", $"{primaryGateway}", "--cluster-id", clusterId,
             ], null, TimeSpan.FromMinutes(2));
             Assert.True(submit.Code == 0, submit.Output);
             // Submitted while the primary is the only silo, so the job grain lives there and outlives the worker.
             int port1 = PipelineHost.FreePort();
             await using var worker1 = Silo("worker1", port1, PipelineHost.FreePort(), "cpu");
 
-            // SIGTERM once the worker has committed a shard and holds two leases (shards of 16 examples, one per pass:
+            // SIGTERM once the worker has committed a shard and holds two leases (shards of 16 examples, one per pass, no
+            // shared prefixes:
             // long enough that the signal lands while they run).
             var clock = Stopwatch.StartNew();
             JobStatus status;
