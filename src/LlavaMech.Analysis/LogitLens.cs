@@ -84,13 +84,12 @@ public static class LogitLens
         if (shared is null) return Project(imageFeatures, readout, ownNorm: true, topK);
         if (shared.Logits is null)
         {
+            // The first example of the image reads its lens while the logits are made, keeping a copy of each chunk.
             var chunks = new List<Tensor>();
-            using (var scope = NewDisposeScope())
-            {
-                Read(imageFeatures, readout, topK, (xc, _) => { var l = OwnNormLogits(xc, readout); chunks.Add(l.clone().DetachFromDisposeScope()); return l; });
-            }
-            shared.Logits = cat(chunks, 0).DetachFromDisposeScope();
-            foreach (var c in chunks) c.Dispose();
+            var lens = Read(imageFeatures, readout, topK, (xc, _) => { var l = OwnNormLogits(xc, readout); chunks.Add(l.clone().DetachFromDisposeScope()); return l; });
+            shared.Logits = chunks.Count switch { 0 => null, 1 => chunks[0], _ => cat(chunks, 0).DetachFromDisposeScope() };
+            if (chunks.Count > 1) foreach (var c in chunks) c.Dispose();
+            return lens;
         }
         var logits = shared.Logits;
         return Read(imageFeatures, readout, topK, (xc, i) => logits.narrow(0, i, xc.shape[0]).to(readout.ComputeType));

@@ -16,32 +16,10 @@ public class CheckpointVariantTests : IDisposable
 
     public void Dispose() { try { Directory.Delete(_tmp, true); } catch (IOException) { } }
 
-    /// <summary>Copies the fixture's non-weight files, then writes its weights renamed/converted.</summary>
     private string Rewrite(string fixture, string name, WeightLayout layout, int shards = 1, SafetensorsDType? storeAs = null,
-        Func<string, Tensor, Tensor>? transform = null, Action<JsonObject>? editConfig = null)
-    {
-        var dir = Path.Combine(_tmp, name);
-        Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(Fixtures.Model(fixture)))
-            if (!f.EndsWith(".safetensors") && !Path.GetFileName(f).StartsWith("golden_")) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-        if (editConfig is not null)
-        {
-            var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
-            editConfig(cfg);
-            File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
-        }
-        using var src = Checkpoint.Open(Fixtures.Model(fixture));
-        var kind = fixture == "tiny-vicuna" ? ModelKind.Llama : ModelKind.Llava;
-        var srcLayout = WeightNames.Detect(src.Tensors.Keys, kind);
-        var tensors = src.Tensors.Keys.Select(k =>
-        {
-            var canonical = WeightNames.FromFile(k, srcLayout)!;
-            var t = src.Read(k, ScalarType.Float32);
-            return (WeightNames.ToFile(canonical, layout), transform is null ? t : transform(canonical, t));
-        }).ToList();
-        SafetensorsWriter.WriteSharded(dir, tensors, shards, storeAs);
-        return dir;
-    }
+        Func<string, Tensor, Tensor>? transform = null, Action<JsonObject>? editConfig = null) =>
+        CheckpointRewrite.Write(_tmp, fixture, name, layout, shards, storeAs, transform, editConfig);
+
 
     private static Tensor LastLogits(string dir, string caseModel, string caseId, string dtype = "float32")
     {

@@ -43,23 +43,8 @@ public class PrefixReuseTests : IDisposable
 
     /// <summary>A copy of a fixture with its config edited and its weights transformed and stored as <paramref name="storeAs"/>.</summary>
     private string Variant(string fixture, string name, Action<JsonObject>? config = null, Func<string, Tensor, Tensor>? weights = null,
-        SafetensorsDType? storeAs = null)
-    {
-        var dir = Path.Combine(_tmp, name);
-        Directory.CreateDirectory(dir);
-        foreach (var f in Directory.GetFiles(Fixtures.Model(fixture)))
-            if (!f.EndsWith(".safetensors") && !Path.GetFileName(f).StartsWith("golden_")) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
-        if (config is not null)
-        {
-            var cfg = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))!.AsObject();
-            config(cfg);
-            File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
-        }
-        using var src = Checkpoint.Open(Fixtures.Model(fixture));
-        var tensors = src.Tensors.Keys.Select(k => (k, weights is null ? src.Read(k, ScalarType.Float32) : weights(k, src.Read(k, ScalarType.Float32)))).ToList();
-        SafetensorsWriter.WriteSharded(dir, tensors, 1, storeAs);
-        return dir;
-    }
+        SafetensorsDType? storeAs = null) =>
+        Model.Tests.CheckpointRewrite.Write(_tmp, fixture, name, WeightLayout.LlavaLegacy, 1, storeAs, weights, config);
 
     /// <summary>Key and value projections averaged over groups of 2 heads: a grouped-query model (KV = H / 2).</summary>
     private static Tensor Grouped(string name, Tensor w)
