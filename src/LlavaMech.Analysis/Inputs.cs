@@ -83,6 +83,9 @@ public sealed record ReadoutWeights(
     public int Layers => OProj.Count;
     public Device Device => LmHead.device;
 
+    /// <summary>The model's unembedded head blocks and neuron columns, kept across examples (null: computed per example).</summary>
+    public UnembeddedDirections? Directions { get; init; }
+
     /// <summary>
     /// Copies of the weights in <paramref name="dtype"/> (and on <paramref name="device"/>), for a model stored in
     /// float16/bfloat16 whose statistics should run in float32 without converting W_U on every call. The copies are

@@ -54,15 +54,14 @@ public static class LogProbIncrease
         {
             var (l, h) = heads[k];
             if (l < 0 || l >= acts.Layers || h < 0 || h >= H) throw new ArgumentOutOfRangeException(nameof(heads), $"head {l}_{h} outside [0, {acts.Layers}) x [0, {H})");
-            // logits(x + c_p) = logits(x) + A[t,p] M V_p with M = W_U diag(g s) W_O[:, head]: one [V, d]
-            // matrix per head instead of a [V, D] product per position (D/d times less work).
+            // logits(x + c_p) = logits(x) + s A[t,p] M V_p with M = W_U diag(g) W_O[:, head]: one [V, d] matrix per head
+            // instead of a [V, D] product per position (D/d times less work), and M is the model's, kept across examples.
             var x = acts.ResidPre[l].to(dev).to(readout.ComputeType);                                       // [D]
             var baseLogits = readout.Logits(x.unsqueeze(0));                                                 // [1, V]
-            var block = weights.OProj[l].narrow(1, h * d, d).to(dev).to(readout.ComputeType);              // [D, d]
-            var mT = nn.functional.linear((block * readout.ScaledNorm.unsqueeze(1)).t(), readout.Unembedding); // [d, V]
+            var mT = UnembeddedDirections.Head(weights.Directions, weights, readout, l, h);                  // [d, V]
             var a = acts.PatternLastRow[l, h].to(dev).to(readout.ComputeType);                              // [T]
             var v = acts.Values[l].select(1, h / G).to(dev).to(readout.ComputeType);                       // [T, d]
-            var weighted = a.unsqueeze(1) * v;                                                               // [T, d]
+            var weighted = a.unsqueeze(1) * v * readout.ScaleTensor;                                      // [T, d]
             var parts = new List<Tensor>();
             for (long i = 0; i < T; i += readout.RowsPerChunk)
             {

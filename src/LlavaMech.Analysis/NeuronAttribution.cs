@@ -35,7 +35,8 @@ public sealed record NeuronTensors(NeuronRoute Route, Tensor Scores, Tensor Firs
 /// FFN neuron log-probability increase: score(l, i) = logp(x_l + a_l + m_i W_down[:, i]) - logp(x_l + a_l).
 /// With base logits b = logits(x_l + a_l) and U = W_U diag(g) W_down (model-only), logits(x_l + a_l + m_i w_i) =
 /// b + s m_i U[:, i]; every route keeps the neuron term s m_i U[:, i] apart from b (no rounding of mid + m_i w_i),
-/// computes U a chunk of columns at a time, and scores = delta_y - logsumexp(log_softmax(b) + delta).
+/// takes U a chunk of columns at a time from <see cref="UnembeddedDirections"/> (kept across examples), and
+/// scores = delta_y - logsumexp(log_softmax(b) + delta).
 /// </summary>
 public static class NeuronAttribution
 {
@@ -73,48 +74,34 @@ public static class NeuronAttribution
         using var noGrad = no_grad();
         var lsm = logSoftmaxMid ?? LogSoftmaxMid(acts, readout);
         var m = acts.MlpPost.to(readout.Device).to(readout.ComputeType);
+        var all = Enumerable.Range(0, (int)acts.MlpWidth).Select(i => (long)i).ToArray();
         var rows = new Tensor[acts.Layers];
         for (int l = 0; l < acts.Layers; l++)
-            rows[l] = ExactForColumns(weights.DownProj[l], m[l], lsm[l], readout);
+            rows[l] = ExactForLayer(weights, readout, l, all, m[l], lsm[l]);
         return stack(rows, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// Exact scores of the neurons whose down_proj columns are <paramref name="downColumns"/> [D, c] with coefficients
-    /// <paramref name="coefficients"/> [c], against base log-probabilities <paramref name="logSoftmaxBase"/> [V]: [c].
-    /// U columns are computed <see cref="FrozenScaleReadout.ChunkElements"/> / V at a time.
+    /// Exact scores of the neurons <paramref name="neurons"/> of <paramref name="layer"/> with coefficients
+    /// <paramref name="coefficients"/> [n], against base log-probabilities <paramref name="logSoftmaxBase"/> [V]: [n].
+    /// score = delta[y] - logsumexp(logSoftmaxBase + delta), delta = s m_i U[:, i] (the neuron term kept apart from the base
+    /// logits); U rows come from <see cref="UnembeddedDirections"/>, <see cref="FrozenScaleReadout.RowsPerChunk"/> at a time.
     /// </summary>
-    public static Tensor ExactForColumns(Tensor downColumns, Tensor coefficients, Tensor logSoftmaxBase, FrozenScaleReadout readout)
+    private static Tensor ExactForLayer(ReadoutWeights weights, FrozenScaleReadout readout, int layer, long[] neurons,
+        Tensor coefficients, Tensor logSoftmaxBase)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var coef = coefficients.to(readout.Device).to(readout.ComputeType);
+        var coef = coefficients.to(readout.Device).to(readout.ComputeType) * readout.ScaleTensor;
         var lsm = logSoftmaxBase.to(readout.Device).to(readout.ComputeType).reshape(1, -1);
-        var rows = ScaledRows(downColumns.to(readout.Device).to(readout.ComputeType), coef, readout);
-        return ExactForRows(rows, lsm, null, readout).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>Rows m_i * s * g * W_down[:, i]: [c, D] from columns [D, c] and coefficients [c].</summary>
-    private static Tensor ScaledRows(Tensor downColumns, Tensor coef, FrozenScaleReadout readout) =>
-        downColumns.t() * readout.ScaledNorm * coef.unsqueeze(1);
-
-    /// <summary>
-    /// score_k = delta_k[y] - logsumexp(logSoftmaxBase[base_k] + delta_k), delta_k = W_U rows_k ([K, V], the neuron term
-    /// s m_i U[:, i] kept apart from the base logits), chunked over K. <paramref name="baseIndex"/> null: row 0 of the base.
-    /// </summary>
-    private static Tensor ExactForRows(Tensor rows, Tensor logSoftmaxBase, Tensor? baseIndex, FrozenScaleReadout readout)
-    {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        long K = rows.shape[0];
         long chunk = readout.RowsPerChunk;
         var parts = new List<Tensor>();
-        for (long i = 0; i < K; i += chunk)
+        for (long i = 0; i < neurons.LongLength; i += chunk)
         {
-            long n = Math.Min(chunk, K - i);
-            var delta = nn.functional.linear(rows.narrow(0, i, n), readout.Unembedding);              // [n, V]
-            var dy = delta.index_select(1, readout.TargetTensor).squeeze(1);                          // [n]
-            var lsm = baseIndex is null ? logSoftmaxBase : logSoftmaxBase.index_select(0, baseIndex.narrow(0, i, n));
+            int n = (int)Math.Min(chunk, neurons.LongLength - i);
+            var u = UnembeddedDirections.Neurons(weights.Directions, weights, readout, layer, neurons[(int)i..((int)i + n)]); // [n, V]
+            var delta = u * coef.narrow(0, i, n).unsqueeze(1);                                           // [n, V]
+            var dy = delta.index_select(1, readout.TargetTensor).squeeze(1);                              // [n]
             parts.Add(dy - (delta + lsm).logsumexp(1));
         }
         if (parts.Count == 0) return zeros(new long[] { 0 }, readout.ComputeType, readout.Device).MoveToOuterDisposeScope();
@@ -167,26 +154,23 @@ public static class NeuronAttribution
         k = (int)Math.Clamp(k, 0, L * I);
         var (_, cand) = fo.reshape(-1).abs().topk(k);
         var candSorted = cand.sort().Values;                                             // by layer, then neuron
-        var counts = candSorted.div(I, RoundingMode.floor).bincount(null, L).cpu().data<long>().ToArray(); // candidates per layer
+        var flat = candSorted.cpu().data<long>().ToArray();                            // by layer, then neuron
+        var counts = new long[L];                                                        // candidates per layer
+        foreach (var c in flat) counts[c / I]++;
         var m = acts.MlpPost.to(readout.Device).to(readout.ComputeType);
-        var rowParts = new List<Tensor>();
+        var exactParts = new List<Tensor>();
         long start = 0;
         for (int l = 0; l < L; l++)
         {
-            // Gather this layer's candidate columns; the vocabulary work below runs once over all candidates.
+            // This layer's candidates (the sorted list is grouped by layer).
             long n = counts[l];
             if (n == 0) continue;
-            var cols = candSorted.narrow(0, start, n) - l * I;
-            var down = weights.DownProj[l].index_select(1, cols.to(weights.DownProj[l].device)).to(readout.Device).to(readout.ComputeType);
-            rowParts.Add(ScaledRows(down, m[l].index_select(0, cols), readout));
+            var cols = flat[(int)start..(int)(start + n)].Select(c => c - l * I).ToArray();
+            exactParts.Add(ExactForLayer(weights, readout, l, cols, m[l].index_select(0, tensor(cols, device: readout.Device)), lsm[l]));
             start += n;
         }
         var scores = fo.reshape(-1).clone();
-        if (rowParts.Count > 0)
-        {
-            var layerOf = candSorted.div(I, RoundingMode.floor);
-            scores.index_copy_(0, candSorted, ExactForRows(cat(rowParts, 0), lsm, layerOf, readout));
-        }
+        if (exactParts.Count > 0) scores.index_copy_(0, candSorted, cat(exactParts, 0));
         return new NeuronTensors(NeuronRoute.Screened, scores.reshape(L, I).MoveToOuterDisposeScope(),
             fo.MoveToOuterDisposeScope(), candSorted.MoveToOuterDisposeScope());
     }

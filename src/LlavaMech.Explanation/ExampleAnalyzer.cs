@@ -32,7 +32,10 @@ public sealed class ExampleAnalyzer : IDisposable
             c.NumAttentionHeads, c.NumKeyValueHeads);
         // Half-precision models read out in float32 (docs/METHOD.md, "Reference cost at full scale": the precision warning); convert once, not per example.
         _ownsWeights = model.DType != ScalarType.Float32;
-        _weights = _ownsWeights ? views.ConvertTo(ScalarType.Float32) : views;
+        _weights = (_ownsWeights ? views.ConvertTo(ScalarType.Float32) : views) with
+        {
+            Directions = new UnembeddedDirections(UnembeddedDirections.DefaultBytes(model.Device)),
+        };
     }
 
     public LoadedModel Model { get; }
@@ -128,6 +131,7 @@ public sealed class ExampleAnalyzer : IDisposable
 
     public void Dispose()
     {
+        _weights.Directions?.Dispose();
         if (_ownsWeights) _weights.DisposeAll();
     }
 }

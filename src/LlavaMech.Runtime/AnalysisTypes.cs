@@ -90,6 +90,11 @@ public sealed record AnalysisSettings
         Min = 0, Max = 1 << 22, ResultNeutral = true)]
     public int PrefixCacheMiB { get; init; }
 
+    /// <summary>MiB of the model's unembedded head blocks and neuron columns kept across examples (<see cref="UnembeddedDirections"/>); 0: its default.</summary>
+    [Setting("readout-cache-mib", "MIB", "MiB of the model's head and neuron directions read through the unembedding, kept across examples for the position and neuron statistics (0: 1024 on CPU, 2048 on CUDA)",
+        Min = 0, Max = 1 << 22, ResultNeutral = true)]
+    public int ReadoutCacheMiB { get; init; }
+
     /// <summary>
     /// The checks that need the model: <see cref="Causal"/> at most its heads (layers x heads per layer),
     /// <see cref="KnockoutWindow"/> at most its layers. Throws <see cref="ArgumentException"/> naming the option.

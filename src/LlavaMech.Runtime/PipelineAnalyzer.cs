@@ -49,6 +49,9 @@ public sealed class PipelineAnalyzer : IDisposable
     /// <summary>The reused prefixes held (bounded by <see cref="AnalysisSettings.PrefixCacheMiB"/>).</summary>
     public PrefixCache Prefixes => _prefixes;
 
+    /// <summary>The model's readout directions held (bounded by <see cref="AnalysisSettings.ReadoutCacheMiB"/>).</summary>
+    public UnembeddedDirections Directions => _analyzer.Weights.Directions!;
+
     /// <summary>
     /// Analyzes one example. Input problems (unreadable or undecodable image, a prompt the model cannot take, an
     /// expected answer that is not one token under <see cref="TargetMode.Expected"/>) give a rejected outcome with the
@@ -59,6 +62,7 @@ public sealed class PipelineAnalyzer : IDisposable
     /// </summary>
     public ExampleOutcome Run(ManifestExample work, AnalysisSettings settings)
     {
+        Bound(settings);
         var (input, target, reject) = Prepare(work, settings);
         return reject ?? RunIsolated(work, input!, target, settings);
     }
@@ -74,6 +78,7 @@ public sealed class PipelineAnalyzer : IDisposable
     /// </summary>
     public ExampleOutcome[] RunBatch(IReadOnlyList<ManifestExample> works, AnalysisSettings settings)
     {
+        Bound(settings);
         var outcomes = new ExampleOutcome[works.Count];
         if ((settings.BatchSize <= 1 && settings.PrefixReuse == PrefixReuse.Off) || works.Count == 1)
         {
@@ -97,9 +102,19 @@ public sealed class PipelineAnalyzer : IDisposable
     /// </summary>
     public ExampleOutcome[] RunPrepared(IReadOnlyList<ManifestExample> works, IReadOnlyList<ModelInput> inputs, AnalysisSettings settings)
     {
+        Bound(settings);
         var outcomes = new ExampleOutcome[works.Count];
         RunAccepted(works, inputs.Select((input, i) => (i, input, (int?)null)).ToList(), settings, outcomes);
         return outcomes;
+    }
+
+    /// <summary>Applies the result-neutral memory bounds of <paramref name="settings"/>: the reused prefixes and the readout directions.</summary>
+    private void Bound(AnalysisSettings settings)
+    {
+        _prefixes.CapacityBytes = PrefixCache.BytesOf(settings, Model.Device);
+        _prefixes.Trim(_prefixes.CapacityBytes);
+        _analyzer.Weights.Directions!.CapacityBytes = settings.ReadoutCacheMiB > 0
+            ? (long)settings.ReadoutCacheMiB << 20 : UnembeddedDirections.DefaultBytes(Model.Device);
     }
 
     private void RunAccepted(IReadOnlyList<ManifestExample> works, List<(int Index, ModelInput Input, int? Target)> accepted, AnalysisSettings settings,
@@ -146,8 +161,6 @@ public sealed class PipelineAnalyzer : IDisposable
     private List<(int Index, ModelInput Input, int? Target)> RunPrefixGroups(IReadOnlyList<ManifestExample> works,
         List<(int Index, ModelInput Input, int? Target)> accepted, AnalysisSettings settings, ExampleOutcome[] outcomes)
     {
-        _prefixes.CapacityBytes = PrefixCache.BytesOf(settings, Model.Device);
-        _prefixes.Trim(_prefixes.CapacityBytes);
         var rest = new List<(int Index, ModelInput Input, int? Target)>();
         foreach (var group in accepted.GroupBy(a => ImageKey(a.Input)))
         {

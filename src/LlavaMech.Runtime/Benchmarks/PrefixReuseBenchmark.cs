@@ -87,18 +87,23 @@ public sealed class PrefixReuseBenchmark
             var batch = Enumerable.Range(0, images).SelectMany(i => Enumerable.Range(0, q).Select(j => Example(i, j))).ToList();
             log($"{q} question(s) per image: {batch.Count} examples without and with reuse...");
             var (msOff, peakOff) = Timed(() => { using var a = new PipelineAnalyzer(model); Analyze(a, batch, off); });
-            long passes = 0;
-            var (msOn, peakOn) = Timed(() => { using var a = new PipelineAnalyzer(model); Analyze(a, batch, on); passes = a.PrefixPasses; });
+            long passes = 0, hits = 0, misses = 0;
+            var (msOn, peakOn) = Timed(() =>
+            {
+                using var a = new PipelineAnalyzer(model);
+                Analyze(a, batch, on);
+                (passes, hits, misses) = (a.PrefixPasses, a.Directions.Hits, a.Directions.Misses);
+            });
             double perQuestion = (msOn / images - (q > 1 ? tPrefix : 0)) / q;
             if (q > 1) tAfter = tAfter is null ? perQuestion : Math.Min(tAfter.Value, perQuestion);
             double eOff = batch.Count / (msOff / 1000), eOn = batch.Count / (msOn / 1000);
             rows.Add(new()
             {
-                ["questions_per_image"] = q, ["examples"] = batch.Count, ["prefix_passes"] = passes,
+                ["questions_per_image"] = q, ["examples"] = batch.Count, ["prefix_passes"] = passes, ["readout_direction_hits"] = hits, ["readout_direction_misses"] = misses,
                 ["examples_per_s_off"] = Math.Round(eOff, 3), ["examples_per_s_on"] = Math.Round(eOn, 3), ["speedup"] = Math.Round(eOn / eOff, 2),
                 ["peak_rss_off_mib"] = peakOff >> 20, ["peak_rss_on_mib"] = peakOn >> 20,
             });
-            Lines.Add($"{q,2} question(s)/image  off {eOff,8:0.000} ex/s  on {eOn,8:0.000} ex/s  {eOn / eOff,5:0.00}x  ({batch.Count} examples, {passes} prefix passes; peak RSS {ResourceUsage.Mib(peakOff)} off, {ResourceUsage.Mib(peakOn)} on)");
+            Lines.Add($"{q,2} question(s)/image  off {eOff,8:0.000} ex/s  on {eOn,8:0.000} ex/s  {eOn / eOff,5:0.00}x  ({batch.Count} examples, {passes} prefix passes; readout directions {hits} reused, {misses} computed; peak RSS {ResourceUsage.Mib(peakOff)} off, {ResourceUsage.Mib(peakOn)} on)");
         }
         Figures["runs"] = rows;
         if (tAfter is { } ta)

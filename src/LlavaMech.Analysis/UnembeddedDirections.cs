@@ -1,0 +1,70 @@
+namespace LlavaMech.Analysis;
+
+/// <summary>
+/// The model's weight directions read through the unembedding, W_U diag(g) w: for a head, its W_O block ([d, V]: the
+/// logit change per unit of each of its d value coordinates); for an FFN neuron, its W_down column ([V]: U[:, i] of
+/// <see cref="NeuronAttribution"/>). They depend on the model alone, while the position and neuron statistics of every
+/// example need them for their heads and candidates: computed once and kept per model, least recently used evicted,
+/// bounded in bytes (<see cref="BoundedLru{TKey, TValue}"/>). The frozen scale s multiplies afterwards, so a held direction
+/// serves every example; results equal recomputing it, to float rounding. Not thread-safe: one per model.
+/// </summary>
+public sealed class UnembeddedDirections : IDisposable
+{
+    private readonly BoundedLru<(bool Neuron, int Layer, int Index, ScalarType Type), Tensor> _lru;
+
+    /// <param name="capacityBytes">the bound (0: nothing is kept, every direction is computed where it is needed).</param>
+    public UnembeddedDirections(long capacityBytes) { _lru = new(capacityBytes); }
+
+    /// <summary>The default bound: 1 GiB on CPU, 2 GiB on a GPU (at llava-1.5-7b, 64 heads or 8,192 neurons per GiB).</summary>
+    public static long DefaultBytes(Device device) => device.type == DeviceType.CUDA ? 2L << 30 : 1L << 30;
+
+    public long CapacityBytes { get => _lru.CapacityBytes; set { _lru.CapacityBytes = value; _lru.Trim(value); } }
+    public long Bytes => _lru.Bytes;
+    public long Hits => _lru.Hits;
+    public long Misses => _lru.Misses;
+
+    /// <summary>W_U diag(g) W_O[:, head block] transposed: [d, V] in the readout's dtype, on its device. Owned by the cache when
+    /// <paramref name="cache"/> holds it (do not dispose; use it before asking for another direction); otherwise by the caller's scope.</summary>
+    public static Tensor Head(UnembeddedDirections? cache, ReadoutWeights weights, FrozenScaleReadout readout, int layer, int head)
+    {
+        var key = (false, layer, head, readout.ComputeType);
+        if (cache is not null && cache._lru.TryGet(key, out var held)) return held;
+        long d = weights.OProj[layer].shape[1] / weights.NumHeads;
+        var block = weights.OProj[layer].narrow(1, head * d, d).to(readout.Device).to(readout.ComputeType);   // [D, d]
+        var m = nn.functional.linear((block * readout.Norm.unsqueeze(1)).t(), readout.Unembedding);           // [d, V]
+        if (cache is not null && cache._lru.TryAdd(key, m, m.NumberOfElements * m.ElementSize)) m.DetachFromDisposeScope();
+        return m;
+    }
+
+    /// <summary>
+    /// U rows W_U diag(g) W_down[:, i] for the neurons <paramref name="neurons"/> of <paramref name="layer"/>: [n, V], a new
+    /// tensor in the caller's scope; held rows are copied, missing ones computed in one product and kept.
+    /// </summary>
+    public static Tensor Neurons(UnembeddedDirections? cache, ReadoutWeights weights, FrozenScaleReadout readout, int layer, long[] neurons)
+    {
+        var down = weights.DownProj[layer];
+        Tensor Compute(long[] idx)
+        {
+            var cols = down.index_select(1, tensor(idx, device: down.device)).to(readout.Device).to(readout.ComputeType); // [D, n]
+            return nn.functional.linear(cols.t() * readout.Norm, readout.Unembedding);                              // [n, V]
+        }
+        if (cache is null || cache.CapacityBytes == 0) return Compute(neurons);
+        var rows = new Tensor?[neurons.Length];
+        var missing = new List<int>();
+        for (int j = 0; j < neurons.Length; j++)
+            if (cache._lru.TryGet((true, layer, (int)neurons[j], readout.ComputeType), out var held)) rows[j] = held;
+            else missing.Add(j);
+        Tensor? fresh = missing.Count > 0 ? Compute(missing.Select(j => neurons[j]).ToArray()) : null;
+        for (int k = 0; k < missing.Count; k++) rows[missing[k]] = fresh![k];
+        var result = stack(rows!, 0);                                   // copies: evictions below cannot touch it
+        for (int k = 0; k < missing.Count; k++)
+        {
+            var row = fresh![k].clone();
+            if (cache._lru.TryAdd((true, layer, (int)neurons[missing[k]], readout.ComputeType), row, row.NumberOfElements * row.ElementSize))
+                row.DetachFromDisposeScope();
+        }
+        return result;
+    }
+
+    public void Dispose() => _lru.Dispose();
+}
