@@ -15,11 +15,17 @@ namespace LlavaMech.Explanation;
 /// <param name="ObjectAreaShare">the object's patches as a share of all patches (what a head looking nowhere in particular would give).</param>
 /// <param name="Answer">the model's answer: the argmax token's text, trimmed.</param>
 /// <param name="Objects">where the top head looked, per object of the scene (the asked one first), when the manifest lists them.</param>
+/// <remarks>The object's tokens are every image token whose cell overlaps its box (<see cref="ImageRegions"/>): for LLaVA-NeXT
+/// those of the base tile and of the high-resolution grid; newlines have no area and count neither as object nor as background.</remarks>
 public sealed record ExampleFindings(string Id, int TargetId, string? Expected, bool? Correct, double TargetProb,
     double[] LayerAttn, double[] LayerFfn, double[][] HeadIncrease, HeadScore TopHead,
     double LensRankObject, double LensRankBackground, double LensTop5Object, double LensTop5Background,
     double TopHeadObjectShare, double ObjectAreaShare, string Answer = "", IReadOnlyList<ObjectLook>? Objects = null)
 {
+    /// <summary>LLaVA-NeXT: where the top head looked per image part (base, grid, newline); null for a single grid.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<PartLook>? Parts { get; init; }
+
     /// <summary>
     /// The object whose colour a wrong answer named (another object of the scene), or null: the answer is right, names no
     /// object's colour, or the scene's objects are unknown. A binding error: the model read the wrong object.
@@ -34,6 +40,14 @@ public sealed record ExampleFindings(string Id, int TargetId, string? Expected, 
 /// </summary>
 public sealed record ObjectLook(string Shape, string Color, double AttentionShare, double LogIncreaseShare, double AreaShare);
 
+/// <summary>
+/// The top head's reading of one image part (LLaVA-NeXT's base tile, high-resolution grid or newlines).
+/// </summary>
+/// <param name="AttentionShare">the head's attention on the part as a share of its attention on the image.</param>
+/// <param name="ObjectShare">of the head's attention on the part, the share on the object's tokens there (null for newlines: no area).</param>
+/// <param name="ObjectAreaShare">the object's tokens as a share of the part's tokens (null for newlines).</param>
+public sealed record PartLook(string Part, int Tokens, double AttentionShare, double? ObjectShare, double? ObjectAreaShare);
+
 public static class MechanismFindings
 {
     /// <param name="targetId">the token to explain (the expected answer); null: the argmax.</param>
@@ -47,12 +61,11 @@ public static class MechanismFindings
         var s = a.Statistics;
         var image = s.Image ?? throw new ArgumentException($"example '{id}' has no image");
         var layout = input.ImageLayout!;
-        HashSet<int> Patches(double[] b) => ClipImageProcessor.BoxToPatches(input.Image!.Geometry, b[0], b[1], b[2], b[3], model.Config.Vision!.PatchSize)
-            .Select(rc => layout.Grid.TokenIndex(rc.Row, rc.Col)).ToHashSet();
+        HashSet<int> Patches(double[] b) => ImageRegions.TokensInBox(layout, input.Image!.Geometry, model.Config.Vision!.PatchSize, b).ToHashSet();
         var box = Patches(objectBox);
         var lens = image.VisualTokenLens!;
         double Mean(IEnumerable<double> xs) { var v = xs.ToList(); return v.Count == 0 ? double.NaN : v.Average(); }
-        var patches = layout.GridTokenIndices();   // image tokens that are patches (not the class token)
+        var patches = ImageRegions.AreaTokens(layout);   // image tokens with an area (not the class token or a newline)
         var inside = patches.Where(box.Contains).ToList();
         var outside = patches.Where(i => !box.Contains(i)).ToList();
         var attention = a.TopHeadAttention[0].Attention;
@@ -70,11 +83,19 @@ public static class MechanismFindings
                     at.Sum(i => (double)heat[i]), (double)at.Count / patches.Length);
             }).ToArray();
         }
+        PartLook[]? parts = layout.Tiling is null ? null : ImageRegions.Parts(layout).Select(p =>
+        {
+            double on = p.Tokens.Sum(i => attention[image.ImagePositions[i]]);
+            bool area = p.Part != "newline" && p.Part != "cls";
+            var obj = p.Tokens.Where(box.Contains).ToList();
+            return new PartLook(p.Part, p.Tokens.Length, onImage > 0 ? on / onImage : 0,
+                area ? (on > 0 ? obj.Sum(i => attention[image.ImagePositions[i]]) / on : 0) : null, area ? (double)obj.Count / p.Tokens.Length : null);
+        }).ToArray();
         analysis?.Invoke(a);
         return new ExampleFindings(id, s.TargetId, expected, expectedId is null ? null : argmax == expectedId, Math.Exp(s.TargetLogProb),
             s.LayerAttnIncrease, s.LayerFfnIncrease, s.HeadIncrease, s.TopHeads[0],
             Mean(inside.Select(i => (double)lens.TargetRank[i])), Mean(outside.Select(i => (double)lens.TargetRank[i])),
             Mean(inside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)), Mean(outside.Select(i => lens.TopIds[i].Contains(s.TargetId) ? 1.0 : 0.0)),
-            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / patches.Length, model.TokenText(argmax).Trim(), looks);
+            onImage > 0 ? onObject / onImage : 0, (double)inside.Count / patches.Length, model.TokenText(argmax).Trim(), looks) { Parts = parts };
     }
 }

@@ -25,14 +25,22 @@ public sealed record ComparisonOptions
 /// <param name="TimeMs">wall time the method needs on its own (see <see cref="MethodComparison"/>).</param>
 /// <param name="PointingHit">the top patch lies in the object (null without an object box).</param>
 /// <param name="MassInBox">share of the positive heatmap mass inside the object (null without a box).</param>
+/// <remarks>Scores cover every image token; the ground-truth metrics cover the tokens with an area (<see cref="ImageRegions"/>:
+/// for LLaVA-NeXT the base tile and the high-resolution grid, each mapped onto the picture), newlines left out.</remarks>
 public sealed record MethodResult(string Method, float[] Scores, double TimeMs, FaithfulnessCurve Deletion, FaithfulnessCurve Insertion,
-    bool? PointingHit, double? MassInBox);
+    bool? PointingHit, double? MassInBox)
+{
+    /// <summary>LLaVA-NeXT: the share of the positive mass on the row newlines (no area, so outside the pointing game and the
+    /// mass in the object); null for an image without newlines.</summary>
+    public double? NewlineMass { get; init; }
+}
 
 /// <summary>All methods on one example, plus what the example was.</summary>
 /// <param name="Patches">image tokens P: the length of every method's scores.</param>
 /// <param name="Layout">the input's image-token layout: which patch each of the P scores belongs to.</param>
+/// <param name="ObjectTokens">the image tokens (0..P-1) whose cells overlap the object's box (<see cref="ImageRegions.TokensInBox"/>); null without a box.</param>
 public sealed record ExampleComparison(string ExampleId, int TargetId, double TargetProb, int Patches, ImageTokenLayout Layout,
-    IReadOnlyList<(int Row, int Col)>? ObjectPatches, IReadOnlyList<MethodResult> Methods)
+    IReadOnlyList<int>? ObjectTokens, IReadOnlyList<MethodResult> Methods)
 {
     /// <summary>The model's answer: the argmax token at the last position.</summary>
     public int Argmax { get; init; } = -1;
@@ -40,15 +48,15 @@ public sealed record ExampleComparison(string ExampleId, int TargetId, double Ta
     /// <summary>Whether the answer is the expected one (null when the manifest gives none).</summary>
     public bool? Correct { get; init; }
 
-    /// <summary>The side of the (single, square) patch grid.</summary>
-    public int GridSide => Layout.Grid.Side;
-
     /// <summary>
-    /// The object's patches as a share of all patches (null without a box): the chance rate of the
+    /// The object's tokens as a share of the image tokens that can be hit (null without a box): the chance rate of the
     /// pointing game (a top patch drawn uniformly at random hits the object this often) and the mass
-    /// in the object of a uniform map.
+    /// in the object of a uniform map. LLaVA-NeXT's newlines have no area and are left out.
     /// </summary>
-    public double? ObjectAreaShare => ObjectPatches is null ? null : (double)ObjectPatches.Count / Patches;
+    public double? ObjectAreaShare => ObjectTokens is null ? null : (double)ObjectTokens.Count / (Patches - Newlines);
+
+    /// <summary>Row-ending newline tokens among the P (LLaVA-NeXT), 0 for a single grid.</summary>
+    public int Newlines => Enumerable.Range(0, Patches).Count(i => ImageRegions.IsNewline(Layout, i));
 }
 
 /// <summary>
@@ -86,8 +94,8 @@ public static class MethodComparison
         var s = analysis.Statistics;
         int patches = input.ImagePositions.Length;
         var layout = input.ImageLayout!;
-        IReadOnlyList<(int Row, int Col)>? objectPatches = objectBox is null ? null
-            : ClipImageProcessor.BoxToPatches(input.Image.Geometry, objectBox[0], objectBox[1], objectBox[2], objectBox[3], model.Config.Vision!.PatchSize);
+        IReadOnlyList<int>? objectTokens = objectBox is null ? null : ImageRegions.TokensInBox(layout, input.Image.Geometry, model.Config.Vision!.PatchSize, objectBox);
+        bool newlines = Enumerable.Range(0, patches).Any(i => ImageRegions.IsNewline(layout, i));
 
         var ctx = new ImageTokenAttribution(model, input, s.TargetId, options.BatchSize);
         var results = new List<MethodResult>();
@@ -95,8 +103,8 @@ public static class MethodComparison
         {
             var (del, ins) = Faithfulness.Curves(ctx, scores, options.CurveSteps);
             results.Add(new MethodResult(method, scores, ms, del, ins,
-                objectPatches is null ? null : PointingHit(scores, layout, objectPatches),
-                objectPatches is null ? null : MassInBox(scores, layout, objectPatches)));
+                objectTokens is null ? null : PointingHit(scores, layout, objectTokens),
+                objectTokens is null ? null : MassInBox(scores, layout, objectTokens)) { NewlineMass = newlines ? NewlineMass(scores, layout) : null });
         }
 
         double toolMs = analysis.ForwardMs + analysis.StatisticsMs;
@@ -107,28 +115,54 @@ public static class MethodComparison
         if (Wants(GradientXInput)) { sw.Restart(); var g = ctx.GradientTimesInput(); Add(GradientXInput, g, sw.Elapsed.TotalMilliseconds); }
         if (Wants(IntegratedGradients)) { sw.Restart(); var ig = ctx.IntegratedGradients(options.IntegratedGradientSteps); Add(IntegratedGradients, ig, sw.Elapsed.TotalMilliseconds); }
         if (Wants(Occlusion)) { sw.Restart(); var oc = ctx.Occlusion(options.OcclusionWindow); Add(Occlusion, oc, sw.Elapsed.TotalMilliseconds); }
-        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, layout, objectPatches, results) { Argmax = s.Top5Ids[0] };
+        return new ExampleComparison(exampleId, s.TargetId, Math.Exp(s.TargetLogProb), patches, layout, objectTokens, results) { Argmax = s.Top5Ids[0] };
     }
 
-    /// <summary>The highest-scoring image token (first on ties) is a patch of the object.</summary>
-    public static bool PointingHit(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> objectPatches)
+    /// <summary>The highest-scoring image token (first on ties; newlines left out: no area) is one of the object's tokens.</summary>
+    public static bool PointingHit(float[] scores, ImageTokenLayout layout, IReadOnlyCollection<int> objectTokens)
     {
-        int best = 0;
-        for (int i = 1; i < scores.Length; i++) if (scores[i] > scores[best]) best = i;
-        return layout.CellOf(best) is { } cell && objectPatches.Contains((cell.Row, cell.Col));
+        int best = -1;
+        for (int i = 0; i < scores.Length; i++)
+            if (!ImageRegions.IsNewline(layout, i) && (best < 0 || scores[i] > scores[best])) best = i;
+        return best >= 0 && objectTokens.Contains(best);
     }
 
-    /// <summary>Share of the positive mass of the map inside the object's patches (0 when there is no positive mass).</summary>
-    public static double MassInBox(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> objectPatches)
+    /// <summary>Share of the positive mass of the map (newlines left out) on the object's tokens (0 when there is no positive mass).</summary>
+    public static double MassInBox(float[] scores, ImageTokenLayout layout, IReadOnlyCollection<int> objectTokens)
     {
         double inside = 0, total = 0;
-        var set = objectPatches.ToHashSet();
+        var set = objectTokens.ToHashSet();
+        for (int i = 0; i < scores.Length; i++)
+        {
+            if (ImageRegions.IsNewline(layout, i)) continue;
+            double v = Math.Max(0, scores[i]);
+            total += v;
+            if (set.Contains(i)) inside += v;
+        }
+        return total > 0 ? inside / total : 0;
+    }
+
+    /// <summary><see cref="PointingHit(float[], ImageTokenLayout, IReadOnlyCollection{int})"/> for patches (row, col) of the base grid.</summary>
+    public static bool PointingHit(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> basePatches) =>
+        PointingHit(scores, layout, BaseTokens(layout, basePatches));
+
+    /// <summary><see cref="MassInBox(float[], ImageTokenLayout, IReadOnlyCollection{int})"/> for patches (row, col) of the base grid.</summary>
+    public static double MassInBox(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> basePatches) =>
+        MassInBox(scores, layout, BaseTokens(layout, basePatches));
+
+    private static int[] BaseTokens(ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> patches) =>
+        patches.Select(rc => layout.Grids[0].TokenIndex(rc.Row, rc.Col)).ToArray();
+
+    /// <summary>Share of the positive mass of the map on the newline tokens (0 when there is no positive mass).</summary>
+    public static double NewlineMass(float[] scores, ImageTokenLayout layout)
+    {
+        double on = 0, total = 0;
         for (int i = 0; i < scores.Length; i++)
         {
             double v = Math.Max(0, scores[i]);
             total += v;
-            if (layout.CellOf(i) is { } cell && set.Contains((cell.Row, cell.Col))) inside += v;
+            if (ImageRegions.IsNewline(layout, i)) on += v;
         }
-        return total > 0 ? inside / total : 0;
+        return total > 0 ? on / total : 0;
     }
 }

@@ -261,12 +261,40 @@ internal static class Pages
         return Layout("explanation", b.ToString(), "viewer.js");
     }
 
+    /// <summary>
+    /// The logit lens's top-1 token of each image position, one table per image part: LLaVA-1.5's patch grid; LLaVA-NeXT's
+    /// base tile (the whole image) and high-resolution grid (padding removed), each labelled, and the row newlines listed.
+    /// </summary>
     private static string LensGrid(ExampleDetail d)
     {
-        var patches = d.Positions.Where(p => p.IsImage && p.PatchRow is not null && p.PatchCol is not null)
-            .GroupBy(p => p.Position).ToDictionary(g => g.Key, g => (Row: g.First().PatchRow!.Value, Col: g.First().PatchCol!.Value));
+        var places = d.Positions.Where(p => p.IsImage && p.PatchRow is not null && p.PatchCol is not null)
+            .GroupBy(p => p.Position).ToDictionary(g => g.Key, g => (Part: g.First().ImagePart ?? "base", Row: g.First().PatchRow!.Value, Col: g.First().PatchCol!.Value));
         var top = d.LogitLens.Where(l => l.Rank == 0).ToDictionary(l => l.Position);
-        if (top.Count == 0 || patches.Count == 0) return "<p id=\"lens\">no logit lens rows for this example</p>";
+        if (top.Count == 0 || places.Count == 0) return "<p id=\"lens\">no logit lens rows for this example</p>";
+        var parts = places.Values.Select(p => p.Part).Distinct().ToList();
+        if (parts.Count == 1 && parts[0] == "base") return LensTable(d, "lens", places.ToDictionary(p => p.Key, p => (p.Value.Row, p.Value.Col)), top);
+        var b = new StringBuilder();
+        foreach (var (part, id, label) in new[]
+                 {
+                     ("base", "lens", "base: the whole image in one tile"),
+                     ("grid", "lens-grid", "grid: the high-resolution tiles, padding removed"),
+                 })
+        {
+            var cells = places.Where(p => p.Value.Part == part).ToDictionary(p => p.Key, p => (p.Value.Row, p.Value.Col));
+            if (cells.Count == 0) continue;
+            int rows = cells.Values.Max(c => c.Row) + 1, cols = cells.Values.Max(c => c.Col) + 1;
+            b.Append(CultureInfo.InvariantCulture, $"<h3 class=\"image-part\" data-part=\"{part}\">{E(label)} ({rows} x {cols})</h3>");
+            b.Append(LensTable(d, id, cells, top));
+        }
+        var newlines = places.Where(p => p.Value.Part == "newline" && top.ContainsKey(p.Key)).OrderBy(p => p.Value.Row).ToList();
+        if (newlines.Count > 0)
+            b.Append("<h3 class=\"image-part\" data-part=\"newline\">newline: the token ending each grid row</h3><p id=\"lens-newline\">")
+                .AppendJoin(" ", newlines.Select(p => $"<span title=\"position {p.Key}, row {p.Value.Row}\">{E(top[p.Key].Token)}</span>")).Append("</p>");
+        return b.ToString();
+    }
+
+    private static string LensTable(ExampleDetail d, string id, Dictionary<int, (int Row, int Col)> patches, Dictionary<int, LensValue> top)
+    {
         int rows = patches.Values.Max(p => p.Row) + 1, cols = patches.Values.Max(p => p.Col) + 1;
         var cell = new string?[rows, cols];
         var titles = new string?[rows, cols];
@@ -276,7 +304,7 @@ internal static class Pages
                 cell[rc.Row, rc.Col] = l.Token;
                 titles[rc.Row, rc.Col] = $"position {pos}: " + string.Join(", ", d.LogitLens.Where(z => z.Position == pos).OrderBy(z => z.Rank).Select(z => z.Token));
             }
-        var b = new StringBuilder("<table id=\"lens\" class=\"lens\"><tbody>");
+        var b = new StringBuilder($"<table id=\"{id}\" class=\"lens\"><tbody>");
         for (int r = 0; r < rows; r++)
         {
             b.Append("<tr>");

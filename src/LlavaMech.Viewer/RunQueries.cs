@@ -40,7 +40,9 @@ public sealed record LayerValue(int Layer, string Component, double LogProbIncre
 
 public sealed record HeadValue(int Layer, int Head, double LogProbIncrease, double? AttnToImage);
 
-public sealed record PositionValue(int Layer, int Head, int Position, bool IsImage, int? PatchRow, int? PatchCol, double LogProbIncrease, double AttnWeight);
+/// <param name="ImagePart">the image part of an image position (<c>base</c>; LLaVA-NeXT also <c>grid</c>, <c>newline</c>); null for text.</param>
+public sealed record PositionValue(int Layer, int Head, int Position, bool IsImage, int? PatchRow, int? PatchCol, double LogProbIncrease, double AttnWeight,
+    string? ImagePart = null);
 
 public sealed record LensValue(int Position, int Rank, int TokenId, string Token);
 
@@ -139,9 +141,9 @@ public sealed class RunQueries(RunSource run)
         var heads = Table(TableNames.HeadStats, "SELECT layer, head, log_prob_increase, attn_to_image FROM head_stats WHERE example_id = $id ORDER BY layer, head",
             r => new HeadValue(I(r[0]), I(r[1]), D(r[2]), r[3] is null ? null : D(r[3])));
         var positions = Table(TableNames.PositionStats, """
-            SELECT layer, head, position, is_image, patch_row, patch_col, log_prob_increase, attn_weight
+            SELECT layer, head, position, is_image, patch_row, patch_col, log_prob_increase, attn_weight, image_part
             FROM position_stats WHERE example_id = $id ORDER BY layer, head, position
-            """, r => new PositionValue(I(r[0]), I(r[1]), I(r[2]), (bool)r[3]!, r[4] is null ? null : I(r[4]), r[5] is null ? null : I(r[5]), D(r[6]), D(r[7])));
+            """, r => new PositionValue(I(r[0]), I(r[1]), I(r[2]), (bool)r[3]!, r[4] is null ? null : I(r[4]), r[5] is null ? null : I(r[5]), D(r[6]), D(r[7]), (string?)r[8]));
         var lens = Table(TableNames.LogitLens, $"SELECT position, rank, token_id, token FROM logit_lens WHERE example_id = $id AND rank < {LensRanks} ORDER BY position, rank",
             r => new LensValue(I(r[0]), I(r[1]), I(r[2]), (string)r[3]!));
         var neurons = Table(TableNames.NeuronStats, "SELECT layer, neuron, log_prob_increase, coefficient FROM neuron_stats WHERE example_id = $id ORDER BY log_prob_increase DESC LIMIT 20",

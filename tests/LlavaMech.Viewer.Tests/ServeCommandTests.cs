@@ -9,7 +9,7 @@ namespace LlavaMech.Viewer.Tests;
 [Collection(ViewerCollection.Name)]
 public sealed class ServeCommandTests(ViewerFixture fx)
 {
-    private static async Task<(Process Process, Uri Address, string Stderr)> StartAsync(params string[] args)
+    internal static async Task<(Process Process, Uri Address, string Stderr)> StartAsync(params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = Fixtures.RepoRoot };
         psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "llavamech.dll"));

@@ -90,11 +90,40 @@ public static class FindingsStudy
 
             the top head's attention on the object's patches, as a share of its attention on the image: {headObj:0.000}
             (the object covers {area:0.000} of the patches on average: a ratio of {headObj / area:0.0}x)
-
+            {ImageParts(results)}
             {BindingErrors(results)}
             """;
         File.WriteAllText(Path.Combine(outDir, "findings.md"), md);
         return md;
+    }
+
+    /// <summary>
+    /// LLaVA-NeXT: the top head's attention per image part (base tile, high-resolution grid, newlines), and within the base
+    /// and grid parts the share on the object next to the object's share of that part's tokens; empty for a single grid.
+    /// </summary>
+    private static string ImageParts(List<ExampleFindings> results)
+    {
+        var withParts = results.Where(r => r.Parts is not null).ToList();
+        if (withParts.Count == 0) return "";
+        var rows = withParts.SelectMany(r => r.Parts!).GroupBy(p => p.Part).Select(g =>
+        {
+            var area = g.Where(p => p.ObjectShare is not null).ToList();
+            return (IReadOnlyList<string>)
+            [
+                g.Key, $"{g.Average(p => p.Tokens):0.#}", $"{g.Average(p => p.AttentionShare):0.000}",
+                area.Count == 0 ? "n/a (no area)" : $"{area.Average(p => p.ObjectShare!.Value):0.000}",
+                area.Count == 0 ? "n/a (no area)" : $"{area.Average(p => p.ObjectAreaShare!.Value):0.000}",
+            ];
+        }).ToList();
+        return $"""
+
+            ## Image parts: base tile, high-resolution grid, newlines
+
+            The object's tokens above are those of both the base tile (the whole image in one tile) and the high-resolution grid
+            (padding removed) whose cells overlap its box; newlines have no area. The top head's attention per part ({withParts.Count} examples):
+
+            {MarkdownTable.Render(["part", "tokens", "share of the head's image attention", "on the object, within the part", "object's share of the part's tokens"], rows)}
+            """;
     }
 
     /// <summary>

@@ -64,28 +64,34 @@ public static class MethodComparisonStudy
     {
         var rows = results.SelectMany(r => r.Methods.Select(m => (r, m))).ToList();
         RowFile.Write(rows.Select(x => new MethodRow(x.r.ExampleId, x.m.Method, x.r.TargetId, x.r.TargetProb, x.m.TimeMs, x.m.Deletion.Auc,
-            x.m.Insertion.Auc, x.m.PointingHit, x.m.MassInBox, x.r.ObjectAreaShare, x.r.Correct)), outDir);
+            x.m.Insertion.Auc, x.m.PointingHit, x.m.MassInBox, x.r.ObjectAreaShare, x.r.Correct, x.m.NewlineMass)), outDir);
         RowFile.Write(rows.SelectMany(x => new[] { ("deletion", x.m.Deletion), ("insertion", x.m.Insertion) }
             .SelectMany(c => c.Item2.Fractions.Select((f, i) => new CurveRow(x.r.ExampleId, x.m.Method, c.Item1, i, f, c.Item2.Probabilities[i])))), outDir);
-        RowFile.Write(rows.SelectMany(x => x.m.Scores.Select((v, p) => new ScoreRow(x.r.ExampleId, x.m.Method, p, p / x.r.GridSide, p % x.r.GridSide, v))), outDir);
+        RowFile.Write(rows.SelectMany(x => x.m.Scores.Select((v, p) =>
+        {
+            var place = x.r.Layout.PlaceOf(p);
+            return new ScoreRow(x.r.ExampleId, x.m.Method, p, place.Row, place.Col, v, place.PartName);
+        })), outDir);
     }
 
-    /// <summary>One row of methods.parquet: one attribution method on one example (<c>correct</c>: the answer is the expected one).</summary>
+    /// <summary>One row of methods.parquet: one attribution method on one example (<c>correct</c>: the answer is the expected one;
+    /// <c>newline_mass</c>: LLaVA-NeXT's share of the positive map mass on the row newlines, null for a single grid).</summary>
     [Table("methods")]
     public sealed record MethodRow(string ExampleId, string Method, int TargetId, double TargetProb, double TimeMs, double DeletionAuc,
-        double InsertionAuc, bool? PointingHit, double? MassInBox, double? ObjectAreaShare, bool? Correct);
+        double InsertionAuc, bool? PointingHit, double? MassInBox, double? ObjectAreaShare, bool? Correct, double? NewlineMass);
 
     /// <summary>One row of curves.parquet: one point of a method's deletion or insertion curve.</summary>
     [Table("curves")]
     public sealed record CurveRow(string ExampleId, string Method, string Curve, int Step, double Fraction, double Prob);
 
-    /// <summary>One row of scores.parquet: one method's score of one image patch (row-major on the grid).</summary>
+    /// <summary>One row of scores.parquet: one method's score of one image token <c>patch</c> (0..P-1), with its place: the image
+    /// part (<c>base</c>; LLaVA-NeXT also <c>grid</c> and <c>newline</c>) and the row and column in that part's grid.</summary>
     [Table("scores")]
-    public sealed record ScoreRow(string ExampleId, string Method, int Patch, int PatchRow, int PatchCol, double Score);
+    public sealed record ScoreRow(string ExampleId, string Method, int Patch, int PatchRow, int PatchCol, double Score, string ImagePart);
 
     private static string Summary(List<ExampleComparison> results, LoadedModel model, MethodRunInfo info)
     {
-        bool boxes = results.Any(r => r.ObjectPatches is not null);
+        bool boxes = results.Any(r => r.ObjectTokens is not null);
         var judged = results.Where(r => r.Correct is not null).ToList();
         var correct = judged.Where(r => r.Correct == true).ToList();
         string restricted = boxes && judged.Count > 0 && correct.Count < results.Count && correct.Count > 0
@@ -128,6 +134,8 @@ public static class MethodComparisonStudy
         var methods = results.SelectMany(r => r.Methods.Select(m => m.Method)).Distinct().ToList();
         var headers = new List<string> { "method", "examples", "ms / example", "deletion AUC (lower better)", "insertion AUC (higher better)" };
         if (boxes) headers.AddRange(["pointing game", "mass in object"]);
+        bool newlines = results.Any(r => r.Methods.Any(m => m.NewlineMass is not null));
+        if (newlines) headers.Add("mass on newlines");
         var rows = new List<IReadOnlyList<string>>();
         foreach (var m in methods)
         {
@@ -139,6 +147,7 @@ public static class MethodComparisonStudy
                 row.Add(withBox.Count == 0 ? "" : Share(withBox.Count(x => x.PointingHit!.Value), withBox.Count));
                 row.Add(withBox.Count == 0 ? "" : MeanCi(withBox.Select(x => x.MassInBox!.Value).ToList()));
             }
+            if (newlines) row.Add($"{rs.Where(x => x.NewlineMass is not null).Average(x => x.NewlineMass!.Value):0.000}");
             rows.Add(row);
         }
         string chance = "";
@@ -148,10 +157,14 @@ public static class MethodComparisonStudy
             // patches); a uniform map puts that same share of its mass in the object.
             var withBox = results.Where(r => r.ObjectAreaShare is not null).ToList();
             double area = withBox.Average(r => r.ObjectAreaShare!.Value);
-            rows.Add(["chance (uniform random patch / uniform map)", withBox.Count.ToString(), "", "", "", $"{100.0 * area:0.0}%", $"{area:0.000}"]);
+            rows.Add(["chance (uniform random patch / uniform map)", withBox.Count.ToString(), "", "", "", $"{100.0 * area:0.0}%", $"{area:0.000}", .. (newlines ? new[] { "" } : Array.Empty<string>())]);
             chance = $"\nchance rate: the object covers {100.0 * area:0.0}% of the patches on average (min {100.0 * withBox.Min(r => r.ObjectAreaShare!.Value):0.0}%, max {100.0 * withBox.Max(r => r.ObjectAreaShare!.Value):0.0}%), "
                 + "so a random top patch hits it that often and a uniform map has that mass in it.\n";
         }
+        if (newlines)
+            chance += "\nLLaVA-NeXT: the object's tokens are those of the base tile (the whole image) and of the high-resolution grid (padding removed) "
+                + "whose cells overlap its box; the row newlines have no area, so the pointing game, the mass in the object and the chance rate leave them out "
+                + "(mass on newlines: their share of the positive map mass).\n";
         return MarkdownTable.Render(headers, rows) + chance;
     }
 
@@ -170,15 +183,19 @@ public static class MethodComparisonStudy
         }
     }
 
-    /// <summary>The first example under every method: the image, then one overlay per method, side by side.</summary>
+    /// <summary>The first example under every method: the image, then one overlay per method, side by side, on the base grid
+    /// (LLaVA-NeXT: the base tile, the whole image in one tile).</summary>
     private static void WriteExampleFigure(ExampleComparison r, ModelInput input, string path)
     {
         var g = input.Image!.Geometry;
+        var baseGrid = r.Layout.Grids[0];
+        if (baseGrid.Rows != baseGrid.Cols) return;
+        int side = baseGrid.Rows;
         int scale = Math.Max(1, 224 / g.CropWidth + (224 % g.CropWidth == 0 ? 0 : 1));
         var panels = new List<(string Title, SKBitmap Bitmap)>();
-        var plain = new float[r.Patches];
-        panels.Add(("input", HeatmapOverlay.Render(input.Image.CroppedRgb, g.CropHeight, g.CropWidth, plain, r.GridSide, scale, alpha: 0f)));
-        foreach (var m in r.Methods) panels.Add((m.Method, HeatmapOverlay.Render(input.Image.CroppedRgb, g.CropHeight, g.CropWidth, m.Scores, r.GridSide, scale)));
+        var plain = new float[baseGrid.Cells];
+        panels.Add(("input", HeatmapOverlay.Render(input.Image.CroppedRgb, g.CropHeight, g.CropWidth, plain, side, scale, alpha: 0f)));
+        foreach (var m in r.Methods) panels.Add((m.Method, HeatmapOverlay.Render(input.Image.CroppedRgb, g.CropHeight, g.CropWidth, r.Layout.GridValues(m.Scores, 0), side, scale)));
         int w = panels[0].Bitmap.Width, h = panels[0].Bitmap.Height, pad = 8, titleH = 22;
         using var canvasBitmap = new SKBitmap(panels.Count * (w + pad) + pad, h + titleH + 2 * pad);
         using (var canvas = new SKCanvas(canvasBitmap))
@@ -191,10 +208,11 @@ public static class MethodComparisonStudy
                 int x = pad + i * (w + pad);
                 canvas.DrawText(panels[i].Title, x, pad + 14, font, paint);
                 canvas.DrawBitmap(panels[i].Bitmap, x, pad + titleH);
-                if (r.ObjectPatches is { Count: > 0 } box && i > 0)
+                var box = r.ObjectTokens?.Select(t => r.Layout.CellOf(t)).Where(c => c is { Grid: 0 }).Select(c => (c!.Value.Row, c.Value.Col)).ToList();
+                if (box is { Count: > 0 } && i > 0)
                 {
                     // Outline the object's patches so a reader can judge each map against the truth.
-                    int cell = w / r.GridSide;
+                    int cell = w / side;
                     int r0 = box.Min(p => p.Row), r1 = box.Max(p => p.Row), c0 = box.Min(p => p.Col), c1 = box.Max(p => p.Col);
                     using var outline = new SKPaint { Color = SKColors.White, Style = SKPaintStyle.Stroke, StrokeWidth = 2 };
                     canvas.DrawRect(x + c0 * cell, pad + titleH + r0 * cell, (c1 - c0 + 1) * cell, (r1 - r0 + 1) * cell, outline);

@@ -51,7 +51,10 @@
   var byHead = {};
   positions.forEach(function (p) { (byHead[key(p.layer, p.head)] = byHead[key(p.layer, p.head)] || []).push(p); });
   var withPositions = Object.keys(byHead);
-  var image = positions.filter(function (p) { return p.is_image && p.patch_row !== null && p.patch_col !== null; });
+  // The overlay draws the base grid over the picture: LLaVA-1.5's patch grid, LLaVA-NeXT's base tile (the whole image in
+  // one tile); LLaVA-NeXT's high-resolution grid and newlines are in the lens tables below.
+  function onBase(p) { return p.is_image && p.patch_row !== null && p.patch_col !== null && (!p.image_part || p.image_part === "base"); }
+  var image = positions.filter(onBase);
   var rows = 0, cols = 0;
   image.forEach(function (p) { rows = Math.max(rows, p.patch_row + 1); cols = Math.max(cols, p.patch_col + 1); });
   if (rows === 0 && data.num_image_tokens > 0) { rows = cols = Math.round(Math.sqrt(data.num_image_tokens)); }
@@ -63,7 +66,7 @@
     var g = [], n = [];
     for (var r = 0; r < rows; r++) { g.push(new Array(cols).fill(0)); n.push(new Array(cols).fill(0)); }
     list.forEach(function (p) {
-      if (!p.is_image || p.patch_row === null || p.patch_row >= rows || p.patch_col >= cols) return;
+      if (!onBase(p) || p.patch_row >= rows || p.patch_col >= cols) return;
       g[p.patch_row][p.patch_col] += p[field]; n[p.patch_row][p.patch_col] += 1;
     });
     if (reduce === "mean") for (var i = 0; i < rows; i++) for (var j = 0; j < cols; j++) if (n[i][j] > 0) g[i][j] /= n[i][j];
