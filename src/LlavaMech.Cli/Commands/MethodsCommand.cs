@@ -26,7 +26,7 @@ public static class MethodsCommand
     public static string Description(bool scoring) => (scoring
         ? """
           Scores each attribution method against the known location of the asked object: for every
-          VQA example with an object_box, the box is mapped onto the model's patch grid (after
+          VQA example with an object_box, the box is mapped onto the model's image tokens (after
           resize and crop) and each method is scored by the pointing game (its top patch lies in the
           object), the share of its positive heatmap mass inside the object, deletion AUC and time.
           The chance rate is reported beside them: the object's share of the patches, which is how
