@@ -81,9 +81,9 @@ public sealed record AnalysisSettings
     /// once, the vision tower and the decoder's keys and values, and each question from it (docs/METHOD.md, "Prefix
     /// reuse"): every table comes out as with <see cref="Runtime.PrefixReuse.Off"/>, to float rounding.
     /// </summary>
-    [Setting("prefix-reuse", "MODE", "on: the questions about one image share one pass over the image and the prompt text before the question (every table as with off, to float rounding); off: a full pass per question",
+    [Setting("prefix-reuse", "MODE", "on: the questions about one image share one pass over the image and the prompt text before the question (every table as with off, to float rounding); off: a full pass per question; auto: on where that shared prefix has at least 256 tokens (any real LLaVA image: 576 or more), off below (the toy model's 42-token prefix runs faster in batched full passes)",
         ResultNeutral = true)]
-    public PrefixReuse PrefixReuse { get; init; } = PrefixReuse.On;
+    public PrefixReuse PrefixReuse { get; init; } = PrefixReuse.Auto;
 
     /// <summary>Bytes (MiB) the reused prefixes may hold per model, least recently used evicted; 0: <see cref="PrefixCache.DefaultBytes"/>.</summary>
     [Setting("prefix-cache-mib", "MIB", "MiB of reused prefixes kept per model, least recently used evicted (0: 2048 on CPU, 4096 on CUDA); a prefix larger than this runs as full passes",
@@ -123,6 +123,8 @@ public sealed record AnalysisSettings
 /// <summary>Whether the questions about one image share one pass over their common prefix (<see cref="AnalysisSettings.PrefixReuse"/>).</summary>
 public enum PrefixReuse
 {
+    /// <summary>On where the shared prefix has at least <see cref="PipelineAnalyzer.AutoPrefixTokens"/> tokens, off below.</summary>
+    Auto,
     On,
     Off,
 }

@@ -79,7 +79,7 @@ public class PrefixReuseTests : IDisposable
         using var off = new PipelineAnalyzer(model);
         var plain = off.RunBatch(works, settings with { PrefixReuse = PrefixReuse.Off });
         using var on = new PipelineAnalyzer(model);
-        var reused = on.RunBatch(works, settings);
+        var reused = on.RunBatch(works, settings with { PrefixReuse = PrefixReuse.On });
 
         // Image A's three questions share one prefix, its two questions after the system text another; B (asked once) and
         // the text-only prompts run in full.
@@ -98,6 +98,46 @@ public class PrefixReuseTests : IDisposable
         }
         Assert.Contains(reused.SelectMany(o => o.Rows!.All), r => r is Stats.KnockoutEffectRow k && k.ExampleId == "a-long");
         Assert.True(compared > 1000, $"only {compared} values compared");
+    }
+
+    /// <summary>
+    /// <c>--prefix-reuse auto</c> (the default) reuses a shared prefix of at least <see cref="PipelineAnalyzer.AutoPrefixTokens"/>
+    /// tokens and runs shorter ones (the toy model's) as batched full passes; the tables are the same either way.
+    /// </summary>
+    [Fact]
+    public void Auto_reuses_long_prefixes_only()
+    {
+        string image = Fixtures.File("tiny-llava-mha", "red_circle.png");
+        string system = $"SYSTEM: {LongQuestion} {LongQuestion} USER: <image>\n";
+        var prompts = new[]
+        {
+            ("short-circle", "USER: <image>\nWhat is the color of the circle?\nASSISTANT: The color of the circle is"),
+            ("short-square", "USER: <image>\nWhat is the color of the square?\nASSISTANT: The color of the square is"),
+            ("long-circle", system + "What is the color of the circle?\nASSISTANT: The color of the circle is"),
+            ("long-square", system + "What is the color of the square?\nASSISTANT: The color of the square is"),
+        };
+        var works = prompts.Select((w, i) => new ManifestExample(w.Item1, "vqa", image, "red_circle.png", w.Item2, null, null, "{}", i + 1)).ToList();
+        var settings = new AnalysisSettings { TopNeurons = 5, BatchSize = 4 };
+        Assert.Equal(PrefixReuse.Auto, settings.PrefixReuse);
+
+        using var model = LoadedModel.Load(Fixtures.Model("tiny-llava-mha"));
+        var shortIds = model.Prepare(works[0].Prompt, image).InputIds;
+        var longIds = model.Prepare(works[2].Prompt, image).InputIds;
+        Assert.True(shortIds.Length < PipelineAnalyzer.AutoPrefixTokens, $"{shortIds.Length} tokens");
+        Assert.True(longIds.Length > PipelineAnalyzer.AutoPrefixTokens + 10, $"{longIds.Length} tokens");
+
+        using var auto = new PipelineAnalyzer(model);
+        var reused = auto.RunBatch(works, settings);
+        Assert.Equal(1, auto.PrefixPasses);            // the long system text's image only
+        Assert.Equal(2, auto.ExamplesAfterPrefix);
+        using var off = new PipelineAnalyzer(model);
+        var plain = off.RunBatch(works, settings with { PrefixReuse = PrefixReuse.Off });
+        for (int i = 0; i < works.Count; i++)
+        {
+            var (a, b) = (plain[i].Rows!.All, reused[i].Rows!.All);
+            Assert.Equal(a.Count, b.Count);
+            for (int r = 0; r < a.Count; r++) AssertRowEqual(a[r], b[r], $"auto {works[i].Id} row {r}");
+        }
     }
 
     /// <summary>Every column of two rows of one table equal (numbers to <see cref="Tol"/> relative to their size); the values compared.</summary>
