@@ -105,6 +105,7 @@ public class StorageOutageTests(ClusterFixture fx, AzuriteFixture azurite, ITest
 
         // The storage is back: the same job resumes from the committed shards and completes; every example exactly once.
         proxy.Open();
+        await proxy.WaitUntilAcceptingAsync(TimeSpan.FromSeconds(10));
         var again = await fx.Client.RunAsync(spec, null);
         output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: resubmitted: {again.State}, {again.ShardsSkipped} of {again.ShardsTotal} shards committed before");
         Assert.True(again.State == JobState.Completed, $"{again.State}: {again.Error}");

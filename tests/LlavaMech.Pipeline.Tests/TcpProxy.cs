@@ -39,6 +39,18 @@ public sealed class TcpProxy : IDisposable
         }
     }
 
+    /// <summary>Waits until a connection to <see cref="Port"/> is accepted (the reopened listener is up), or throws after <paramref name="timeout"/>.</summary>
+    public async Task WaitUntilAcceptingAsync(TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            using var probe = new TcpClient();
+            try { await probe.ConnectAsync(IPAddress.Loopback, Port); return; }
+            catch (SocketException e) when (clock.Elapsed < timeout) { _ = e; await Task.Delay(100); }
+        }
+    }
+
     /// <summary>Stops listening and resets every open connection.</summary>
     public void Close()
     {
