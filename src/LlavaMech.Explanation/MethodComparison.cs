@@ -142,17 +142,6 @@ public static class MethodComparison
         return total > 0 ? inside / total : 0;
     }
 
-    /// <summary><see cref="PointingHit(float[], ImageTokenLayout, IReadOnlyCollection{int})"/> for patches (row, col) of the base grid.</summary>
-    public static bool PointingHit(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> basePatches) =>
-        PointingHit(scores, layout, BaseTokens(layout, basePatches));
-
-    /// <summary><see cref="MassInBox(float[], ImageTokenLayout, IReadOnlyCollection{int})"/> for patches (row, col) of the base grid.</summary>
-    public static double MassInBox(float[] scores, ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> basePatches) =>
-        MassInBox(scores, layout, BaseTokens(layout, basePatches));
-
-    private static int[] BaseTokens(ImageTokenLayout layout, IReadOnlyList<(int Row, int Col)> patches) =>
-        patches.Select(rc => layout.Grids[0].TokenIndex(rc.Row, rc.Col)).ToArray();
-
     /// <summary>Share of the positive mass of the map on the newline tokens (0 when there is no positive mass).</summary>
     public static double NewlineMass(float[] scores, ImageTokenLayout layout)
     {

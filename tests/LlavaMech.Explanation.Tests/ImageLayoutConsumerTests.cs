@@ -73,12 +73,13 @@ public class ImageLayoutConsumerTests : IDisposable
         }
 
         // Pointing: the class token carries no patch, so a map peaked there hits no object.
+        int[] firstPatch = [layout.Grids[0].TokenIndex(0, 0)];   // the object: patch (0, 0) of the grid
         var peakAtCls = new float[37];
         peakAtCls[0] = 1;
-        Assert.False(MethodComparison.PointingHit(peakAtCls, layout, [(0, 0)]));
+        Assert.False(MethodComparison.PointingHit(peakAtCls, layout, firstPatch));
         var peakAtFirstPatch = new float[37];
         peakAtFirstPatch[1] = 1;
-        Assert.True(MethodComparison.PointingHit(peakAtFirstPatch, layout, [(0, 0)]));
-        Assert.Equal(1.0, MethodComparison.MassInBox(peakAtFirstPatch, layout, [(0, 0)]));
+        Assert.True(MethodComparison.PointingHit(peakAtFirstPatch, layout, firstPatch));
+        Assert.Equal(1.0, MethodComparison.MassInBox(peakAtFirstPatch, layout, firstPatch));
     }
 }
