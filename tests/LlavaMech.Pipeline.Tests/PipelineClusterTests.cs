@@ -68,9 +68,12 @@ public class PipelineClusterTests(ClusterFixture fx, ITestOutputHelper output)
         Assert.Equal(status.ExamplesTotal, status.ExamplesDone);
         var dead = victimWorker!.Stats;
         output.WriteLine($"killed worker: {dead}");
-        // A stopping silo gives its leases back; one it could not give back expires, and its shard is redone.
-        long expired = dead.LeasesAbandoned - dead.LeasesReleased;
-        if (expired > 0) Assert.True(status.Attempts >= expired, "the dead worker's lease expired and its shard was redone");
+        // A stopping silo gives its leases back; one it could not give back expires, and its shard is redone. Which of
+        // the two happened is not knowable from the dead side (a release can reach the job after the killed silo stopped
+        // listening for the answer), so the test holds the outcome: every shard done, every example once (below), and
+        // no more failed or expired attempts than leases the dead worker held when it stopped or failed.
+        Assert.True(status.Attempts <= dead.LeasesAbandoned + dead.ShardsFailed,
+            $"{status.Attempts} failed/expired attempts, more than the {dead.LeasesAbandoned + dead.ShardsFailed} leases of the killed worker");
 
         // Read every table back the way a user does: all part files under <out>/<table>/.
         string fingerprint = ModelFingerprint.Compute(TestData.TinyModel);
