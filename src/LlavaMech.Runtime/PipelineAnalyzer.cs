@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using LlavaMech.Datasets.Manifest;
 using LlavaMech.Analysis;
 using LlavaMech.Explanation;
@@ -56,6 +57,13 @@ public sealed class PipelineAnalyzer : IDisposable
 
     /// <summary>The reused prefixes held (bounded by <see cref="AnalysisSettings.PrefixCacheMiB"/>).</summary>
     public PrefixCache Prefixes => _prefixes;
+
+    /// <summary>
+    /// Where the analysed examples' time went, summed in milliseconds: <c>forward</c> (each pass's share per row; a reused
+    /// prefix's own pass is not in it), each phase of <see cref="Statistics.Compute"/> (layers_heads, positions, neurons,
+    /// image_maps, visual_lens, to_host) and <c>rows</c> (the table rows). What <c>bench --questions</c> prints per question.
+    /// </summary>
+    public Dictionary<string, double> PhaseMs { get; } = new();
 
     /// <summary>The model's readout directions held (bounded by <see cref="AnalysisSettings.ReadoutCacheMiB"/>).</summary>
     public UnembeddedDirections Directions => _analyzer.Weights.Directions!;
@@ -309,12 +317,18 @@ public sealed class PipelineAnalyzer : IDisposable
                 _log.LogWarning("example {Id} (line {Line}) rejected: non-finite statistic {Statistic}", work.Id, work.Line, bad);
                 return new ExampleOutcome(work, null, $"non-finite statistic {bad}", a.ForwardMs, a.StatisticsMs);
             }
+            var clock = Stopwatch.StartNew();
             var rows = StatisticCatalog.Rows(new StatisticInput(work, a.Input, a.Statistics, captures, model, settings, prefix));
+            AddPhase("rows", clock.Elapsed.TotalMilliseconds);
+            AddPhase("forward", a.ForwardMs);
+            foreach (var (phase, ms) in a.Statistics.TimingsMs) AddPhase(phase, ms);
             return new ExampleOutcome(work, rows, null, a.ForwardMs, a.StatisticsMs);
         }, prefix);
         ForwardPasses++;
         return outcomes.ToArray();
     }
+
+    private void AddPhase(string phase, double ms) => PhaseMs[phase] = PhaseMs.GetValueOrDefault(phase) + ms;
 
     private static ExampleOutcome Reject(ManifestExample work, string reason) => new(work, null, reason, 0, 0);
 

@@ -88,11 +88,12 @@ public sealed class PrefixReuseBenchmark
             log($"{q} question(s) per image: {batch.Count} examples without and with reuse...");
             var (msOff, peakOff) = Timed(() => { using var a = new PipelineAnalyzer(model); Analyze(a, batch, off); });
             long passes = 0, hits = 0, misses = 0;
+            Dictionary<string, double> phases = new();
             var (msOn, peakOn) = Timed(() =>
             {
                 using var a = new PipelineAnalyzer(model);
                 Analyze(a, batch, on);
-                (passes, hits, misses) = (a.PrefixPasses, a.Directions.Hits, a.Directions.Misses);
+                (passes, hits, misses, phases) = (a.PrefixPasses, a.Directions.Hits, a.Directions.Misses, a.PhaseMs);
             });
             double perQuestion = (msOn / images - (q > 1 ? tPrefix : 0)) / q;
             if (q > 1) tAfter = tAfter is null ? perQuestion : Math.Min(tAfter.Value, perQuestion);
@@ -103,7 +104,11 @@ public sealed class PrefixReuseBenchmark
                 ["examples_per_s_off"] = Math.Round(eOff, 3), ["examples_per_s_on"] = Math.Round(eOn, 3), ["speedup"] = Math.Round(eOn / eOff, 2),
                 ["peak_rss_off_mib"] = peakOff >> 20, ["peak_rss_on_mib"] = peakOn >> 20,
             });
+            // Where a question's time goes with reuse on (the prefix passes aside): its own pass, each statistic, the rows.
+            var perExample = phases.OrderByDescending(kv => kv.Value).ToDictionary(kv => kv.Key, kv => Math.Round(kv.Value / batch.Count, 1));
+            rows[^1]["phase_ms_per_example_on"] = perExample;
             Lines.Add($"{q,2} question(s)/image  off {eOff,8:0.000} ex/s  on {eOn,8:0.000} ex/s  {eOn / eOff,5:0.00}x  ({batch.Count} examples, {passes} prefix passes; readout directions {hits} reused, {misses} computed; peak RSS {ResourceUsage.Mib(peakOff)} off, {ResourceUsage.Mib(peakOn)} on)");
+            Lines.Add($"{q,2} question(s)/image  on, ms per question: " + string.Join(", ", perExample.Select(kv => $"{kv.Key} {kv.Value:0.0}")));
         }
         Figures["runs"] = rows;
         if (tAfter is { } ta)
