@@ -233,14 +233,17 @@ public static class SynthColors
         return new Scene(kind, bg, objects, slots, second, rng.NextDouble() < v.AntialiasShare, rng.NextDouble() < v.DownscaledShare, rng.NextULong());
     }
 
-    /// <summary>A near-grey background (the classic look) or any colour far enough from the asked one, flat or textured.</summary>
+    /// <summary>A near-grey background (the classic look) or a colour far enough from the asked one (a share of them just far
+    /// enough), flat or textured.</summary>
     private static (string Kind, NamedColor Bg) PickVariedBackground(DeterministicRandom rng, NamedColor target, SynthVariation v)
     {
         if (rng.NextDouble() < v.GreyBackgroundShare) return PickBackground(rng, target, v.MinContrast);
-        for (int attempt = 0; attempt < 256; attempt++)
+        double farthest = rng.NextDouble() < v.NearContrastShare ? v.MinContrast + v.NearContrastBand : double.PositiveInfinity;
+        for (int attempt = 0; attempt < 1024; attempt++)
         {
             var bg = new NamedColor("flat", (byte)rng.Next(256), (byte)rng.Next(256), (byte)rng.Next(256));
-            if (target.DistanceTo(bg.R, bg.G, bg.B) < v.MinContrast) continue;
+            double d = target.DistanceTo(bg.R, bg.G, bg.B);
+            if (d < v.MinContrast || d > farthest) continue;
             string kind = rng.NextDouble() < v.TexturedShare ? rng.Pick(["noise", "stripes", "gradient"]) : "flat";
             return (kind, bg with { Name = kind });
         }
@@ -254,11 +257,12 @@ public static class SynthColors
         return c with { R = Ch(c.R), G = Ch(c.G), B = Ch(c.B) };
     }
 
-    /// <summary>A tint or a shade: <paramref name="c"/> mixed 15-55% toward white or toward black (light pink, dark green).</summary>
+    /// <summary>A tint or a shade: <paramref name="c"/> mixed 15-65% toward white or toward black (light pink, dark green); the
+    /// caller keeps only those still nearer their own colour than any other by the margin.</summary>
     private static NamedColor Tint(DeterministicRandom rng, NamedColor c)
     {
         int to = rng.NextBool() ? 255 : 0;
-        double t = 0.15 + 0.4 * rng.NextDouble();
+        double t = 0.15 + 0.5 * rng.NextDouble();
         byte Ch(byte x) => (byte)Math.Clamp((int)Math.Round(x + (to - x) * t), 0, 255);
         return c with { R = Ch(c.R), G = Ch(c.G), B = Ch(c.B) };
     }

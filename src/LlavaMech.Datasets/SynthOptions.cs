@@ -61,7 +61,7 @@ public sealed record SynthOptions
 /// <param name="ShadeJitter">largest per-channel change of an object's shade; a shade is kept only when it stays nearer its
 /// own colour than any other palette colour by <paramref name="ShadeMargin"/>.</param>
 /// <param name="ExactShadeShare">objects drawn in the palette's exact colour.</param>
-/// <param name="TintShare">of the other objects, those drawn in a tint or shade of their colour (mixed 15-55% toward white or
+/// <param name="TintShare">of the other objects, those drawn in a tint or shade of their colour (mixed 15-65% toward white or
 /// black, then jittered by a quarter of <paramref name="ShadeJitter"/>; the same margin applies).</param>
 /// <param name="AntialiasShare">scenes drawn with anti-aliased edges.</param>
 /// <param name="DownscaledShare">scenes drawn at twice the size and scaled down (soft edges, as a resized photo has).</param>
@@ -69,7 +69,12 @@ public sealed record SynthOptions
 /// <param name="TwinDistractorShare">distractors that repeat the asked object's shape and colour (the answer is the same for both).</param>
 /// <param name="MinObjectShare">smallest object side as a share of the image side; <paramref name="MaxObjectShare"/> the largest.</param>
 /// <param name="MinContrast">smallest RGB distance between a background and any object on it.</param>
+/// <param name="NearContrastShare">colour backgrounds drawn near the asked colour's contrast limit (RGB distance
+/// <paramref name="MinContrast"/> to <paramref name="MinContrast"/> + <paramref name="NearContrastBand"/>: black on dark
+/// slate or navy, white on pastels, green on dark teal), the scenes where the asked object is hardest to tell from what
+/// surrounds it; the rest are drawn uniformly from the colours far enough from it, where such scenes are rare.</param>
 public sealed record SynthVariation(
     double GreyBackgroundShare = 0.35, double TexturedShare = 0.4, int ShadeJitter = 70, double ShadeMargin = 20, double ExactShadeShare = 0.25,
     double AntialiasShare = 0.5, double DownscaledShare = 0.3, double SameColourDistractorShare = 0.2, double TwinDistractorShare = 0.08,
-    double MinObjectShare = 0.15, double MaxObjectShare = 0.48, double MinContrast = 75, double TintShare = 0.35);
+    double MinObjectShare = 0.15, double MaxObjectShare = 0.48, double MinContrast = 75, double TintShare = 0.5,
+    double NearContrastShare = 0.3, double NearContrastBand = 60);

@@ -28,7 +28,7 @@ public sealed class SynthVariationTests : IDisposable
     public void Every_object_keeps_its_colours_name_its_box_and_an_interior_in_its_drawn_shade()
     {
         var gen = SynthColors.Generate(_tmp.File("v"), 220, 11, Varied);
-        int shaded = 0, twins = 0, sameColour = 0, antialiased = 0, downscaled = 0, textured = 0, coloured = 0;
+        int shaded = 0, twins = 0, sameColour = 0, antialiased = 0, downscaled = 0, textured = 0, coloured = 0, nearContrast = 0;
         var sides = new List<int>();
         foreach (var e in gen.Examples)
         {
@@ -39,6 +39,13 @@ public sealed class SynthVariationTests : IDisposable
             string kind = m.GetProperty("background").GetString()!;
             textured += kind is "noise" or "stripes" or "gradient" ? 1 : 0;
             coloured += kind is not ("light" or "dark") ? 1 : 0;
+            var bg = m.GetProperty("background_rgb").EnumerateArray().Select(v => v.GetInt32()).ToArray();
+            double bgDistance = SynthPalette.Color(e.Expected!).DistanceTo((byte)bg[0], (byte)bg[1], (byte)bg[2]);
+            if (kind is not ("light" or "dark"))
+            {
+                Assert.True(bgDistance >= new SynthVariation().MinContrast, $"{e.Id}: background {bgDistance:F0} from the asked colour");
+                nearContrast += bgDistance <= new SynthVariation().MinContrast + new SynthVariation().NearContrastBand ? 1 : 0;
+            }
             var objects = m.GetProperty("objects").EnumerateArray().Select(o => (
                 Shape: o.GetProperty("shape").GetString()!, Color: o.GetProperty("color").GetString()!,
                 Box: o.GetProperty("box").EnumerateArray().Select(v => v.GetInt32()).ToArray(),
@@ -71,10 +78,12 @@ public sealed class SynthVariationTests : IDisposable
             }
         }
         int n = gen.Examples.Count;
-        output($"shaded {shaded}, twins {twins}, same-colour distractors {sameColour}, antialiased {antialiased}/{n}, downscaled {downscaled}/{n}, coloured backgrounds {coloured}/{n}, textured {textured}/{n}, sides {sides.Min()}-{sides.Max()}");
+        output($"shaded {shaded}, twins {twins}, same-colour distractors {sameColour}, antialiased {antialiased}/{n}, downscaled {downscaled}/{n}, coloured backgrounds {coloured}/{n} ({nearContrast} near the contrast limit), textured {textured}/{n}, sides {sides.Min()}-{sides.Max()}");
         Assert.InRange(antialiased, n / 4, 3 * n / 4);
         Assert.InRange(downscaled, n / 8, n / 2);
         Assert.InRange(coloured, n / 2, 9 * n / 10);
+        // A share of the colour backgrounds lie just past the contrast limit (black on dark slate): hard scenes, not rare ones.
+        Assert.InRange(nearContrast, coloured / 5, 2 * coloured / 3);
         Assert.True(textured > n / 8 && twins > 0 && sameColour > 10 && shaded > n);
         Assert.True(sides.Min() <= 16 && sides.Max() >= 36, $"sides {sides.Min()}-{sides.Max()}");
     }

@@ -10,28 +10,37 @@ namespace LlavaMech.Training.Tests;
 /// The shipped toy LLaVA as a model organism: it must answer scenes it was not drawn for. Measured on a held-out set of
 /// the training generator (SynthColors, seed <see cref="ToyTrainingOptions.HeldOutSeed"/>) and on a set drawn by
 /// <see cref="IndependentScenes"/>, a generator written apart from it. The target is at least 97% overall and for every
-/// colour and shape asked, on each; until a checkpoint meets it, the measured accuracy of the shipped one is the floor. The scores (per colour, per shape, confusion, wrong answers with the object whose colour
-/// they named) go to the test output; with LLAVAMECH_ORGANISM_REPORT=DIR the two sets (manifest.jsonl and
+/// colour and shape asked, on each, and the shipped checkpoint meets it. The scores (per colour and per shape with
+/// their 95% Wilson intervals, confusion, wrong answers with the object whose colour they named) go to the test output; with LLAVAMECH_ORGANISM_REPORT=DIR the two sets (manifest.jsonl and
 /// images, for findings and score-methods), the scores and the confusion figures are kept there (the README's tables).
 /// </summary>
 public sealed class ModelOrganismTests(ITestOutputHelper output) : IDisposable
 {
-    /// <summary>20 examples per colour and asked shape: 660, so one error in a colour's 60 still clears 97%.</summary>
-    private const int PerSet = 660;
+    /// <summary>
+    /// 80 examples per colour and asked shape: 2,640 a set, 240 a colour. A colour cell of 60 cannot tell 97% from 99% (its
+    /// 95% Wilson interval at 58/60 is 88.6-99.1%; a model right 99% of the time fails one of 22 such cells more often than
+    /// not); at 240 the interval is about +-2 points.
+    /// </summary>
+    private const int PerSet = 2640;
+
+    /// <summary>
+    /// The independent set's seed: 11, a set nobody had looked at when the shipped checkpoint was chosen. The recipe was
+    /// changed after seed 9's errors (black objects on a dark slate background read as brown) and the checkpoint chosen
+    /// between two candidates on seed 10 (the other read 23% of CSS-pink objects as white).
+    /// </summary>
+    private const int IndependentSeed = 11;
 
     /// <summary>What a model organism must reach on each set, overall and for every colour and shape asked (issue 17).</summary>
     private const double Target = 0.97;
 
     /// <summary>
-    /// What the shipped checkpoint (trained on varied scenes) measures, as floors a change must not fall under: 99.5%
-    /// (657/660) on the independent generator, 98.9% (653/660) on the training generator's held-out set, both over the 97%
-    /// target; binding errors 0.2% and 0.9% of the examples (the earlier checkpoint: 87.1%, 95.8%, 4.5%, 4.1%).
+    /// What the shipped checkpoint measures (2,640 a set): 99.5% (2,626) on the independent generator, every colour 98.3% or
+    /// more; 99.5% (2,628) on the training generator's held-out set, every colour 98.8% or more; binding errors 0.2% and
+    /// 0.5% of the examples (the previous checkpoint: 98.9% and 99.2%, black 94.2% on the independent set; the one before,
+    /// trained on classic scenes only: 87.1% and 95.8% on the sets of 660). The floors are the target; binding errors at
+    /// most 1.5%.
     /// </summary>
     private const double IndependentFloor = Target, HeldOutFloor = Target, BindingErrorCeiling = 0.015;
-
-    private const string NotYet = "overall both sets clear 97% (99.5% independent, 98.9% held-out) and so does every shape, but three colours " +
-                                  "miss by one example: 58/60 = 96.7% for black on the independent set (read as brown on dark backgrounds), " +
-                                  "white and gray on the held-out set";
 
     private readonly string _tmp = Directory.CreateTempSubdirectory("llavamech-organism-").FullName;
 
@@ -61,7 +70,7 @@ public sealed class ModelOrganismTests(ITestOutputHelper output) : IDisposable
         Assert.True(score.BindingErrorRate <= BindingErrorCeiling, $"binding errors {score.BindingErrors} of {score.Total}");
     }
 
-    [Fact(Skip = NotYet)]
+    [Fact]
     public void The_organism_answers_97_percent_of_both_generators_scenes_for_every_colour_and_shape()
     {
         foreach (var (examples, name) in new[] { (IndependentSet(), "independent"), (HeldOutSet(), "heldout") })
@@ -73,7 +82,7 @@ public sealed class ModelOrganismTests(ITestOutputHelper output) : IDisposable
         }
     }
 
-    private IReadOnlyList<ManifestExample> IndependentSet() => IndependentScenes.Write(Path.Combine(ReportDir ?? _tmp, "independent"), PerSet, seed: 9);
+    private IReadOnlyList<ManifestExample> IndependentSet() => IndependentScenes.Write(Path.Combine(ReportDir ?? _tmp, "independent"), PerSet, IndependentSeed);
 
     private IReadOnlyList<ManifestExample> HeldOutSet() => SynthColors.Generate(Path.Combine(ReportDir ?? _tmp, "heldout"), PerSet,
         new ToyTrainingOptions().HeldOutSeed, new SynthOptions { TextQaCount = 0, IdPrefix = "heldout" }).Examples;
