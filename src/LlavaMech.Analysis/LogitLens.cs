@@ -20,10 +20,21 @@ public sealed class SharedLensLogits : IDisposable
 {
     public Tensor? Logits { get; internal set; }
 
-    /// <summary>Bytes the logits of <paramref name="rows"/> image tokens take over <paramref name="vocab"/> tokens in float32.</summary>
-    public static long BytesFor(long rows, long vocab) => rows * vocab * sizeof(float);
+    /// <summary>What of the lens does not depend on the question: the top-k ids [N, k] and each row's log-sum-exp [N], so that a
+    /// later question computes only its target's rank and log-probability (one comparison pass over the logits).</summary>
+    public Tensor? TopIds { get; internal set; }
+    public Tensor? LogSumExp { get; internal set; }
 
-    public void Dispose() { Logits?.Dispose(); Logits = null; }
+    /// <summary>Bytes the logits of <paramref name="rows"/> image tokens take over <paramref name="vocab"/> tokens in float32, with
+    /// their top-5 ids and log-sum-exp.</summary>
+    public static long BytesFor(long rows, long vocab) => rows * (vocab * sizeof(float) + 5 * sizeof(long) + sizeof(float));
+
+    public void Dispose()
+    {
+        Logits?.Dispose(); Logits = null;
+        TopIds?.Dispose(); TopIds = null;
+        LogSumExp?.Dispose(); LogSumExp = null;
+    }
 }
 
 /// <summary>Logit lens of visual tokens and of the residual stream at image positions.</summary>
@@ -84,15 +95,53 @@ public static class LogitLens
         if (shared is null) return Project(imageFeatures, readout, ownNorm: true, topK);
         if (shared.Logits is null)
         {
-            // The first example of the image reads its lens while the logits are made, keeping a copy of each chunk.
+            // The first example of the image reads its lens while the logits are made, keeping a copy of each chunk, and keeps
+            // what does not depend on its target (top ids, log-sum-exp) for the others.
             var chunks = new List<Tensor>();
             var lens = Read(imageFeatures, readout, topK, (xc, _) => { var l = OwnNormLogits(xc, readout); chunks.Add(l.clone().DetachFromDisposeScope()); return l; });
             shared.Logits = chunks.Count switch { 0 => null, 1 => chunks[0], _ => cat(chunks, 0).DetachFromDisposeScope() };
             if (chunks.Count > 1) foreach (var c in chunks) c.Dispose();
+            if (shared.Logits is not null)
+            {
+                shared.TopIds = lens.TopIds.clone().DetachFromDisposeScope();
+                shared.LogSumExp = LogSumExpByChunk(shared.Logits, readout).DetachFromDisposeScope();
+            }
             return lens;
         }
-        var logits = shared.Logits;
-        return Read(imageFeatures, readout, topK, (xc, i) => logits.narrow(0, i, xc.shape[0]).to(readout.ComputeType));
+        return FromShared(shared, readout);
+    }
+
+    /// <summary>Each row's log-sum-exp, over the same row chunks as <see cref="Read"/> (so equal to what it computes, bit for bit).</summary>
+    private static Tensor LogSumExpByChunk(Tensor logits, FrozenScaleReadout readout)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        long n = logits.shape[0], rows = readout.RowsPerChunk;
+        var parts = new List<Tensor>();
+        for (long i = 0; i < n; i += rows) parts.Add(logits.narrow(0, i, Math.Min(rows, n - i)).to(readout.ComputeType).logsumexp(1));
+        return cat(parts, 0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>A later question's lens of a shared image: the kept top ids and log-sum-exp, and its target's rank and
+    /// log-probability from the kept logits, the formulas of <see cref="Read"/> chunk by chunk.</summary>
+    private static LensTensors FromShared(SharedLensLogits shared, FrozenScaleReadout readout)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var logits = shared.Logits!;
+        long n = logits.shape[0], rows = readout.RowsPerChunk;
+        var ranks = new List<Tensor>();
+        var lps = new List<Tensor>();
+        for (long i = 0; i < n; i += rows)
+        {
+            long m = Math.Min(rows, n - i);
+            var chunk = logits.narrow(0, i, m).to(readout.ComputeType);
+            var ly = chunk.index_select(1, readout.TargetTensor);                      // [m, 1]
+            ranks.Add((chunk > ly).sum(1, type: ScalarType.Int64));
+            lps.Add(ly.squeeze(1) - shared.LogSumExp!.narrow(0, i, m));
+        }
+        return new LensTensors(shared.TopIds!.clone().MoveToOuterDisposeScope(), cat(ranks, 0).MoveToOuterDisposeScope(),
+            cat(lps, 0).MoveToOuterDisposeScope());
     }
 
     /// <summary>
