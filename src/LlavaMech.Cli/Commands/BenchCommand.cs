@@ -33,7 +33,8 @@ public sealed class BenchCommand : ICliCommand
         consecutive hooked examples (growth from example 50 to the last should be ~0).
         With --config the model is built at that config's shapes with random weights, e.g. the
         published llava-1.5-7b config cut to 2 decoder layers. With --questions: the pipeline's examples/s
-        with prefix reuse on and off, peak memory, and the cost model (README: "Prefix reuse").
+        with prefix reuse on and off (on fresh readout directions, then warm after other images), peak
+        memory, each phase's ms per question, and the cost model (README: "Prefix reuse").
         """;
 
     public static string Examples { get; } = """
