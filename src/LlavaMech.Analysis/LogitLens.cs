@@ -88,41 +88,45 @@ public static class LogitLens
     /// Logit lens of visual tokens: projector outputs e_p [P, D] through the final norm with their own RMS and W_U; top-k
     /// ids per position, and the readout target's rank and log-probability.
     /// </summary>
-    /// <param name="shared">logits shared by the examples of one image (the lens of the image, not of the question): computed
-    /// by the first example, chunk by chunk as without it, and read by the others; null: computed for this example alone.</param>
+    /// <param name="shared">what the examples of one image share (the lens of the image, not of the question): the logits, top
+    /// ids and log-sum-exp, made by the first example chunk by chunk as without it; each example then reads its target's rank
+    /// and log-probability from them. Null: computed for this example alone.</param>
     public static LensTensors VisualTokens(Tensor imageFeatures, FrozenScaleReadout readout, int topK = 5, SharedLensLogits? shared = null)
     {
         if (shared is null) return Project(imageFeatures, readout, ownNorm: true, topK);
-        if (shared.Logits is null)
-        {
-            // The first example of the image reads its lens while the logits are made, keeping a copy of each chunk, and keeps
-            // what does not depend on its target (top ids, log-sum-exp) for the others.
-            var chunks = new List<Tensor>();
-            var lens = Read(imageFeatures, readout, topK, (xc, _) => { var l = OwnNormLogits(xc, readout); chunks.Add(l.clone().DetachFromDisposeScope()); return l; });
-            shared.Logits = chunks.Count switch { 0 => null, 1 => chunks[0], _ => cat(chunks, 0).DetachFromDisposeScope() };
-            if (chunks.Count > 1) foreach (var c in chunks) c.Dispose();
-            if (shared.Logits is not null)
-            {
-                shared.TopIds = lens.TopIds.clone().DetachFromDisposeScope();
-                shared.LogSumExp = LogSumExpByChunk(shared.Logits, readout).DetachFromDisposeScope();
-            }
-            return lens;
-        }
+        if (shared.Logits is null && !Fill(shared, imageFeatures, readout, topK)) return Project(imageFeatures, readout, ownNorm: true, topK);
         return FromShared(shared, readout);
     }
 
-    /// <summary>Each row's log-sum-exp, over the same row chunks as <see cref="Read"/> (so equal to what it computes, bit for bit).</summary>
-    private static Tensor LogSumExpByChunk(Tensor logits, FrozenScaleReadout readout)
+    /// <summary>
+    /// The image's part of the lens, made once (by its first question): the logits [N, V] chunk by chunk as <see cref="Read"/>
+    /// makes them, each row's top-k ids and log-sum-exp. False (nothing kept) for an image without tokens.
+    /// </summary>
+    private static bool Fill(SharedLensLogits shared, Tensor imageFeatures, FrozenScaleReadout readout, int topK)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        long n = logits.shape[0], rows = readout.RowsPerChunk;
-        var parts = new List<Tensor>();
-        for (long i = 0; i < n; i += rows) parts.Add(logits.narrow(0, i, Math.Min(rows, n - i)).to(readout.ComputeType).logsumexp(1));
-        return cat(parts, 0).MoveToOuterDisposeScope();
+        var v = imageFeatures.to(readout.Device).to(readout.ComputeType).reshape(-1, readout.Hidden);
+        long n = v.shape[0], rows = readout.RowsPerChunk;
+        if (n == 0) return false;
+        int k = (int)Math.Min(topK, readout.Vocab);
+        var logits = new List<Tensor>();
+        var ids = new List<Tensor>();
+        var lse = new List<Tensor>();
+        for (long i = 0; i < n; i += rows)
+        {
+            var l = OwnNormLogits(v.narrow(0, i, Math.Min(rows, n - i)), readout);
+            logits.Add(l);
+            ids.Add(l.topk(k, 1).Item2);
+            lse.Add(l.logsumexp(1));
+        }
+        shared.Logits = cat(logits, 0).DetachFromDisposeScope();
+        shared.TopIds = cat(ids, 0).DetachFromDisposeScope();
+        shared.LogSumExp = cat(lse, 0).DetachFromDisposeScope();
+        return true;
     }
 
-    /// <summary>A later question's lens of a shared image: the kept top ids and log-sum-exp, and its target's rank and
+    /// <summary>A question's lens of a shared image: the kept top ids and log-sum-exp, and its target's rank and
     /// log-probability from the kept logits, the formulas of <see cref="Read"/> chunk by chunk.</summary>
     private static LensTensors FromShared(SharedLensLogits shared, FrozenScaleReadout readout)
     {

@@ -73,21 +73,20 @@ public sealed record ColourWorldScore(int Total, int Correct, IReadOnlyList<Grou
         var w = new StringWriter();
         w.WriteLine($"## {title}");
         w.WriteLine();
-        var (alo, ahi) = Intervals.Wilson(Correct, Total);
-        w.WriteLine($"{Correct}/{Total} correct ({Pct(Accuracy)}, 95% CI {Pct(alo)}-{Pct(ahi)}); binding errors (the answer is another object's colour): " +
-                    $"{BindingErrors} of {Wrong.Count} wrong answers, {Pct(BindingErrorRate)} of all examples.");
-        w.WriteLine();
         // Each accuracy with its 95% Wilson interval: a cell of 60 examples cannot tell 97% from 99%, one of 240 can.
-        string Ci(GroupAccuracy g)
+        string Ci(int correct, int total)
         {
-            var (lo, hi) = Intervals.Wilson(g.Correct, g.Total);
+            var (lo, hi) = Intervals.Wilson(correct, total);
             return $"{Pct(lo)}-{Pct(hi)}";
         }
+        w.WriteLine($"{Correct}/{Total} correct ({Pct(Accuracy)}, 95% CI {Ci(Correct, Total)}); binding errors (the answer is another object's colour): " +
+                    $"{BindingErrors} of {Wrong.Count} wrong answers, {Pct(BindingErrorRate)} of all examples.");
+        w.WriteLine();
         w.WriteLine(MarkdownTable.Render(["colour", "examples", "correct", "accuracy", "95% CI"],
-            PerColour.Select(g => (IReadOnlyList<string>)[g.Group, Num(g.Total), Num(g.Correct), Pct(g.Accuracy), Ci(g)])));
+            PerColour.Select(g => (IReadOnlyList<string>)[g.Group, Num(g.Total), Num(g.Correct), Pct(g.Accuracy), Ci(g.Correct, g.Total)])));
         w.WriteLine();
         w.WriteLine(MarkdownTable.Render(["shape asked", "examples", "correct", "accuracy", "95% CI"],
-            PerShape.Select(g => (IReadOnlyList<string>)[g.Group, Num(g.Total), Num(g.Correct), Pct(g.Accuracy), Ci(g)])));
+            PerShape.Select(g => (IReadOnlyList<string>)[g.Group, Num(g.Total), Num(g.Correct), Pct(g.Accuracy), Ci(g.Correct, g.Total)])));
         w.WriteLine();
         w.WriteLine("Confusion (rows: expected colour, columns: answered):");
         w.WriteLine();

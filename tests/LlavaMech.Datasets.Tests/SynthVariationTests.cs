@@ -28,6 +28,7 @@ public sealed class SynthVariationTests : IDisposable
     public void Every_object_keeps_its_colours_name_its_box_and_an_interior_in_its_drawn_shade()
     {
         var gen = SynthColors.Generate(_tmp.File("v"), 220, 11, Varied);
+        var variation = Varied.Variation!;
         int shaded = 0, twins = 0, sameColour = 0, antialiased = 0, downscaled = 0, textured = 0, coloured = 0, nearContrast = 0;
         var sides = new List<int>();
         foreach (var e in gen.Examples)
@@ -43,8 +44,8 @@ public sealed class SynthVariationTests : IDisposable
             double bgDistance = SynthPalette.Color(e.Expected!).DistanceTo((byte)bg[0], (byte)bg[1], (byte)bg[2]);
             if (kind is not ("light" or "dark"))
             {
-                Assert.True(bgDistance >= new SynthVariation().MinContrast, $"{e.Id}: background {bgDistance:F0} from the asked colour");
-                nearContrast += bgDistance <= new SynthVariation().MinContrast + new SynthVariation().NearContrastBand ? 1 : 0;
+                Assert.True(bgDistance >= variation.MinContrast, $"{e.Id}: background {bgDistance:F0} from the asked colour");
+                nearContrast += bgDistance <= variation.MinContrast + variation.NearContrastBand ? 1 : 0;
             }
             var objects = m.GetProperty("objects").EnumerateArray().Select(o => (
                 Shape: o.GetProperty("shape").GetString()!, Color: o.GetProperty("color").GetString()!,
