@@ -57,7 +57,7 @@ public sealed record ModelConfig(ModelKind Kind, LlamaConfig Text, ClipVisionCon
     /// <summary>LLaVA-NeXT's image_grid_pinpoints, (height, width) each; null for other families.</summary>
     public IReadOnlyList<(int Height, int Width)>? ImageGridPinpoints { get; init; }
 
-    /// <summary>"576 image tokens", or for LLaVA-NeXT how its count follows the image: "anyres: 576 base tokens + the unpadded
+    /// <summary>"N image tokens" (a fixed count), or for LLaVA-NeXT how its count follows the image: "anyres: N base tokens + the unpadded
     /// grid of 336 px tiles + one newline per row; pinpoints (h x w) 336x672, ...".</summary>
     public string DescribeImageTokens()
     {

@@ -81,7 +81,7 @@ public sealed record AnalysisSettings
     /// once, the vision tower and the decoder's keys and values, and each question from it (docs/METHOD.md, "Prefix
     /// reuse"): every table comes out as with <see cref="Runtime.PrefixReuse.Off"/>, to float rounding.
     /// </summary>
-    [Setting("prefix-reuse", "MODE", "on: the questions about one image share one pass over the image and the prompt text before the question (every table as with off, to float rounding); off: a full pass per question; auto: on where that shared prefix has at least 256 tokens (any real LLaVA image: 576 or more), off below (the toy model's 42-token prefix runs faster in batched full passes)",
+    [Setting("prefix-reuse", "MODE", "on: the questions about one image share one pass over the image and the prompt text before the question (every table as with off, to float rounding); off: a full pass per question; auto: on where that shared prefix has at least 256 tokens (any real LLaVA image has more), off below (the toy model's 42-token prefix runs faster in batched full passes)",
         ResultNeutral = true)]
     public PrefixReuse PrefixReuse { get; init; } = PrefixReuse.Auto;
 
