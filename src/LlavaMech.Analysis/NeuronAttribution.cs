@@ -13,11 +13,17 @@ public enum NeuronRoute
     None,
 }
 
-/// <summary>Neuron options. <see cref="ScreenK"/> candidates are taken over all L*I neurons together.</summary>
+/// <summary>
+/// Neuron options. <see cref="ScreenK"/> candidates are taken over all L*I neurons together. <see cref="Keep"/>: how many
+/// of the highest exact scores the caller keeps (null: all candidates are scored). With it, the screened route scores the
+/// candidates in descending first-order order and stops once none left can enter the kept ones: a neuron's exact score
+/// is at most its first-order score (Jensen), so the kept neurons and their scores are those of scoring every candidate.
+/// </summary>
 public sealed record NeuronOptions(
     NeuronRoute Route = NeuronRoute.Auto,
     int ScreenK = 1024,
-    long ExactBudget = NeuronOptions.DefaultExactBudget)
+    long ExactBudget = NeuronOptions.DefaultExactBudget,
+    int? Keep = null)
 {
     /// <summary>L*I*V up to which <see cref="NeuronRoute.Auto"/> runs the exact route (1e8: tiny models; llava-7b is 1.1e10).</summary>
     public const long DefaultExactBudget = 100_000_000;
@@ -53,7 +59,7 @@ public static class NeuronAttribution
         return route switch
         {
             NeuronRoute.Exact => ExactAll(acts, weights, readout, logSoftmaxMid),
-            NeuronRoute.Screened => Screened(acts, weights, readout, options.ScreenK, logSoftmaxMid),
+            NeuronRoute.Screened => Screened(acts, weights, readout, options.ScreenK, logSoftmaxMid, options.Keep),
             _ => null,
         };
     }
@@ -141,37 +147,68 @@ public static class NeuronAttribution
 
     /// <summary>
     /// Screened route: first-order score of every neuron, then exact scores of the <paramref name="k"/> neurons with the
-    /// largest |first-order| over all layers. Synchronises once to group the candidates by layer.
+    /// largest |first-order| over all layers. With <paramref name="keep"/>, the candidates are scored in descending
+    /// first-order order, <see cref="KeepChunk"/> at a time, until the keep-th best exact score exceeds the next
+    /// candidate's first-order score (an upper bound of its exact score: log E_p[e^d] >= E_p[d]) by
+    /// <see cref="BoundMargin"/>; <see cref="NeuronTensors.Candidates"/> then lists the neurons scored. The keep best
+    /// are those of scoring all k.
     /// </summary>
     public static NeuronTensors Screened(LastPositionActivations acts, ReadoutWeights weights, FrozenScaleReadout readout, int k,
-        Tensor? logSoftmaxMid = null)
+        Tensor? logSoftmaxMid = null, int? keep = null)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         long L = acts.Layers, I = acts.MlpWidth;
         var lsm = logSoftmaxMid ?? LogSoftmaxMid(acts, readout);
         var fo = FirstOrder(acts, weights, readout, lsm);
+        var foFlat = fo.reshape(-1);
         k = (int)Math.Clamp(k, 0, L * I);
-        var (_, cand) = fo.reshape(-1).abs().topk(k);
-        var candSorted = cand.sort().Values;                                             // by layer, then neuron
-        var flat = candSorted.cpu().data<long>().ToArray();                            // by layer, then neuron
-        var counts = new long[L];                                                        // candidates per layer
-        foreach (var c in flat) counts[c / I]++;
+        var (_, cand) = foFlat.abs().topk(k);
+        var (foDesc, order) = foFlat.index_select(0, cand).sort(descending: true);
+        var byFirstOrder = cand.index_select(0, order).cpu().data<long>().ToArray();
+        var bound = foDesc.to(ScalarType.Float64).cpu().data<double>().ToArray();
         var m = acts.MlpPost.to(readout.Device).to(readout.ComputeType);
+        int step = keep is int q && q > 0 ? Math.Max(KeepChunk, q + Math.Max(8, q / 2)) : Math.Max(1, k);
+        var scored = new List<long>(k);
         var exactParts = new List<Tensor>();
-        long start = 0;
-        for (int l = 0; l < L; l++)
+        var best = new List<double>();
+        for (int start = 0; start < k; start += step)
         {
-            // This layer's candidates (the sorted list is grouped by layer).
-            long n = counts[l];
-            if (n == 0) continue;
-            var cols = flat[(int)start..(int)(start + n)].Select(c => c - l * I).ToArray();
-            exactParts.Add(ExactForLayer(weights, readout, l, cols, m[l].index_select(0, tensor(cols, device: readout.Device)), lsm[l]));
-            start += n;
+            // This chunk's candidates, grouped by layer (sorted by flat index), scored layer by layer.
+            var chunk = byFirstOrder[start..Math.Min(k, start + step)];
+            Array.Sort(chunk);
+            var chunkParts = new List<Tensor>();
+            foreach (var group in chunk.GroupBy(c => c / I))
+            {
+                int l = (int)group.Key;
+                var cols = group.Select(c => c - l * I).ToArray();
+                chunkParts.Add(ExactForLayer(weights, readout, l, cols, m[l].index_select(0, tensor(cols, device: readout.Device)), lsm[l]));
+            }
+            var exact = chunkParts.Count == 1 ? chunkParts[0] : cat(chunkParts, 0);
+            scored.AddRange(chunk);
+            exactParts.Add(exact);
+            int next = start + chunk.Length;
+            if (keep is not int kept || kept <= 0 || next >= k) continue;
+            best.AddRange(exact.to(ScalarType.Float64).cpu().data<double>());
+            if (best.Count < kept) continue;
+            best.Sort((x, y) => y.CompareTo(x));
+            best.RemoveRange(kept, best.Count - kept);
+            if (best[^1] > bound[next] + BoundMargin(best[^1], bound[next])) break;
         }
-        var scores = fo.reshape(-1).clone();
-        if (exactParts.Count > 0) scores.index_copy_(0, candSorted, cat(exactParts, 0));
+        var scores = foFlat.clone();
+        var scoredTensor = tensor(scored.ToArray(), device: readout.Device);
+        if (exactParts.Count > 0) scores.index_copy_(0, scoredTensor, cat(exactParts, 0));
         return new NeuronTensors(NeuronRoute.Screened, scores.reshape(L, I).MoveToOuterDisposeScope(),
-            fo.MoveToOuterDisposeScope(), candSorted.MoveToOuterDisposeScope());
+            fo.MoveToOuterDisposeScope(), scoredTensor.sort().Values.MoveToOuterDisposeScope());
     }
+
+    /// <summary>The fewest candidates scored at a time when only the best few are kept (a chunk is the kept count and half
+    /// again, at least 8 more: one device round trip usually decides).</summary>
+    public const int KeepChunk = 16;
+
+    /// <summary>
+    /// How far the keep-th exact score must clear the next first-order bound before the screen stops: the two are computed
+    /// by different float reductions (a D-long dot product, a V-long log-sum-exp), each within about 1e-6 relative.
+    /// </summary>
+    public static double BoundMargin(double kept, double next) => 1e-4 * Math.Max(1.0, Math.Max(Math.Abs(kept), Math.Abs(next)));
 }

@@ -112,7 +112,7 @@ public sealed record AnalysisSettings
     {
         TargetId = targetId,
         TopKHeads = TopHeads,
-        Neurons = new NeuronOptions(TopNeurons > 0 ? NeuronRoute : NeuronRoute.None, ScreenK),
+        Neurons = new NeuronOptions(TopNeurons > 0 ? NeuronRoute : NeuronRoute.None, ScreenK, Keep: TopNeurons),
         LensTopK = LensTopK,
     };
 

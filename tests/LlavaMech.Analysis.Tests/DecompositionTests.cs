@@ -120,6 +120,46 @@ public class DecompositionTests
     }
 
     [Theory]
+    [MemberData(nameof(Cases))]
+    public void The_screen_that_keeps_the_best_few_stops_early_and_keeps_the_same_neurons(string model, string id)
+    {
+        using var scope = NewDisposeScope();
+        var g = GoldenCase.Load(model, id);
+        var m = TinyModel.Load(model);
+        var golden = g.Activations(m);
+        var w = m.Readout();
+        // As the golden pass, and with every MLP coefficient 30 times larger: large neuron terms, far from first order, so
+        // the screen needs several chunks before the bound stops it.
+        foreach (double gain in new[] { 1.0, 30.0 })
+            KeepTheSameNeurons(golden with { MlpPost = golden.MlpPost * gain }, w, m, $"{model}/{id} x{gain}");
+    }
+
+    private void KeepTheSameNeurons(LastPositionActivations acts, ReadoutWeights w, TinyModel m, string what)
+    {
+        var exact = Statistics.Compute(acts, w, new StatisticsOptions { Neurons = new NeuronOptions(NeuronRoute.Exact) }).Neurons!;
+        // The bound the screen stops on: every neuron's exact score is at most its first-order score (Jensen).
+        var ex = Check.Flat(exact.Scores);
+        var fo = Check.Flat(exact.FirstOrder);
+        double worst = ex.Zip(fo, (e, f) => e - f).Max();
+        Assert.True(worst <= 1e-6, $"{what}: an exact score exceeds its first-order bound by {worst}");
+        int total = m.Layers * m.Intermediate, k = total / 2;
+        foreach (int keep in new[] { 1, 5, 20 })
+        {
+            var all = Statistics.Compute(acts, w, new StatisticsOptions { Neurons = new NeuronOptions(NeuronRoute.Screened, ScreenK: k) }).Neurons!;
+            var kept = Statistics.Compute(acts, w, new StatisticsOptions { Neurons = new NeuronOptions(NeuronRoute.Screened, ScreenK: k, Keep: keep) }).Neurons!;
+            static List<(int I, double S)> Best(NeuronScores n, int count) => Check.Flat(n.Scores).Select((v, i) => (i, v))
+                .Where(t => n.ExactIndices!.Contains(t.i)).OrderByDescending(t => t.v).Take(count).ToList();
+            var a = Best(all, keep);
+            var b = Best(kept, keep);
+            _out.WriteLine($"{what} keep {keep}: scored {kept.ExactIndices!.Length} of {k} candidates; best {b[0].S:G4}");
+            Assert.Equal(a.Select(t => t.I), b.Select(t => t.I));
+            Check.Close(a.Select(t => t.S).ToArray(), b.Select(t => t.S).ToArray(), $"{what} kept scores", 1e-6);
+            Assert.True(kept.ExactIndices!.Length < k, $"{what} keep {keep}: the screen scored all {k} candidates");
+            Assert.True(kept.ExactIndices.SequenceEqual(kept.ExactIndices.Order()), "scored indices are sorted");
+        }
+    }
+
+    [Theory]
     [InlineData("tiny-llava-mha", "circle")]
     [InlineData("tiny-llava-mha", "square_wide")]
     [InlineData("tiny-llava-336", "photo")]

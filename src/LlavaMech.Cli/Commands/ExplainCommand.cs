@@ -68,11 +68,11 @@ public sealed class ExplainCommand : ICliCommand
         var explained = Explainer.Run(analyzer, input, settings, target, heatmapHeads, lensLayers);
         var json = Explainer.Write(model, explained, outDir, heatmapHeads);
         if (cl.Flag("json")) { Console.WriteLine(Json.Serialize(json)); return 0; }
-        PrintSummary(model, explained.Analysis, outDir, heatmapHeads);
+        PrintSummary(model, explained.Analysis, outDir, heatmapHeads, Math.Min(5, settings.TopNeurons));
         return 0;
     }
 
-    private static void PrintSummary(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads)
+    private static void PrintSummary(LoadedModel model, ExampleAnalysis a, string outDir, int heatmapHeads, int topNeurons)
     {
         var s = a.Statistics;
         Console.WriteLine($"target        '{model.TokenText(s.TargetId)}' (id {s.TargetId}, p = {Math.Exp(s.TargetLogProb):0.0000})");
@@ -83,7 +83,7 @@ public sealed class ExplainCommand : ICliCommand
             Console.WriteLine($"{l,5}  {SignedNumber.Format(s.LayerAttnIncrease[l]),10}  {SignedNumber.Format(s.LayerFfnIncrease[l]),10}");
         Console.WriteLine();
         Console.WriteLine("top heads     " + string.Join("   ", s.TopHeads.Select(h => $"L{h.Layer}H{h.Head} {SignedNumber.Format(h.Score)}")));
-        var neurons = ExplainReport.TopNeurons(s, 5);
+        var neurons = ExplainReport.TopNeurons(s, topNeurons);   // at most the kept ones (the screen stops there)
         if (neurons.Count > 0) Console.WriteLine("top neurons   " + string.Join("   ", neurons.Select(n => $"L{n.Layer}N{n.Neuron} {SignedNumber.Format(n.Score)}")));
         if (ExplainReport.LogIncreaseGrid(a, heatmapHeads) is { } map)
         {
