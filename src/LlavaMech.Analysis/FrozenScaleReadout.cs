@@ -121,22 +121,32 @@ public sealed class FrozenScaleReadout : IDisposable
     }
 
     /// <summary>logp(x) = log_softmax(logits(x))[y] for x [N, D] -> [N] (or [D] -> 0-d), chunked over rows.</summary>
-    public Tensor LogProb(Tensor x)
+    public Tensor LogProb(Tensor x) => LogProb(x, 0, out _);
+
+    /// <summary>
+    /// <see cref="LogProb(Tensor)"/>, also keeping the logits of the first <paramref name="keepFirst"/> rows
+    /// ([keepFirst, V], null when 0): later statistics that need them read them instead of another pass over W_U.
+    /// </summary>
+    public Tensor LogProb(Tensor x, long keepFirst, out Tensor? keptLogits)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         bool single = x.dim() == 1;
         var v = Prep(x).reshape(-1, Hidden);
         long n = v.shape[0], rows = RowsPerChunk;
+        if (keepFirst < 0 || keepFirst > n) throw new ArgumentOutOfRangeException(nameof(keepFirst), $"{keepFirst} rows of {n}");
         var parts = new List<Tensor>();
+        var kept = new List<Tensor>();
         for (long i = 0; i < n; i += rows)
         {
             var z = v.narrow(0, i, Math.Min(rows, n - i)) * ScaledNorm;
             var logits = nn.functional.linear(z, Unembedding);          // [n, V]
+            if (i < keepFirst) kept.Add(logits.narrow(0, 0, Math.Min(logits.shape[0], keepFirst - i)));
             parts.Add(logits.index_select(1, TargetTensor).squeeze(1) - logits.logsumexp(1));
         }
         var r = parts.Count == 1 ? parts[0] : cat(parts, 0);
         if (single) r = r.reshape(Array.Empty<long>());
+        keptLogits = kept.Count == 0 ? null : (kept.Count == 1 ? kept[0].clone() : cat(kept, 0)).MoveToOuterDisposeScope();
         return r.MoveToOuterDisposeScope();
     }
 

@@ -37,10 +37,11 @@ public static class LogProbIncrease
 
     /// <summary>
     /// Position increase logp(x_l + c_{l,h,p}) - logp(x_l) for every position p of each head in <paramref name="heads"/>: [K, T].
-    /// <paramref name="logProbPre"/> ([L], logp(x_l)) may be passed to skip recomputing it.
+    /// <paramref name="logProbPre"/> ([L], logp(x_l)) and <paramref name="logitsPre"/> ([L, V], logits(x_l)) may be passed
+    /// to skip recomputing them.
     /// </summary>
     public static Tensor Positions(LastPositionActivations acts, ReadoutWeights weights, FrozenScaleReadout readout,
-        IReadOnlyList<HeadIndex> heads, Tensor? logProbPre = null)
+        IReadOnlyList<HeadIndex> heads, Tensor? logProbPre = null, Tensor? logitsPre = null)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -57,7 +58,8 @@ public static class LogProbIncrease
             // logits(x + c_p) = logits(x) + s A[t,p] M V_p with M = W_U diag(g) W_O[:, head]: one [V, d] matrix per head
             // instead of a [V, D] product per position (D/d times less work), and M is the model's, kept across examples.
             var x = acts.ResidPre[l].to(dev).to(readout.ComputeType);                                       // [D]
-            var baseLogits = readout.Logits(x.unsqueeze(0));                                                 // [1, V]
+            var baseLogits = logitsPre is null ? readout.Logits(x.unsqueeze(0))
+                : logitsPre[l].to(dev).to(readout.ComputeType).unsqueeze(0);                              // [1, V]
             var mT = UnembeddedDirections.Head(weights.Directions, weights, readout, l, h);                  // [d, V]
             var a = acts.PatternLastRow[l, h].to(dev).to(readout.ComputeType);                              // [T]
             var v = acts.Values[l].select(1, h / G).to(dev).to(readout.ComputeType);                       // [T, d]

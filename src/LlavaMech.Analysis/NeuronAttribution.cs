@@ -83,32 +83,37 @@ public static class NeuronAttribution
         var all = Enumerable.Range(0, (int)acts.MlpWidth).Select(i => (long)i).ToArray();
         var rows = new Tensor[acts.Layers];
         for (int l = 0; l < acts.Layers; l++)
-            rows[l] = ExactForLayer(weights, readout, l, all, m[l], lsm[l]);
+            rows[l] = ExactFor(weights, readout, Enumerable.Repeat(l, all.Length).ToArray(), all, m[l], lsm);
         return stack(rows, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// Exact scores of the neurons <paramref name="neurons"/> of <paramref name="layer"/> with coefficients
-    /// <paramref name="coefficients"/> [n], against base log-probabilities <paramref name="logSoftmaxBase"/> [V]: [n].
-    /// score = delta[y] - logsumexp(logSoftmaxBase + delta), delta = s m_i U[:, i] (the neuron term kept apart from the base
-    /// logits); U rows come from <see cref="UnembeddedDirections"/>, <see cref="FrozenScaleReadout.RowsPerChunk"/> at a time.
+    /// Exact scores of the neurons <paramref name="neurons"/> of the layers <paramref name="layers"/> (pairwise) with
+    /// coefficients <paramref name="coefficients"/> [n], against each layer's base log-probabilities
+    /// <paramref name="logSoftmaxBase"/> [L, V]: [n]. score = delta[y] - logsumexp(logSoftmaxBase[layer] + delta),
+    /// delta = s m_i U[:, i] (the neuron term kept apart from the base logits); U rows come from
+    /// <see cref="UnembeddedDirections"/>, <see cref="FrozenScaleReadout.RowsPerChunk"/> at a time, each chunk in one product
+    /// whatever its layers.
     /// </summary>
-    private static Tensor ExactForLayer(ReadoutWeights weights, FrozenScaleReadout readout, int layer, long[] neurons,
+    private static Tensor ExactFor(ReadoutWeights weights, FrozenScaleReadout readout, int[] layers, long[] neurons,
         Tensor coefficients, Tensor logSoftmaxBase)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         var coef = coefficients.to(readout.Device).to(readout.ComputeType) * readout.ScaleTensor;
-        var lsm = logSoftmaxBase.to(readout.Device).to(readout.ComputeType).reshape(1, -1);
+        var lsm = logSoftmaxBase.to(readout.Device).to(readout.ComputeType);
         long chunk = readout.RowsPerChunk;
         var parts = new List<Tensor>();
         for (long i = 0; i < neurons.LongLength; i += chunk)
         {
-            int n = (int)Math.Min(chunk, neurons.LongLength - i);
-            var u = UnembeddedDirections.Neurons(weights.Directions, weights, readout, layer, neurons[(int)i..((int)i + n)]); // [n, V]
-            var delta = u * coef.narrow(0, i, n).unsqueeze(1);                                           // [n, V]
-            var dy = delta.index_select(1, readout.TargetTensor).squeeze(1);                              // [n]
-            parts.Add(dy - (delta + lsm).logsumexp(1));
+            int a = (int)i, n = (int)Math.Min(chunk, neurons.LongLength - i);
+            var ls = layers[a..(a + n)];
+            var u = UnembeddedDirections.Neurons(weights.Directions, weights, readout, ls, neurons[a..(a + n)]);   // [n, V]
+            var delta = u * coef.narrow(0, i, n).unsqueeze(1);                                                  // [n, V]
+            var dy = delta.index_select(1, readout.TargetTensor).squeeze(1);                                     // [n]
+            var lsmRows = ls.All(l => l == ls[0]) ? lsm[ls[0]].unsqueeze(0)
+                : lsm.index_select(0, tensor(ls.Select(l => (long)l).ToArray(), device: lsm.device));       // [1 or n, V]
+            parts.Add(dy - (delta + lsmRows).logsumexp(1));
         }
         if (parts.Count == 0) return zeros(new long[] { 0 }, readout.ComputeType, readout.Device).MoveToOuterDisposeScope();
         return (parts.Count == 1 ? parts[0] : cat(parts, 0)).MoveToOuterDisposeScope();
@@ -174,17 +179,11 @@ public static class NeuronAttribution
         var best = new List<double>();
         for (int start = 0; start < k; start += step)
         {
-            // This chunk's candidates, grouped by layer (sorted by flat index), scored layer by layer.
+            // This chunk's candidates (sorted by flat index: by layer, then neuron), all layers in one product.
             var chunk = byFirstOrder[start..Math.Min(k, start + step)];
             Array.Sort(chunk);
-            var chunkParts = new List<Tensor>();
-            foreach (var group in chunk.GroupBy(c => c / I))
-            {
-                int l = (int)group.Key;
-                var cols = group.Select(c => c - l * I).ToArray();
-                chunkParts.Add(ExactForLayer(weights, readout, l, cols, m[l].index_select(0, tensor(cols, device: readout.Device)), lsm[l]));
-            }
-            var exact = chunkParts.Count == 1 ? chunkParts[0] : cat(chunkParts, 0);
+            var exact = ExactFor(weights, readout, chunk.Select(c => (int)(c / I)).ToArray(), chunk.Select(c => c % I).ToArray(),
+                m.reshape(-1).index_select(0, tensor(chunk, device: readout.Device)), lsm);
             scored.AddRange(chunk);
             exactParts.Add(exact);
             int next = start + chunk.Length;

@@ -155,7 +155,8 @@ public static class Statistics
         // Layers and heads: one readout of [3L + L*H, D].
         var (x, mid, post) = LogProbIncrease.Streams(acts, readout);
         var c = HeadContributions.PerHead(acts, weights, ct).to(dev);
-        var lp = readout.LogProb(cat(new[] { x, mid, post, (x.unsqueeze(1) + c).reshape(L * H, -1) }, 0));
+        // The logits of x_l and x_l + a_l are kept ([2L, V]): the positions and neurons below start from them.
+        var lp = readout.LogProb(cat(new[] { x, mid, post, (x.unsqueeze(1) + c).reshape(L * H, -1) }, 0), 2L * L, out var preMidLogits);
         var lpx = lp.narrow(0, 0, L);
         var lpm = lp.narrow(0, L, L);
         var lpp = lp.narrow(0, 2 * L, L);
@@ -168,7 +169,7 @@ public static class Statistics
         // Positions of the top heads (and the extra ones).
         var top = LogProbIncrease.TopHeads(headInc, o.TopKHeads);
         var posHeads = top.Concat(o.ExtraHeads.Where(h => !top.Contains(h))).ToArray();
-        var positions = LogProbIncrease.Positions(acts, weights, readout, posHeads, lpx);  // [K, T]
+        var positions = LogProbIncrease.Positions(acts, weights, readout, posHeads, lpx, preMidLogits!.narrow(0, 0, L));  // [K, T]
         var sPositions = host.Add(positions);
         var sTopScores = host.Add(top.Length == 0 ? zeros(0, ct, dev)
             : headInc.reshape(-1).index_select(0, tensor(top.Select(h => (long)h.Layer * H + h.Head).ToArray(), device: dev)));
@@ -179,7 +180,7 @@ public static class Statistics
         HostTransfer.Slot? sNScores = null, sNFirst = null, sNCand = null;
         if (route != NeuronRoute.None)
         {
-            var lsmMid = readout.LogSoftmax(mid);
+            var lsmMid = preMidLogits!.narrow(0, L, L).log_softmax(-1);
             var n = NeuronAttribution.Compute(acts, weights, readout, o.Neurons with { Route = route }, lsmMid)!;
             sNScores = host.Add(n.Scores);
             sNFirst = host.Add(n.FirstOrder);

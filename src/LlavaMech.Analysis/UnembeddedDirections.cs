@@ -37,30 +37,42 @@ public sealed class UnembeddedDirections : IDisposable
     }
 
     /// <summary>
-    /// U rows W_U diag(g) W_down[:, i] for the neurons <paramref name="neurons"/> of <paramref name="layer"/>: [n, V], a new
-    /// tensor in the caller's scope; held rows are copied, missing ones computed in one product and kept.
+    /// U rows W_U diag(g) W_down[:, i] for the neurons <paramref name="neurons"/> of the layers <paramref name="layers"/>
+    /// (pairwise, any layers): [n, V], a new tensor in the caller's scope, rows in the order given; held rows are copied,
+    /// missing ones computed in ONE product with the unembedding whatever their layers (a pass over W_U is the cost of a
+    /// few rows on a CPU) and kept.
     /// </summary>
-    public static Tensor Neurons(UnembeddedDirections? cache, ReadoutWeights weights, FrozenScaleReadout readout, int layer, long[] neurons)
+    public static Tensor Neurons(UnembeddedDirections? cache, ReadoutWeights weights, FrozenScaleReadout readout, int[] layers, long[] neurons)
     {
-        var down = weights.DownProj[layer];
-        Tensor Compute(long[] idx)
+        if (layers.Length != neurons.Length) throw new ArgumentException($"{layers.Length} layers for {neurons.Length} neurons");
+        Tensor Compute(int[] which)                                                 // [which.Length, V], rows in that order
         {
-            var cols = down.index_select(1, tensor(idx, device: down.device)).to(readout.Device).to(readout.ComputeType); // [D, n]
-            return nn.functional.linear(cols.t() * readout.Norm, readout.Unembedding);                              // [n, V]
+            var order = which.Select((j, k) => (j, k)).GroupBy(t => layers[t.j]).SelectMany(g => g).ToArray();
+            var cols = cat(order.GroupBy(t => layers[t.j]).Select(g =>
+            {
+                var down = weights.DownProj[g.Key];
+                return down.index_select(1, tensor(g.Select(t => neurons[t.j]).ToArray(), device: down.device));
+            }).ToArray(), 1).to(readout.Device).to(readout.ComputeType);            // [D, n], grouped by layer
+            var u = nn.functional.linear(cols.t() * readout.Norm, readout.Unembedding); // [n, V]
+            if (order.Select((t, r) => t.k == r).All(x => x)) return u;
+            var back = new long[order.Length];
+            for (int r = 0; r < order.Length; r++) back[order[r].k] = r;
+            return u.index_select(0, tensor(back, device: u.device));
         }
-        if (cache is null || cache.CapacityBytes == 0) return Compute(neurons);
+        var all = Enumerable.Range(0, neurons.Length).ToArray();
+        if (cache is null || cache.CapacityBytes == 0) return Compute(all);
         var rows = new Tensor?[neurons.Length];
         var missing = new List<int>();
         for (int j = 0; j < neurons.Length; j++)
-            if (cache._lru.TryGet((true, layer, (int)neurons[j], readout.ComputeType), out var held)) rows[j] = held;
+            if (cache._lru.TryGet((true, layers[j], (int)neurons[j], readout.ComputeType), out var held)) rows[j] = held;
             else missing.Add(j);
-        Tensor? fresh = missing.Count > 0 ? Compute(missing.Select(j => neurons[j]).ToArray()) : null;
+        Tensor? fresh = missing.Count > 0 ? Compute(missing.ToArray()) : null;
         for (int k = 0; k < missing.Count; k++) rows[missing[k]] = fresh![k];
         var result = stack(rows!, 0);                                   // copies: evictions below cannot touch it
         for (int k = 0; k < missing.Count; k++)
         {
             var row = fresh![k].clone();
-            if (cache._lru.TryAdd((true, layer, (int)neurons[missing[k]], readout.ComputeType), row, row.NumberOfElements * row.ElementSize))
+            if (cache._lru.TryAdd((true, layers[missing[k]], (int)neurons[missing[k]], readout.ComputeType), row, row.NumberOfElements * row.ElementSize))
                 row.DetachFromDisposeScope();
         }
         return result;
