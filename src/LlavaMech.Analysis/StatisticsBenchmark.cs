@@ -11,14 +11,20 @@ public sealed record BenchmarkShapes(
 /// <param name="HeadsLayersPositionsMs">Statistics.Compute without neurons: target, layers, all heads, top-3 heads' positions (second run).</param>
 /// <param name="ExactNeuronsMs">exact score of every neuron (U route, computed chunk by chunk).</param>
 /// <param name="ScreenedNeuronsMs">first-order screen + exact scores of the top-K candidates (second run).</param>
+/// <param name="KeptNeuronsMs">the same screen keeping the top <paramref name="Kept"/> (as neuron_stats does): candidates
+/// scored until no other can enter them (second run).</param>
+/// <param name="KeptScored">how many of the K candidates that screen scored exactly.</param>
+/// <param name="KeptSame">whether its top <paramref name="Kept"/> neurons and scores (to 1e-6) are those of scoring all K.</param>
 public sealed record BenchmarkReport(
     BenchmarkShapes Shapes, string Device, ScalarType ComputeType, int Threads, int ScreenK,
     double HeadsLayersPositionsMs, double ExactNeuronsMs, double ScreenedNeuronsMs,
-    NeuronRecall Recall, IReadOnlyDictionary<string, double> ComputeBreakdownMs)
+    NeuronRecall Recall, IReadOnlyDictionary<string, double> ComputeBreakdownMs,
+    int Kept, double KeptNeuronsMs, int KeptScored, bool KeptSame)
 {
     public override string ToString() =>
         $"shapes {Shapes}, device {Device}, {ComputeType}, {Threads} threads: heads+layers+positions {HeadsLayersPositionsMs:F0} ms, " +
-        $"exact neurons {ExactNeuronsMs:F0} ms, screened neurons (K={ScreenK}) {ScreenedNeuronsMs:F0} ms; screened recall@{Recall.TopN} " +
+        $"exact neurons {ExactNeuronsMs:F0} ms, screened neurons (K={ScreenK}) {ScreenedNeuronsMs:F0} ms, keeping the top {Kept} " +
+        $"{KeptNeuronsMs:F0} ms ({KeptScored} of {ScreenK} scored, same top {Kept}: {(KeptSame ? "yes" : "NO")}); screened recall@{Recall.TopN} " +
         $"+{Recall.Positive:P0} -{Recall.Negative:P0}, candidate diff {Recall.MaxCandidateDifference:G3}, first-order corr {Recall.FirstOrderCorrelation:F5}; " +
         $"breakdown {string.Join(", ", ComputeBreakdownMs.Select(kv => $"{kv.Key} {kv.Value:F0}"))}";
 }
@@ -56,7 +62,7 @@ public static class StatisticsBenchmark
     /// <paramref name="recallTopN"/> against the exact route.
     /// </summary>
     public static BenchmarkReport Run(BenchmarkShapes? shapes = null, int screenK = 256, int recallTopN = 100,
-        Device? device = null, ScalarType computeType = ScalarType.Float32, Action<string>? log = null)
+        Device? device = null, ScalarType computeType = ScalarType.Float32, Action<string>? log = null, int kept = 20)
     {
         var sh = shapes ?? new BenchmarkShapes();
         using var inference = inference_mode();
@@ -77,10 +83,10 @@ public static class StatisticsBenchmark
             return new NeuronScores(n.Route, Rows(n.Scores), Rows(n.FirstOrder),
                 n.Candidates?.cpu().data<long>().ToArray().Select(v => (int)v).ToArray());
         }
-        NeuronTensors Screen()
+        NeuronTensors Screen(int? keep = null)
         {
             using var sc = NewDisposeScope();
-            var r = NeuronAttribution.Screened(acts, w, readout, screenK);
+            var r = NeuronAttribution.Screened(acts, w, readout, screenK, keep: keep);
             r.Scores.cpu().Dispose();   // wait for the device
             return new NeuronTensors(r.Route, r.Scores.MoveToOuterDisposeScope(), r.FirstOrder.MoveToOuterDisposeScope(), r.Candidates?.MoveToOuterDisposeScope());
         }
@@ -89,6 +95,17 @@ public static class StatisticsBenchmark
         var screened = Screen();
         double screenedMs = sw.Elapsed.TotalMilliseconds;
         log?.Invoke($"screened neurons K={screenK} {screenedMs:F0} ms");
+        Screen(kept);
+        sw.Restart();
+        var keptScreen = Screen(kept);
+        double keptMs = sw.Elapsed.TotalMilliseconds;
+        var (all, few) = (ToManaged(screened), ToManaged(keptScreen));
+        List<(int Index, double Score)> Best(NeuronScores n) => n.Scores.SelectMany(r => r).Select((v, i) => (i, v))
+            .Where(t => n.ExactIndices is null || Array.BinarySearch(n.ExactIndices, t.i) >= 0).OrderByDescending(t => t.v).Take(kept).ToList();
+        var (bestAll, bestFew) = (Best(all), Best(few));
+        bool same = bestAll.Select(t => t.Index).SequenceEqual(bestFew.Select(t => t.Index))
+                    && bestAll.Zip(bestFew).All(p => Math.Abs(p.First.Score - p.Second.Score) <= 1e-6);
+        log?.Invoke($"screened neurons keeping the top {kept} {keptMs:F0} ms, {few.ExactIndices!.Length} scored");
 
         sw.Restart();
         var exact = NeuronAttribution.ExactAll(acts, w, readout);
@@ -96,7 +113,8 @@ public static class StatisticsBenchmark
         double exactMs = sw.Elapsed.TotalMilliseconds;
         log?.Invoke($"exact neurons {exactMs:F0} ms");
 
-        var recall = Statistics.Recall(ToManaged(screened), ToManaged(exact), recallTopN);
-        return new BenchmarkReport(sh, w.LmHead.device.ToString(), computeType, get_num_threads(), screenK, hlp, exactMs, screenedMs, recall, s.TimingsMs);
+        var recall = Statistics.Recall(all, ToManaged(exact), recallTopN);
+        return new BenchmarkReport(sh, w.LmHead.device.ToString(), computeType, get_num_threads(), screenK, hlp, exactMs, screenedMs, recall, s.TimingsMs,
+            kept, keptMs, few.ExactIndices.Length, same);
     }
 }

@@ -17,6 +17,8 @@ public class BenchmarkTests
         Assert.True(r.Recall.MaxCandidateDifference < 1e-5);
         Assert.True(r.Recall.FirstOrderCorrelation > 0.99);
         Assert.True(r.Recall.Positive >= 0.9 && r.Recall.Negative >= 0.9);
+        Assert.True(r.KeptSame, "the screen keeping the top 20 kept other neurons than scoring all candidates");
+        Assert.InRange(r.KeptScored, r.Kept, r.ScreenK);
     }
 
     /// <summary>llava-1.5-7b shapes (2 layers): minutes on a CPU, so only with LLAVAMECH_BENCH=1.</summary>
