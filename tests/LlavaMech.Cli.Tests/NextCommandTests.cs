@@ -91,41 +91,17 @@ public class NextCommandTests : IDisposable
     [Fact]
     public void Run_writes_image_parts_that_match_the_reference_layout()
     {
-        var data = Path.Combine(_tmp, "data");
-        Directory.CreateDirectory(data);
-        var lines = new List<string>();
-        foreach (var c in new[] { "wide_circle", "tall_triangle", "square_near", "text_banana" })
-        {
-            var g = Golden(c);
-            var image = g.GetProperty("image").ValueKind == JsonValueKind.String ? g.GetProperty("image").GetString() : null;
-            if (image is not null) File.Copy(Fixtures.File(Next, image), Path.Combine(data, image));
-            lines.Add(JsonSerializer.Serialize(new Dictionary<string, object?>
-            {
-                ["id"] = c, ["task"] = image is null ? "tqa" : "vqa", ["image"] = image, ["prompt"] = g.GetProperty("prompt").GetString(),
-            }));
-        }
-        File.WriteAllLines(Path.Combine(data, "manifest.jsonl"), lines);
+        string manifest = NextGoldens.WriteManifest(Path.Combine(_tmp, "data"));
         var outDir = Path.Combine(_tmp, "run");
-        var r = CliRunner.Run(TimeSpan.FromMinutes(5), "run", "--model", Fixtures.Model(Next), "--dataset", Path.Combine(data, "manifest.jsonl"), "--out", outDir);
+        var r = CliRunner.Run(TimeSpan.FromMinutes(5), "run", "--model", Fixtures.Model(Next), "--dataset", manifest, "--out", outDir);
         Assert.True(r.ExitCode == 0, r.Stderr + r.Stdout);
         using var db = new DuckDBConnection("Data Source=:memory:");
         db.Open();
         long Scalar(string sql) { using var cmd = db.CreateCommand(); cmd.CommandText = sql; return Convert.ToInt64(cmd.ExecuteScalar()); }
         string T(string table) => $"read_parquet('{Path.Combine(outDir, table).Replace("'", "''")}/*.parquet')";
         Assert.Equal(4, Scalar($"select count(*) from {T("examples")}"));
-        foreach (var c in new[] { "wide_circle", "tall_triangle", "square_near" })
-        {
-            var g = Golden(c);
-            // One top head's rows: 36 base positions, R' x C' grid positions, R' newlines; the lens covers all N image positions.
-            string head = $"from {T("position_stats")} where example_id = '{c}' and (layer, head) = (select (layer, head) from {T("position_stats")} where example_id = '{c}' limit 1)";
-            Assert.Equal(g.GetProperty("base_tokens").GetInt32(), Scalar($"select count(*) {head} and image_part = 'base'"));
-            Assert.Equal(g.GetProperty("newline_tokens").GetInt32(), Scalar($"select count(*) {head} and image_part = 'newline'"));
-            var kept = g.GetProperty("unpadded_grid_rows_cols");
-            Assert.Equal(kept[0].GetInt32() * kept[1].GetInt32(), Scalar($"select count(*) {head} and image_part = 'grid'"));
-            Assert.Equal(kept[0].GetInt32() - 1, Scalar($"select max(patch_row) {head} and image_part = 'grid'"));
-            Assert.Equal(kept[1].GetInt32(), Scalar($"select min(patch_col) {head} and image_part = 'newline'"));
-            Assert.Equal(g.GetProperty("n_image_tokens").GetInt32(), Scalar($"select count(distinct position) from {T("logit_lens")} where example_id = '{c}'"));
-        }
+        foreach (var (what, expected, sql) in NextGoldens.LayoutChecks(T))
+            Assert.True(expected == Scalar(sql), $"{what}: expected {expected}, the tables say {Scalar(sql)}");
         Assert.Equal(0, Scalar($"select count(*) from {T("position_stats")} where example_id = 'text_banana' and image_part is not null"));
         // Per task, does the answer come from the thumbnail or the tiles: the mean shares of image_part_shares in summary.json.
         var parts = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json"))).RootElement.GetProperty("image_parts").EnumerateArray().ToArray();

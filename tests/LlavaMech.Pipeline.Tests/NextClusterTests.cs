@@ -13,30 +13,11 @@ namespace LlavaMech.Pipeline.Tests;
 /// </summary>
 public class NextClusterTests(ITestOutputHelper output)
 {
-    private const string Next = "tiny-llava-next-vicuna";
-    private static readonly string[] Cases = ["wide_circle", "tall_triangle", "square_near", "text_banana"];
-
-    private static JsonElement Golden(string caseId) => JsonDocument.Parse(File.ReadAllText(Fixtures.File(Next, $"golden_{caseId}.json"))).RootElement;
-
     [Fact]
     public async Task Silo_and_submit_run_a_next_job_and_place_every_image_position_on_its_part()
     {
         using var tmp = new TempDir();
-        string data = tmp.Sub("data");
-        Directory.CreateDirectory(data);
-        var lines = new List<string>();
-        foreach (var c in Cases)
-        {
-            var g = Golden(c);
-            string? image = g.GetProperty("image").ValueKind == JsonValueKind.String ? g.GetProperty("image").GetString() : null;
-            if (image is not null) File.Copy(Fixtures.File(Next, image), Path.Combine(data, image));
-            lines.Add(JsonSerializer.Serialize(new Dictionary<string, object?>
-            {
-                ["id"] = c, ["task"] = image is null ? "tqa" : "vqa", ["image"] = image, ["prompt"] = g.GetProperty("prompt").GetString(),
-            }));
-        }
-        string manifest = Path.Combine(data, "manifest.jsonl");
-        File.WriteAllLines(manifest, lines);
+        string manifest = NextGoldens.WriteManifest(tmp.Sub("data"));
 
         string clusterId = "next" + Guid.NewGuid().ToString("N")[..10];
         int port = PipelineHost.FreePort(), gateway = PipelineHost.FreePort();
@@ -47,7 +28,7 @@ public class NextClusterTests(ITestOutputHelper output)
 
         string outDir = tmp.Sub("out");
         var submit = await ChildProcess.RunAsync("submit",
-            ["submit", "--model", Fixtures.Model(Next), "--dataset", manifest, "--out", outDir, "--run-id", "next-job", "--shard-size", "2", "--wait", .. cluster],
+            ["submit", "--model", Fixtures.Model(NextGoldens.Model), "--dataset", manifest, "--out", outDir, "--run-id", "next-job", "--shard-size", "2", "--wait", .. cluster],
             null, TimeSpan.FromMinutes(4));
         output.WriteLine(submit.Output);
         Assert.True(submit.Code == 0, submit.Output + "\n--- silo\n" + silo.Output);
@@ -60,22 +41,10 @@ public class NextClusterTests(ITestOutputHelper output)
         db.Open();
         long Scalar(string sql) { using var cmd = db.CreateCommand(); cmd.CommandText = sql; return Convert.ToInt64(cmd.ExecuteScalar()); }
         string T(string table) => $"read_parquet('{Path.Combine(outDir, table).Replace("'", "''")}/*.parquet')";
-        Assert.Equal(Cases.Length, Scalar($"select count(*) from {T("examples")}"));
-        Assert.Equal(Cases.Length, Scalar($"select count(distinct example_id) from {T("examples")}"));   // each once
-        foreach (var c in Cases.Where(c => Golden(c).GetProperty("image").ValueKind == JsonValueKind.String))
-        {
-            var g = Golden(c);
-            string head = $"from {T("position_stats")} where example_id = '{c}' and (layer, head) = (select (layer, head) from {T("position_stats")} where example_id = '{c}' limit 1)";
-            Assert.Equal(g.GetProperty("base_tokens").GetInt32(), Scalar($"select count(*) {head} and image_part = 'base'"));
-            Assert.Equal(g.GetProperty("newline_tokens").GetInt32(), Scalar($"select count(*) {head} and image_part = 'newline'"));
-            var kept = g.GetProperty("unpadded_grid_rows_cols");
-            Assert.Equal(kept[0].GetInt32() * kept[1].GetInt32(), Scalar($"select count(*) {head} and image_part = 'grid'"));
-            Assert.Equal(g.GetProperty("n_image_tokens").GetInt32(), Scalar($"select count(distinct position) from {T("logit_lens")} where example_id = '{c}'"));
-            // The worker's target and sequence are the reference's.
-            Assert.Equal(g.GetProperty("target_id").GetInt64(), Scalar($"select target_id from {T("examples")} where example_id = '{c}'"));
-            Assert.Equal(g.GetProperty("seq_len").GetInt64(), Scalar($"select seq_len from {T("examples")} where example_id = '{c}'"));
-            Assert.Equal(g.GetProperty("n_image_tokens").GetInt64(), Scalar($"select num_image_tokens from {T("examples")} where example_id = '{c}'"));
-        }
+        Assert.Equal(NextGoldens.Cases.Length, Scalar($"select count(*) from {T("examples")}"));
+        Assert.Equal(NextGoldens.Cases.Length, Scalar($"select count(distinct example_id) from {T("examples")}"));   // each once
+        foreach (var (what, expected, sql) in NextGoldens.LayoutChecks(T))
+            Assert.True(expected == Scalar(sql), $"{what}: expected {expected}, the worker's tables say {Scalar(sql)}");
         var parts = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "summary.json"))).RootElement.GetProperty("image_parts").EnumerateArray().ToArray();
         Assert.Equal(["base", "grid", "newline"], parts.Select(p => p.GetProperty("part").GetString()));
         Assert.Equal(1.0, parts.Sum(p => p.GetProperty("mean_attn_share").GetDouble()), 9);
