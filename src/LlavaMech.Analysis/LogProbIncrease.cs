@@ -50,17 +50,26 @@ public static class LogProbIncrease
         int H = weights.NumHeads, G = H / weights.NumKeyValueHeads;
         long d = acts.HeadDim;
         var dev = readout.Device;
+        foreach (var (l, h) in heads)
+            if (l < 0 || l >= acts.Layers || h < 0 || h >= H) throw new ArgumentOutOfRangeException(nameof(heads), $"head {l}_{h} outside [0, {acts.Layers}) x [0, {H})");
+        // The heads' directions a group at a time (as many as one readout chunk holds): one product over W_U per group.
+        int group = (int)Math.Max(1, readout.RowsPerChunk / d);
+        Tensor[] directions = [];
         var rows = new Tensor[heads.Count];
         for (int k = 0; k < heads.Count; k++)
         {
+            if (k % group == 0)
+            {
+                foreach (var t in directions) t.Dispose();
+                directions = UnembeddedDirections.Heads(weights.Directions, weights, readout, heads.Skip(k).Take(group).ToArray());   // [d, V] each
+            }
             var (l, h) = heads[k];
-            if (l < 0 || l >= acts.Layers || h < 0 || h >= H) throw new ArgumentOutOfRangeException(nameof(heads), $"head {l}_{h} outside [0, {acts.Layers}) x [0, {H})");
             // logits(x + c_p) = logits(x) + s A[t,p] M V_p with M = W_U diag(g) W_O[:, head]: one [V, d] matrix per head
             // instead of a [V, D] product per position (D/d times less work), and M is the model's, kept across examples.
             var x = acts.ResidPre[l].to(dev).to(readout.ComputeType);                                       // [D]
             var baseLogits = logitsPre is null ? readout.Logits(x.unsqueeze(0))
                 : logitsPre[l].to(dev).to(readout.ComputeType).unsqueeze(0);                              // [1, V]
-            var mT = UnembeddedDirections.Head(weights.Directions, weights, readout, l, h);                  // [d, V]
+            var mT = directions[k % group];                                                                  // [d, V]
             var a = acts.PatternLastRow[l, h].to(dev).to(readout.ComputeType);                              // [T]
             var v = acts.Values[l].select(1, h / G).to(dev).to(readout.ComputeType);                       // [T, d]
             var weighted = a.unsqueeze(1) * v * readout.ScaleTensor;                                      // [T, d]

@@ -23,17 +23,39 @@ public sealed class UnembeddedDirections : IDisposable
     public long Hits => _lru.Hits;
     public long Misses => _lru.Misses;
 
-    /// <summary>W_U diag(g) W_O[:, head block] transposed: [d, V] in the readout's dtype, on its device. Owned by the cache when
-    /// <paramref name="cache"/> holds it (do not dispose; use it before asking for another direction); otherwise by the caller's scope.</summary>
-    public static Tensor Head(UnembeddedDirections? cache, ReadoutWeights weights, FrozenScaleReadout readout, int layer, int head)
+    /// <summary>
+    /// W_U diag(g) W_O[:, head block] transposed, [d, V] in the readout's dtype on its device, for each of
+    /// <paramref name="heads"/>: new tensors in the caller's scope (held ones copied, so later evictions cannot touch them);
+    /// the missing ones are made in as few products with the unembedding as the readout's chunk allows (one pass over
+    /// W_U for several heads costs less than one each) and kept.
+    /// </summary>
+    public static Tensor[] Heads(UnembeddedDirections? cache, ReadoutWeights weights, FrozenScaleReadout readout, IReadOnlyList<HeadIndex> heads)
     {
-        var key = (false, layer, head, readout.ComputeType);
-        if (cache is not null && cache._lru.TryGet(key, out var held)) return held;
-        long d = weights.OProj[layer].shape[1] / weights.NumHeads;
-        var block = weights.OProj[layer].narrow(1, head * d, d).to(readout.Device).to(readout.ComputeType);   // [D, d]
-        var m = nn.functional.linear((block * readout.Norm.unsqueeze(1)).t(), readout.Unembedding);           // [d, V]
-        if (cache is not null && cache._lru.TryAdd(key, m, m.NumberOfElements * m.ElementSize)) m.DetachFromDisposeScope();
-        return m;
+        var result = new Tensor[heads.Count];
+        var missing = new List<int>();
+        for (int k = 0; k < heads.Count; k++)
+            if (cache is not null && cache._lru.TryGet((false, heads[k].Layer, heads[k].Head, readout.ComputeType), out var held)) result[k] = held.clone();
+            else missing.Add(k);
+        if (missing.Count == 0) return result;
+        long d = weights.OProj[0].shape[1] / weights.NumHeads;
+        int perProduct = (int)Math.Max(1, readout.RowsPerChunk / d);
+        foreach (var group in missing.Chunk(perProduct))
+        {
+            using var products = NewDisposeScope();                            // the product is freed once its rows are copied
+            var blocks = cat(group.Select(k => weights.OProj[heads[k].Layer].narrow(1, heads[k].Head * d, d)
+                .to(readout.Device).to(readout.ComputeType)).ToArray(), 1);                                   // [D, n d]
+            var made = nn.functional.linear((blocks * readout.Norm.unsqueeze(1)).t(), readout.Unembedding);     // [n d, V]
+            for (int j = 0; j < group.Length; j++)
+            {
+                int k = group[j];
+                result[k] = made.narrow(0, j * d, d).clone().MoveToOuterDisposeScope();
+                if (cache is null) continue;
+                var kept = result[k].clone();
+                if (cache._lru.TryAdd((false, heads[k].Layer, heads[k].Head, readout.ComputeType), kept, kept.NumberOfElements * kept.ElementSize))
+                    kept.DetachFromDisposeScope();
+            }
+        }
+        return result;
     }
 
     /// <summary>
