@@ -69,17 +69,16 @@ public sealed class UnembeddedDirections : IDisposable
         if (layers.Length != neurons.Length) throw new ArgumentException($"{layers.Length} layers for {neurons.Length} neurons");
         Tensor Compute(int[] which)                                                 // [which.Length, V], rows in that order
         {
-            var order = which.Select((j, k) => (j, k)).GroupBy(t => layers[t.j]).SelectMany(g => g).ToArray();
-            var cols = cat(order.GroupBy(t => layers[t.j]).Select(g =>
+            // W_down columns gathered a run of equal layers at a time (callers pass them sorted by layer: one run per layer).
+            var runs = new List<Tensor>();
+            for (int a = 0, b; a < which.Length; a = b)
             {
-                var down = weights.DownProj[g.Key];
-                return down.index_select(1, tensor(g.Select(t => neurons[t.j]).ToArray(), device: down.device));
-            }).ToArray(), 1).to(readout.Device).to(readout.ComputeType);            // [D, n], grouped by layer
-            var u = nn.functional.linear(cols.t() * readout.Norm, readout.Unembedding); // [n, V]
-            if (order.Select((t, r) => t.k == r).All(x => x)) return u;
-            var back = new long[order.Length];
-            for (int r = 0; r < order.Length; r++) back[order[r].k] = r;
-            return u.index_select(0, tensor(back, device: u.device));
+                for (b = a + 1; b < which.Length && layers[which[b]] == layers[which[a]]; b++) { }
+                var down = weights.DownProj[layers[which[a]]];
+                runs.Add(down.index_select(1, tensor(which[a..b].Select(j => neurons[j]).ToArray(), device: down.device)));
+            }
+            var cols = cat(runs, 1).to(readout.Device).to(readout.ComputeType);     // [D, n]
+            return nn.functional.linear(cols.t() * readout.Norm, readout.Unembedding); // [n, V]
         }
         var all = Enumerable.Range(0, neurons.Length).ToArray();
         if (cache is null || cache.CapacityBytes == 0) return Compute(all);

@@ -50,7 +50,7 @@ public sealed class PipelineAnalyzer : IDisposable
     /// <summary>
     /// The shortest shared prefix that <see cref="PrefixReuse.Auto"/> reuses. Below it a model's passes cost little next to
     /// their fixed overhead, and the full passes batch across images: on the toy model (a 42-token prefix), reuse ran at
-    /// 0.37-0.92x of batched full passes with 2-10 questions per image (README, "Prefix reuse"); a real LLaVA image alone is
+    /// 0.64-1.11x of batched full passes with 2-10 questions per image (README, "Prefix reuse"); a real LLaVA image alone is
     /// several hundred tokens or more.
     /// </summary>
     public const int AutoPrefixTokens = 256;
